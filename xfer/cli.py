@@ -82,9 +82,190 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     audit.set_defaults(handler=_cmd_data_audit)
 
 
+# --- xfer train, xfer pretrain ------------------------------------------------------------
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return value
+
+
+def _trial_config(args: argparse.Namespace, *, data: str, image_size: int | None, n: int | None):
+    from xfer.train import TrialConfig
+
+    return TrialConfig(
+        data=data, model=args.model, init=args.init, train_layers=args.train_layers,
+        weights=args.weights, head=args.head, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
+        schedule=args.schedule, early_stopping_patience=args.early_stopping,
+        label_smoothing=args.label_smoothing, augment=args.augment, image_size=image_size,
+        n=n, seed=args.seed, device=args.device, eval_batch_size=args.eval_batch_size)
+
+
+def _check_json_out(path: str | None):
+    """The --json-out path, checked before training so a finished run is never lost to it."""
+    from pathlib import Path
+
+    if path is None:
+        return None
+    out = Path(path).expanduser()
+    if out.is_dir():
+        raise UsageError(f"--json-out {out} is a folder; name the JSON file")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"--json-out {out}: {parent} is not a folder")
+            break
+    return out
+
+
+def _write_json(out, result: dict) -> None:
+    import json
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+def _summary(result: dict) -> str:
+    return (f"test_accuracy {result['test_accuracy']:.4f}  test_f1_macro {result['test_f1_macro']:.4f}  "
+            f"test_auc_roc_ovr {result['test_auc_roc_ovr']:.4f}  epochs_run {result['epochs_run']}  "
+            f"train_time_s {result['train_time_s']:.1f}  wall_time_s {result['wall_time_s']:.1f}  "
+            f"macs_per_image {result['macs_per_image']:.3g}  train_macs {result['train_macs']:.3g}  "
+            f"n_train {result['n_train']}  device {result['device']}")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from xfer.train import fit
+
+    config = _trial_config(args, data=args.data, image_size=args.image_size, n=args.n).validate()
+    json_out = _check_json_out(args.json_out)
+    result = fit(config)
+    print(_summary(result))
+    if result["weights"] is not None:
+        print(f"weights {result['weights']['source']} sha256 {result['weights']['sha256']}")
+    if json_out is not None:
+        _write_json(json_out, result)
+    return EXIT_OK
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from xfer.pretrain import SourceTask, check_out_path, pretrain, source_dataset
+
+    out = check_out_path(args.out)
+    json_out = _check_json_out(args.json_out)
+    if args.data is not None:
+        config = _trial_config(args, data=args.data, image_size=args.image_size, n=args.n).validate()
+    else:
+        source = SourceTask(preset=args.source_preset or "varied", n=args.n or SourceTask.n,
+                            seed=args.seed, image_size=args.image_size or SourceTask.image_size)
+        # Validate the training config at the generated size before generating anything.
+        config = _trial_config(args, data="(source task)", image_size=None, n=None)
+        replace(config, image_size=source.image_size).validate()
+        data_dir = source_dataset(source, out.parent, progress=print)
+        print(f"source task: {data_dir}")
+        config = replace(config, data=str(data_dir))
+    info = pretrain(out, config)
+    print(_summary(info["result"]))
+    print(f"wrote weights {info['path']}  sha256 {info['sha256']}  (model {config.model}, "
+          f"source task {info['source_task'].get('preset')} seed {info['source_task'].get('seed')} "
+          f"n {info['source_task'].get('n')}, test_accuracy {info['result']['test_accuracy']:.4f})")
+    if json_out is not None:
+        _write_json(json_out, {k: v for k, v in info.items()})
+    return EXIT_OK
+
+
+def _add_trial_flags(parser: argparse.ArgumentParser, *, init_required: bool, seed_default: int,
+                     seed_help: str) -> None:
+    """The training flags `xfer train` and `xfer pretrain` share (see xfer.train.TrialConfig).
+    Names are checked by TrialConfig.validate, which lists the valid ones; listing them here
+    would import torch for `xfer --help`."""
+    parser.add_argument("--model", required=True, metavar="NAME",
+                        help="architecture, e.g. resnet18, resnet50, small_cnn, resnet10 "
+                             "(an unknown name lists them all)")
+    parser.add_argument("--init", required=init_required, metavar="scratch|pretrained", default=None if init_required else "scratch",
+                        help="scratch: random init; pretrained: start from --weights"
+                             + ("" if init_required else " (default: scratch)"))
+    parser.add_argument("--train-layers", default="all", metavar="all|head|last_block",
+                        help="all | head (linear probe) | last_block (+ head); the rest is frozen "
+                             "(default: all)")
+    parser.add_argument("--weights", default=None, metavar="SRC",
+                        help="pretrained weights: imagenet, a file (e.g. from `xfer pretrain`), "
+                             "s3://BUCKET/KEY or runs:/RUN_ID/PATH (default with --init pretrained: imagenet)")
+    parser.add_argument("--head", default="linear",
+                        help="classifier head: linear | gap_mlp (default: linear)")
+    parser.add_argument("--epochs", type=positive_int, required=True,
+                        help="epoch budget; early stopping may run fewer")
+    parser.add_argument("--batch-size", type=positive_int, required=True,
+                        help="images per optimiser step")
+    parser.add_argument("--lr", type=positive_float, default=0.01,
+                        help="learning rate per step, the schedule's peak (default: 0.01)")
+    parser.add_argument("--optimizer", default="sgd", metavar="sgd|adam|adamw",
+                        help="sgd (momentum 0.9) | adam | adamw (default: sgd)")
+    parser.add_argument("--weight-decay", type=float, default=0.0,
+                        help="weight decay, >= 0 (default: 0)")
+    parser.add_argument("--schedule", default="constant", metavar="constant|cosine",
+                        help="lr schedule: constant | cosine (to 0 over --epochs) (default: constant)")
+    parser.add_argument("--early-stopping", type=non_negative_int, default=0, metavar="PATIENCE",
+                        help="stop after PATIENCE epochs without a val_loss improvement; 0 = off (default: 0)")
+    parser.add_argument("--label-smoothing", type=float, default=0.0,
+                        help="label smoothing of the training loss, in [0, 1) (default: 0)")
+    parser.add_argument("--augment", action="store_true",
+                        help="random horizontal flip + small shift on the device (a flip may not "
+                             "preserve the label of a plot; off by default)")
+    parser.add_argument("--seed", type=int, default=seed_default, help=seed_help)
+    parser.add_argument("--device", default="auto",
+                        help="auto (cuda when available) | cpu | cuda | cuda:N (default: auto)")
+    parser.add_argument("--eval-batch-size", type=positive_int, default=256,
+                        help="images per forward pass when evaluating (default: 256)")
+    parser.add_argument("--json-out", default=None, metavar="FILE",
+                        help="write the result (metrics, history, config, provenance) as JSON")
+
+
+def _add_train_commands(sub: argparse._SubParsersAction) -> None:
+    from xfer.data.pdf.families import PRESETS  # light: no torch import for `xfer --help`
+    from xfer.pretrain import SourceTask  # light too: torch is imported when pretraining runs
+
+    train = sub.add_parser("train", help="train and evaluate one trial (pure PyTorch, no Ray or MLflow)")
+    train.add_argument("--data", required=True,
+                       help="dataset folder with a packed cache, e.g. from `xfer data pdf`")
+    train.add_argument("--image-size", type=positive_int, default=None, metavar="PX",
+                       help="side in px fed to the model, resized on the device (default: the "
+                            "dataset's; inception_v3 always gets 299)")
+    train.add_argument("--n", type=positive_int, default=None,
+                       help="use the first N images, a stratified subset (default: all)")
+    _add_trial_flags(train, init_required=True, seed_default=0,
+                     seed_help="seed of init, batch order and augmentation (default: 0)")
+    train.set_defaults(handler=_cmd_train)
+
+    pretrain = sub.add_parser(
+        "pretrain", help="train on a source task unlike the target and save the weights for --init pretrained")
+    pretrain.add_argument("--out", required=True, metavar="FILE",
+                          help="weights file to write; a generated source dataset is cached next to it")
+    source = pretrain.add_mutually_exclusive_group()
+    source.add_argument("--data", default=None,
+                        help="source dataset folder (default: generate --source-preset)")
+    source.add_argument("--source-preset", default=None, choices=sorted(PRESETS),
+                        help="PDF-plot preset to generate as the source task (default: varied)")
+    pretrain.add_argument("--n", type=positive_int, default=None,
+                          help=f"source images: generated, or the first N of --data "
+                               f"(default: {SourceTask.n} generated, all of --data)")
+    pretrain.add_argument("--image-size", type=positive_int, default=None, metavar="PX",
+                          help=f"px: generated size, or the resize of --data (default: "
+                               f"{SourceTask.image_size} generated, the dataset's own)")
+    _add_trial_flags(pretrain, init_required=False, seed_default=1,
+                     seed_help="seed of the generated source dataset and of training; the default "
+                               "differs from the target's default 0 (default: 1)")
+    pretrain.set_defaults(handler=_cmd_pretrain)
+
+
 # --- parser and entry point ---------------------------------------------------------------
 
-_COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [_add_data_commands]
+_COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [_add_data_commands,
+                                                                        _add_train_commands]
 
 
 def build_parser() -> argparse.ArgumentParser:

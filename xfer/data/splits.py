@@ -15,7 +15,7 @@ def stratified_split(labels: np.ndarray, seed: int,
     Each class is shuffled with its own generator, seeded by ``(seed, class)``, and cut at
     the fractions: every split holds each class in proportion, and the same seed always gives
     the same split. Per class, val and test get ``round(m * fraction)`` items and train the
-    rest, so tiny classes keep at least one training image. The indices come back sorted, so
+    rest (half rounds up), so tiny classes keep at least one training image. The indices come back sorted, so
     slicing a tensor with them reads memory in order.
     """
     if not np.isclose(sum(fractions), 1.0) or min(fractions) < 0:
@@ -26,8 +26,8 @@ def stratified_split(labels: np.ndarray, seed: int,
         members = np.flatnonzero(labels == cls)
         rng = np.random.default_rng([seed, int(cls)])
         members = members[rng.permutation(len(members))]
-        n_val = int(round(len(members) * fractions[1]))
-        n_test = int(round(len(members) * fractions[2]))
+        n_val = int(len(members) * fractions[1] + 0.5)
+        n_test = int(len(members) * fractions[2] + 0.5)
         if n_val + n_test >= len(members):  # keep one training image per class
             n_test = max(0, min(n_test, len(members) - 1 - n_val))
             n_val = max(0, min(n_val, len(members) - 1 - n_test))

@@ -94,7 +94,7 @@ def load_packed(root: str | Path, n: int | None = None, seed: int | None = None)
     if not 0 < n <= total:
         raise ValueError(f"--n must be between 1 and the dataset's size {total}, got {n}")
     # NHWC on disk -> NCHW view with channels_last strides, which is what CUDA convs prefer.
-    image_tensor = torch.from_numpy(np.ascontiguousarray(images[:n])).permute(0, 3, 1, 2)
+    image_tensor = torch.from_numpy(np.array(images[:n])).permute(0, 3, 1, 2)  # reads the prefix
     label_array = labels[:n].astype(np.int64)
     split_seed = meta["seed"] if seed is None else seed
     identity = {"dataset": meta.get("kind", "pdf"), "preset": meta.get("preset"),

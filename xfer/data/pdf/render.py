@@ -102,7 +102,7 @@ def render_plot(x: np.ndarray, y: np.ndarray, size_px: int = 256) -> np.ndarray:
 
     px, py = to_px(x, y)
     draw.line(list(zip(px.tolist(), py.tolist())), fill=LINE_COLOR,
-              width=max(1, round(_LINE_PT * pt)), joint="curve")
+              width=max(SUPERSAMPLE, round(_LINE_PT * pt)), joint="curve")  # >= 1 output px
 
     spine = max(1, round(_SPINE_PT * pt))
     draw.rectangle([left, top, right, bottom], outline="black", width=spine)

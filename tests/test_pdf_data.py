@@ -1,0 +1,238 @@
+"""The PDF-plot dataset: determinism, nesting, balance, SPEC metadata, splits, caching, audit."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from xfer.data.pdf.audit import audit_dataset, audit_entries
+from xfer.data.pdf.families import FAMILY_NAMES, PRESETS, SEED_PARAMETERS, VARIED_RANGES
+from xfer.data.pdf.generate import (PdfDatasetSpec, class_counts, ensure_dataset, image_key,
+                                    plan, write_dataset)
+from xfer.data.splits import stratified_split
+from xfer.data.tensors import load_packed
+from xfer.errors import UsageError
+
+
+def _packed(root: Path) -> np.ndarray:
+    return np.load(root / "packed" / "images_u8.npy")
+
+
+@pytest.fixture(scope="module")
+def seed40(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "seed40"
+    write_dataset(PdfDatasetSpec(n=40, preset="seed", seed=3, image_size=32), out, workers=2)
+    return out
+
+
+@pytest.mark.parametrize("n", [8, 13, 100, 1000, 10000])
+def test_class_counts_are_balanced_and_sum_to_n(n):
+    counts = class_counts(n)
+    assert sum(counts) == n and max(counts) - min(counts) <= 1
+    assert [f for f, _ in plan(n)].count(0) == counts[0]
+
+
+def test_class_counts_only_grow_with_n():
+    for n in range(8, 200):
+        assert all(a <= b for a, b in zip(class_counts(n), class_counts(n + 1)))
+
+
+def test_metadata_has_exactly_the_spec_structure(seed40):
+    metadata = json.loads((seed40 / "metadata.json").read_text())
+    assert len(metadata) == 40
+    for name, entry in metadata.items():
+        assert set(entry) == {"label", "parameters", "values_parameters", "support", "values_support"}
+        assert entry["label"] in FAMILY_NAMES and name.startswith(entry["label"] + "_")
+        assert all(isinstance(k, str) and isinstance(v, str) for k, v in entry["parameters"].items())
+        assert len(entry["values_parameters"]) == len(entry["parameters"])
+        assert list(entry["values_parameters"]) == list(SEED_PARAMETERS[entry["label"]])
+        assert isinstance(entry["support"], str)
+        assert len(entry["values_support"]) >= 90 and entry["values_support"] == sorted(entry["values_support"])
+        with Image.open(seed40 / "images" / f"{name}.png") as image:
+            assert image.mode == "RGB" and image.size == (32, 32)
+    assert len(list((seed40 / "images").iterdir())) == 40
+    dataset = json.loads((seed40 / "dataset.json").read_text())
+    assert (dataset["preset"], dataset["seed"], dataset["n"], dataset["image_size"]) == ("seed", 3, 40, 32)
+    assert sorted(dataset["class_counts"].values()) == [5] * 8
+
+
+def test_png_and_packed_cache_hold_the_same_pixels(seed40):
+    packed = _packed(seed40)
+    names = list(json.loads((seed40 / "metadata.json").read_text()))
+    for position in (0, 7, 39):
+        assert np.array_equal(np.asarray(Image.open(seed40 / "images" / f"{names[position]}.png")),
+                              packed[position])
+
+
+def test_images_are_plots_not_blank(seed40):
+    packed = _packed(seed40)
+    white = (packed == 255).all(-1).mean(axis=(1, 2))
+    blue = (packed[..., 2].astype(int) - packed[..., 0] > 60).mean(axis=(1, 2))  # C0 line
+    assert (white > 0.5).all() and (white < 0.99).all()
+    assert (blue > 0.002).all()
+
+
+def test_same_seed_same_bytes_whatever_the_worker_count(seed40, tmp_path):
+    again, reused = write_dataset(PdfDatasetSpec(n=40, preset="seed", seed=3, image_size=32),
+                                  tmp_path / "again", workers=1)
+    assert not reused
+    assert np.array_equal(_packed(seed40), _packed(again))
+    assert (seed40 / "metadata.json").read_text() == (again / "metadata.json").read_text()
+    fingerprint = lambda d: json.loads((d / "dataset.json").read_text())["packed"]["images_sha256"]
+    assert fingerprint(seed40) == fingerprint(again)
+
+
+def test_other_seed_gives_other_images(seed40, tmp_path):
+    other, _ = write_dataset(PdfDatasetSpec(n=40, preset="seed", seed=4, image_size=32), tmp_path / "o", workers=1)
+    assert not np.array_equal(_packed(seed40), _packed(other))
+
+
+def test_smaller_dataset_is_a_stratified_prefix_of_a_larger_one(seed40, tmp_path):
+    small, _ = write_dataset(PdfDatasetSpec(n=13, preset="seed", seed=3, image_size=32), tmp_path / "s", workers=1)
+    assert np.array_equal(_packed(small), _packed(seed40)[:13])
+    small_meta = json.loads((small / "metadata.json").read_text())
+    large_meta = json.loads((seed40 / "metadata.json").read_text())
+    assert small_meta == {k: large_meta[k] for k in small_meta}
+    loaded = load_packed(seed40, n=13)
+    assert np.array_equal(loaded.images.permute(0, 2, 3, 1).numpy(), _packed(small))
+    counts = np.bincount(loaded.labels.numpy(), minlength=8)
+    assert counts.max() - counts.min() <= 1
+
+
+def test_varied_preset_draws_parameters_inside_the_documented_ranges():
+    for position in range(200):
+        family_index, index = image_key(position)
+        name = FAMILY_NAMES[family_index]
+        values = PRESETS["varied"](name, np.random.default_rng([position]))
+        ranges = VARIED_RANGES[name]
+        if name == "uniform":
+            values = (values[0], values[1] - values[0])
+        assert all(lo <= v <= hi for v, (lo, hi) in zip(values, ranges))
+
+
+def test_splits_are_stratified_disjoint_and_deterministic():
+    labels = np.repeat(np.arange(8), 125)
+    split = stratified_split(labels, seed=0)
+    assert sorted(np.concatenate(list(split.values())).tolist()) == list(range(1000))
+    # 125 per class: 12.5 rounds up to 13 for val and test, 99 train
+    assert {k: len(v) for k, v in split.items()} == {"train": 792, "val": 104, "test": 104}
+    for part in split.values():
+        counts = np.bincount(labels[part], minlength=8)
+        assert counts.max() - counts.min() <= 1
+    again = stratified_split(labels, seed=0)
+    assert all(np.array_equal(split[k], again[k]) for k in split)
+    assert not np.array_equal(split["test"], stratified_split(labels, seed=1)["test"])
+
+
+def test_load_packed_gives_uint8_nchw_with_splits(seed40):
+    data = load_packed(seed40)
+    assert data.images.dtype == torch.uint8 and data.images.shape == (40, 3, 32, 32)
+    assert data.classes == list(FAMILY_NAMES) and data.num_classes == 8
+    assert sum(len(v) for v in data.splits.values()) == 40
+    assert data.identity["preset"] == "seed" and data.identity["n"] == 40
+    with pytest.raises(ValueError):
+        load_packed(seed40, n=41)
+
+
+def test_audit_of_seed_preset_finds_the_three_identical_families(seed40):
+    audit = json.loads((seed40 / "audit.json").read_text())
+    assert set(audit) >= {"confusable", "bayes_accuracy_ceiling", "method"}
+    pairs = {tuple(p["classes"]) for p in audit["confusable"]}
+    assert pairs == {("exponential", "gamma"), ("exponential", "weibull"), ("gamma", "weibull")}
+    assert all(p["reason"].startswith("same distribution") and p["distance"] < 1e-9
+               for p in audit["confusable"])
+    # 5 classes each alone, one group of 3 identical classes: 6 of 8 answerable
+    assert audit["bayes_accuracy_ceiling"] == pytest.approx(0.75)
+
+
+def test_audit_ceiling_uses_the_largest_class_in_an_indistinguishable_group():
+    # n = 100: counts 13,13,13,13,12,12,12,12; group {exponential 13, gamma 13, weibull 12}
+    labels = [FAMILY_NAMES[f] for f, _ in plan(100)]
+    values = [list(SEED_PARAMETERS[name]) for name in labels]
+    audit = audit_entries(labels, values, observations=100, image_size=256)
+    assert audit["bayes_accuracy_ceiling"] == pytest.approx((13 + 13 + 12 + 12 + 12 + 13) / 100)
+
+
+def test_audit_finds_location_scale_lookalikes_across_families():
+    # weibull(shape 1, scale 2) is exponential(scale 2): same shape as exponential(scale 0.5)
+    # once the axes autoscale, though not the same distribution
+    audit = audit_entries(["exponential", "weibull", "normal"], [[0.5], [1.0, 2.0], [0.0, 1.0]],
+                          observations=100, image_size=256)
+    (pair,) = audit["confusable"]
+    assert pair["classes"] == ["exponential", "weibull"]
+    assert pair["reason"].startswith("same shape up to location and scale")
+    assert audit["bayes_accuracy_ceiling"] == pytest.approx(2 / 3)
+
+
+def test_audit_of_varied_preset_at_256px_finds_every_family_distinguishable():
+    labels, values = [], []
+    for position in range(800):
+        family_index, index = image_key(position)
+        name = FAMILY_NAMES[family_index]
+        labels.append(name)
+        values.append(list(PRESETS["varied"](name, np.random.default_rng([1, 0, family_index, index]))))
+    audit = audit_entries(labels, values, observations=100, image_size=256)
+    assert audit["confusable"] == [] and audit["bayes_accuracy_ceiling"] == 1.0
+    assert audit["distinct_distributions"] == 800
+
+
+def test_audit_rejects_a_folder_that_is_not_a_dataset(tmp_path):
+    with pytest.raises(UsageError, match="not a complete PDF-plot dataset"):
+        audit_dataset(tmp_path)
+
+
+def test_existing_identical_dataset_is_reused_and_a_different_one_refused(seed40):
+    _, reused = write_dataset(PdfDatasetSpec(n=40, preset="seed", seed=3, image_size=32), seed40)
+    assert reused
+    with pytest.raises(UsageError, match="different dataset"):
+        write_dataset(PdfDatasetSpec(n=40, preset="seed", seed=9, image_size=32), seed40)
+
+
+def test_ensure_dataset_builds_once_under_concurrency(tmp_path, monkeypatch):
+    import xfer.data.pdf.generate as generate
+
+    builds = []
+    real_build = generate._build
+    monkeypatch.setattr(generate, "_build", lambda *a, **k: (builds.append(1), real_build(*a, **k)))
+    spec = PdfDatasetSpec(n=16, preset="seed", image_size=32)
+    paths = []
+    threads = [threading.Thread(target=lambda: paths.append(ensure_dataset(tmp_path, spec, workers=1)))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(builds) == 1 and len(set(paths)) == 1 and len(paths) == 4
+    assert load_packed(paths[0]).images.shape[0] == 16
+
+
+def test_a_killed_build_is_never_used_and_is_rebuilt(tmp_path):
+    spec = PdfDatasetSpec(n=16, preset="seed", image_size=32)
+    target = tmp_path / spec.key
+    leftover = tmp_path / f".{spec.key}.partial-123-abcdef12"
+    (leftover / "images").mkdir(parents=True)
+    (target / "packed").mkdir(parents=True)  # a folder with no dataset.json: incomplete
+    (target / "metadata.json").write_text("{}")
+    with pytest.raises(FileNotFoundError):
+        load_packed(target)
+    path = ensure_dataset(tmp_path, spec, workers=1)
+    assert path == target and not leftover.exists()
+    assert load_packed(path).images.shape[0] == 16
+
+
+def test_a_failed_build_leaves_nothing_behind(tmp_path, monkeypatch):
+    import xfer.data.pdf.generate as generate
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(generate, "_render_chunk", explode)
+    with pytest.raises(RuntimeError):
+        write_dataset(PdfDatasetSpec(n=16, image_size=32), tmp_path / "out", workers=1)
+    assert list(tmp_path.iterdir()) == []
