@@ -236,3 +236,31 @@ def test_a_failed_build_leaves_nothing_behind(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         write_dataset(PdfDatasetSpec(n=16, image_size=32), tmp_path / "out", workers=1)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", FAMILY_NAMES)
+def test_numpy_densities_match_scipy(name):
+    from xfer.data.pdf.families import family
+
+    fam = family(name)
+    for values in (SEED_PARAMETERS[name], PRESETS["varied"](name, np.random.default_rng(7))):
+        x = np.sort(fam.sample(np.random.default_rng(0), 200, *values))
+        dist = _scipy(name, values)
+        assert np.allclose(fam.pdf(x, *values), dist.pdf(x), rtol=1e-9, atol=0)
+        p = np.array([0.01, 0.3, 0.5, 0.99])
+        assert np.allclose(fam.ppf(p, *values), dist.ppf(p), rtol=1e-9)
+        # the sampler draws from the same distribution: a KS test at a generous level
+        from scipy import stats
+
+        assert stats.kstest(x, dist.cdf).pvalue > 1e-4
+
+
+def _scipy(name, values):
+    from scipy import stats
+
+    a = values
+    return {"beta": lambda: stats.beta(*a), "chi2": lambda: stats.chi2(*a),
+            "exponential": lambda: stats.expon(scale=a[0]),
+            "gamma": lambda: stats.gamma(a[0], scale=a[1]), "laplace": lambda: stats.laplace(*a),
+            "normal": lambda: stats.norm(*a), "uniform": lambda: stats.uniform(a[0], a[1] - a[0]),
+            "weibull": lambda: stats.weibull_min(a[0], scale=a[1])}[name]()

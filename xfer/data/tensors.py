@@ -15,11 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from xfer.data.layout import PACKED_DIR, PACKED_IMAGES, PACKED_LABELS, is_packed_dataset
 from xfer.data.splits import stratified_split
-
-PACKED_DIR = "packed"
-PACKED_IMAGES = "images_u8.npy"  # N×H×W×3 uint8, the PNGs decoded once
-PACKED_LABELS = "labels_i64.npy"  # N int64, index into dataset.json "families"
 
 
 @dataclass
@@ -61,12 +58,6 @@ class ImageSet:
         mean = total / count
         std = (total_sq / count - mean * mean).clamp_min(1e-12).sqrt()
         return mean.tolist(), std.tolist()
-
-
-def is_packed_dataset(root: Path) -> bool:
-    """A dataset folder counts as complete only when dataset.json exists: it is written last."""
-    root = Path(root)
-    return (root / "dataset.json").is_file() and (root / PACKED_DIR / PACKED_IMAGES).is_file()
 
 
 def load_packed(root: str | Path, n: int | None = None, seed: int | None = None) -> ImageSet:

@@ -51,12 +51,13 @@ def _curves(names: list[str], values: list[list[float]], observations: int,
     for fam_name in sorted(set(names)):
         rows = np.flatnonzero(names_arr == fam_name)
         params = np.array([values[r] for r in rows], dtype=float)
-        dist = family(fam_name).distribution([params[:, j:j + 1] for j in range(params.shape[1])])
-        lo, hi = dist.ppf(p_lo), dist.ppf(p_hi)  # (k, 1)
+        columns = [params[:, j:j + 1] for j in range(params.shape[1])]  # (k, 1) each
+        fam = family(fam_name)
+        lo, hi = fam.ppf(p_lo, *columns), fam.ppf(p_hi, *columns)
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-            density = dist.pdf(lo + t * (hi - lo))
-        curves[rows] = _minmax(density)
-        ranges[rows] = np.hstack([lo, hi])
+            density = fam.pdf(lo + t * (hi - lo), *columns)
+        curves[rows] = _minmax(np.broadcast_to(density, (len(rows), GRID_POINTS)))
+        ranges[rows] = np.hstack([np.broadcast_to(lo, (len(rows), 1)), np.broadcast_to(hi, (len(rows), 1))])
     return curves, ranges, t
 
 
@@ -80,17 +81,23 @@ def _pairwise_rms(curves: np.ndarray, rows: slice) -> np.ndarray:
 def _raw_rms(name_a: str, values_a, name_b: str, values_b, observations: int) -> float:
     """Distance between the two densities on a common x grid (no autoscaling): ~0 only for
     the same distribution written two ways."""
-    dist_a = family(name_a).distribution(values_a)
-    dist_b = family(name_b).distribution(values_b)
+    fam_a, fam_b = family(name_a), family(name_b)
     p_lo, p_hi = 1 / (observations + 1), observations / (observations + 1)
-    lo = min(dist_a.ppf(p_lo), dist_b.ppf(p_lo))
-    hi = max(dist_a.ppf(p_hi), dist_b.ppf(p_hi))
+    lo = min(fam_a.ppf(p_lo, *values_a), fam_b.ppf(p_lo, *values_b))
+    hi = max(fam_a.ppf(p_hi, *values_a), fam_b.ppf(p_hi, *values_b))
     x = np.linspace(lo, hi, GRID_POINTS)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        fa, fb = dist_a.pdf(x), dist_b.pdf(x)
+        fa, fb = fam_a.pdf(x, *values_a), fam_b.pdf(x, *values_b)
+        # outside a support the formulas are not densities: the density there is 0
+        fa = np.where(_inside(fam_a, x, values_a), fa, 0.0)
+        fb = np.where(_inside(fam_b, x, values_b), fb, 0.0)
     keep = np.isfinite(fa) & np.isfinite(fb)
     scale = max(np.abs(fa[keep]).max(initial=0), np.abs(fb[keep]).max(initial=0), 1e-12)
     return float(np.sqrt(np.mean(((fa[keep] - fb[keep]) / scale) ** 2)))
+
+
+def _inside(fam, x: np.ndarray, values) -> np.ndarray:
+    return (x >= fam.ppf(0.0, *values)) & (x <= fam.ppf(1.0, *values))
 
 
 def audit_entries(labels: list[str], values: list[list[float]], observations: int,

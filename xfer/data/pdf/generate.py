@@ -35,7 +35,7 @@ from typing import Callable
 import numpy as np
 
 from xfer.data.pdf.families import FAMILY_NAMES, PRESETS, family
-from xfer.data.tensors import PACKED_DIR, PACKED_IMAGES, PACKED_LABELS, is_packed_dataset
+from xfer.data.layout import PACKED_DIR, PACKED_IMAGES, PACKED_LABELS, is_packed_dataset
 from xfer.errors import UsageError, choice_error
 
 GENERATOR_VERSION = 1  # bump when images for the same (preset, seed) change
@@ -98,10 +98,10 @@ def sample_image(spec: PdfDatasetSpec, family_index: int, index: int):
     name = FAMILY_NAMES[family_index]
     rng = np.random.default_rng([GENERATOR_VERSION, spec.seed, family_index, index])
     values = PRESETS[spec.preset](name, rng)
-    dist = family(name).distribution(values)
-    x = np.sort(dist.rvs(size=spec.observations, random_state=rng))
-    with np.errstate(divide="ignore", over="ignore"):
-        y = dist.pdf(x)
+    fam = family(name)
+    x = np.sort(fam.sample(rng, spec.observations, *values))
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        y = fam.pdf(x, *values)
     finite = np.isfinite(y)  # an observation exactly at a singularity (beta, gamma < 1)
     return values, x[finite], y[finite]
 
