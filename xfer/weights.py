@@ -174,6 +174,14 @@ def save_weights(path: str | Path, model_name: str, state_dict: Mapping[str, tor
     return hashlib.sha256(data).hexdigest()
 
 
+def load_state_file(path: str | Path) -> object:
+    """A training checkpoint written with ``torch.save`` (model, optimizer, RNG state, ...),
+    loaded through the same weights_only loader, so a truncated or foreign checkpoint is a
+    clear UsageError and never unpickled code."""
+    path = Path(path)
+    return _torch_load(path.read_bytes(), f"checkpoint {path}")
+
+
 # --- sources: each returns the raw bytes and a resolved, human-readable label ---------------
 
 def _read_file(source: str) -> tuple[bytes, str]:

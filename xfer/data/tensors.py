@@ -9,6 +9,7 @@ Normalisation, resizing and augmentation happen later, on the training device, i
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,18 +80,44 @@ def load_packed(root: str | Path, n: int | None = None, seed: int | None = None)
     meta = json.loads((root / "dataset.json").read_text())
     images = np.load(root / PACKED_DIR / PACKED_IMAGES, mmap_mode="r")
     labels = np.load(root / PACKED_DIR / PACKED_LABELS)
+    return from_arrays(images, labels, meta, n=n, seed=seed, path=root)
+
+
+def read_packed_arrays(root: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The whole packed cache as (images N×H×W×3 uint8, labels, dataset.json) numpy arrays,
+    e.g. to put into Ray's object store once and share zero-copy between trials."""
+    root = Path(root)
+    meta = json.loads((root / "dataset.json").read_text())
+    meta["path"] = str(root.resolve())
+    return (np.load(root / PACKED_DIR / PACKED_IMAGES), np.load(root / PACKED_DIR / PACKED_LABELS),
+            meta)
+
+
+def from_arrays(images: np.ndarray, labels: np.ndarray, meta: dict, n: int | None = None,
+                seed: int | None = None, path: Path | None = None) -> ImageSet:
+    """An ImageSet over the first ``n`` images of packed NHWC arrays, without copying them
+    when they are already in memory (a memory map is read; a shared-memory array is viewed)."""
     total = len(labels)
     if n is None:
         n = total
     if not 0 < n <= total:
         raise ValueError(f"--n must be between 1 and the dataset's size {total}, got {n}")
-    # NHWC on disk -> NCHW view with channels_last strides, which is what CUDA convs prefer.
-    image_tensor = torch.from_numpy(np.array(images[:n])).permute(0, 3, 1, 2)  # reads the prefix
-    label_array = labels[:n].astype(np.int64)
+    prefix = images[:n]
+    if isinstance(prefix, np.memmap):
+        prefix = np.array(prefix)  # read the prefix from disk once
+    with warnings.catch_warnings():
+        # arrays from Ray's object store are read-only; xfer never writes to the source
+        # images (batches are gathered copies), so the shared, zero-copy view is safe
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        image_tensor = torch.from_numpy(prefix)
+    # NHWC in memory -> NCHW view with channels_last strides, which is what CUDA convs prefer.
+    image_tensor = image_tensor.permute(0, 3, 1, 2)
+    label_array = np.asarray(labels[:n], dtype=np.int64)
     split_seed = meta["seed"] if seed is None else seed
     identity = {"dataset": meta.get("kind", "pdf"), "preset": meta.get("preset"),
                 "seed": meta.get("seed"), "n": n, "image_size": meta.get("image_size"),
-                "generator_version": meta.get("generator_version"), "path": str(root.resolve())}
-    return ImageSet(images=image_tensor, labels=torch.from_numpy(label_array),
+                "generator_version": meta.get("generator_version"),
+                "path": str(Path(path).resolve()) if path else meta.get("path")}
+    return ImageSet(images=image_tensor, labels=torch.from_numpy(label_array.copy()),
                     classes=list(meta["families"]), identity=identity,
                     splits=stratified_split(label_array, split_seed))

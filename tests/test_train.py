@@ -1,0 +1,239 @@
+"""fit() on a tiny learnable dataset, on CPU: reporting, metrics, determinism, resume,
+early stopping, pretrained weights and their normalisation."""
+
+import io
+import json
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from helpers_data import write_blob_dataset
+from xfer import models
+from xfer.batches import BatchPrep, batch_slices, epoch_order
+from xfer.data.tensors import load_packed
+from xfer.errors import UsageError
+from xfer.train import EPOCH_METRICS, TrialConfig, fit
+from xfer.weights import save_weights
+
+SPEC_FINAL = ("test_accuracy", "test_precision_macro", "test_recall_macro", "test_f1_macro",
+              "test_auc_roc_ovr", "epochs_run", "wall_time_s", "train_time_s", "macs_per_image",
+              "train_macs", "macs_epochs_per_batch", "gpu_seconds")
+TIMES = ("epoch_time_s", "wall_time_s", "train_time_s")
+
+
+@pytest.fixture(scope="module")
+def blobs(tmp_path_factory):
+    return write_blob_dataset(tmp_path_factory.mktemp("data") / "blobs", n=160, num_classes=4)
+
+
+@pytest.fixture
+def config(blobs):
+    return TrialConfig(data=str(blobs), model="resnet10", epochs=2, batch_size=16, lr=0.05,
+                       device="cpu")
+
+
+def untimed(result):
+    """Everything in a result that must be reproducible (timings are not)."""
+    out = {k: v for k, v in result.items() if k not in TIMES + ("history", "git_sha")}
+    out["history"] = [{k: v for k, v in h.items() if k != "epoch_time_s"} for h in result["history"]]
+    return out
+
+
+def test_fit_reports_each_epoch_and_learns(config):
+    reports = []
+    result = fit(replace(config, epochs=3), reports.append)
+    assert [r["epoch"] for r in reports] == [1, 2, 3]
+    assert all(set(r) == set(EPOCH_METRICS) for r in reports)
+    assert [r["images_processed"] for r in reports] == [128, 256, 384]  # 4 x 32 train images
+    for key in SPEC_FINAL:
+        assert isinstance(result[key], (int, float)) and not math.isnan(result[key]), key
+    assert result["test_accuracy"] >= 0.75  # chance is 0.25
+    assert result["epochs_run"] == 3 and result["history"] == reports
+    assert (result["n_train"], result["n_val"], result["n_test"]) == (128, 16, 16)
+    assert result["train_macs"] == 3 * result["macs_per_image"] * 384
+    assert result["macs_epochs_per_batch"] == pytest.approx(result["macs_per_image"] * 3 / 16)
+    assert result["gpu_seconds"] == 0 and result["device"] == "cpu"
+    assert 0 < result["train_time_s"] <= result["wall_time_s"]
+    assert sum(sum(row) for row in result["confusion_matrix"]) == 16
+    assert result["weights"] is None and result["normalization"]["from"] == "dataset"
+    mean, std = load_packed(config.data).channel_stats()
+    assert result["normalization"]["mean"] == pytest.approx(mean)
+    assert result["normalization"]["std"] == pytest.approx(std)
+    assert result["dataset"]["dataset"] == "blobs" and result["dataset"]["n"] == 160
+    assert result["config"]["device"] == "cpu" and result["config"]["model"] == "resnet10"
+    assert "torch" in result["packages"] and result["git_sha"]
+    json.loads(json.dumps(result))  # JSON-serialisable
+
+
+def test_same_seed_same_result_other_seed_differs(config):
+    config = replace(config, model="small_cnn", augment=True)  # dropout + augmentation RNG
+    first, second = fit(config, lambda m: None), fit(config, lambda m: None)
+    assert untimed(first) == untimed(second)
+    other = fit(replace(config, seed=1), lambda m: None)
+    assert other["history"][0]["train_loss"] != first["history"][0]["train_loss"]
+
+
+@pytest.mark.parametrize("model, schedule, augment", [("resnet10", "cosine", True),
+                                                      ("small_cnn", "constant", False)])
+def test_interrupted_and_resumed_equals_uninterrupted(config, model, schedule, augment):
+    """A trial killed after epoch 2 (inside report, as Ray would) and resumed from the last
+    checkpoint ends bit-identical to one that ran 4 epochs in one go."""
+    config = replace(config, model=model, schedule=schedule, augment=augment, epochs=4,
+                     optimizer="adam", lr=0.002)
+    whole = fit(config, lambda m: None)
+
+    class Killed(Exception):
+        pass
+
+    states = []
+
+    def report(metrics):
+        if metrics["epoch"] == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        fit(config, report, checkpoint=states.append)
+    assert [s["progress"]["epoch"] for s in states] == [1, 2]
+    # A checkpoint survives torch.save / torch.load(weights_only=True), as a Ray checkpoint must.
+    buffer = io.BytesIO()
+    torch.save(states[-1], buffer)
+    state = torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
+    torch.manual_seed(12345)  # a fresh process would have other RNG state: resume must restore it
+    resumed_reports = []
+    resumed = fit(config, resumed_reports.append, resume=state)
+    assert [r["epoch"] for r in resumed_reports] == [3, 4]
+    assert untimed(resumed) == untimed(whole)
+
+
+def test_two_epochs_then_a_longer_budget_continues_like_one_run(config):
+    states = []
+    fit(config, lambda m: None, checkpoint=states.append)  # epochs=2
+    longer = replace(config, epochs=4)
+    assert untimed(fit(longer, lambda m: None, resume=states[-1])) == \
+        untimed(fit(longer, lambda m: None))
+
+
+def test_resume_refuses_another_trial(config):
+    states = []
+    fit(replace(config, epochs=1), lambda m: None, checkpoint=states.append)
+    with pytest.raises(ValueError, match=r"\['lr'\]"):
+        fit(replace(config, lr=0.1), lambda m: None, resume=states[-1])
+
+
+def test_early_stopping_stops_when_val_loss_stops_improving(config):
+    # Shuffle the validation labels: as the model fits the training set, val_loss must rise.
+    data = load_packed(config.data)
+    val = torch.from_numpy(data.splits["val"])
+    data.labels = data.labels.clone()
+    data.labels[val] = data.labels[val].roll(1)
+    result = fit(replace(config, epochs=15, early_stopping_patience=2), lambda m: None, data=data)
+    losses = [h["val_loss"] for h in result["history"]]
+    assert 3 <= result["epochs_run"] < 15
+    assert min(losses[-2:]) >= min(losses[:-2])  # the last 2 epochs did not improve
+    assert result["train_macs"] == 3 * result["macs_per_image"] * 128 * result["epochs_run"]
+
+
+def test_preloaded_data_with_n_equals_loading_n(config):
+    config = replace(config, epochs=1, n=80)
+    from_disk = fit(config, lambda m: None)
+    shared = fit(config, lambda m: None, data=load_packed(config.data))
+    assert untimed(shared) == untimed(from_disk)
+    assert from_disk["n_train"] + from_disk["n_val"] + from_disk["n_test"] == 80
+
+
+def test_pretrained_from_an_xfer_weights_file(config, tmp_path):
+    source = models.create_model("resnet10", 7)  # another class count: the head is dropped
+    mean, std = (0.1, 0.2, 0.3), (0.5, 0.6, 0.7)
+    path = tmp_path / "w.pt"
+    sha = save_weights(path, "resnet10", source.state_dict(), mean=mean, std=std,
+                       source_task={"preset": "varied", "seed": 1, "test_accuracy": 0.5})
+    states = []
+    result = fit(replace(config, epochs=1, init="pretrained", weights=str(path),
+                         train_layers="head"), lambda m: None, checkpoint=states.append)
+    assert result["normalization"] == {"mean": list(mean), "std": list(std), "from": "weights"}
+    assert result["weights"]["sha256"] == sha and str(path.resolve()) in result["weights"]["source"]
+    assert result["weights"]["meta"]["source_task"]["preset"] == "varied"
+    # The frozen backbone is the file's, unchanged by training; the head is new (4 classes).
+    trained = states[-1]["model"]
+    assert torch.equal(trained["layer1.0.conv1.weight"], source.state_dict()["layer1.0.conv1.weight"])
+    assert torch.equal(trained["bn1.running_mean"], source.state_dict()["bn1.running_mean"])
+    assert trained["fc.weight"].shape == (4, 512)
+    json.loads(json.dumps(result))
+
+
+def test_pretrained_from_a_bare_state_dict_uses_dataset_statistics(config, tmp_path):
+    path = tmp_path / "bare.pt"
+    torch.save(models.create_model("resnet10", 4).state_dict(), path)
+    result = fit(replace(config, epochs=1, init="pretrained", weights=str(path)), lambda m: None)
+    assert result["normalization"]["from"] == "dataset"
+    assert result["weights"]["source"].endswith("bare.pt") and len(result["weights"]["sha256"]) == 64
+
+
+def test_pretrained_weights_of_another_architecture_are_a_usage_error(config, tmp_path):
+    path = tmp_path / "cnn.pt"
+    torch.save(models.create_model("small_cnn", 4).state_dict(), path)
+    with pytest.raises(UsageError, match="do not fit resnet10"):
+        fit(replace(config, init="pretrained", weights=str(path)), lambda m: None)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("model", "resnet9000", "unknown model 'resnet9000' (valid: alexnet"),
+    ("init", "warm", "unknown init"), ("train_layers", "some", "unknown train_layers"),
+    ("optimizer", "lion", "unknown optimizer 'lion' (valid: sgd, adam, adamw)"),
+    ("schedule", "step", "unknown schedule"), ("head", "mlp", "unknown head"),
+    ("epochs", 0, "epochs must be a positive integer"),
+    ("batch_size", -4, "batch_size must be a positive integer"),
+    ("lr", 0.0, "lr must be"), ("lr", float("nan"), "lr must be"),
+    ("label_smoothing", 1.0, "label_smoothing must be in"),
+    ("early_stopping_patience", -1, "early_stopping_patience"),
+    ("weights", "imagenet", "init 'scratch'"), ("image_size", 8, "too small for small_cnn"),
+    ("n", 0, "n must be"), ("device", "tpu", "unknown device"),
+])
+def test_validate_names_the_field(config, field, value, message):
+    bad = replace(config, **{"model": "small_cnn", field: value})
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        bad.validate()
+
+
+def test_too_few_images_to_split_is_a_usage_error(config):
+    with pytest.raises(UsageError, match="too small to split"):
+        fit(replace(config, n=8), lambda m: None)
+
+
+def test_batch_prep_normalises_resizes_and_augments():
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    prep = BatchPrep([0.5, 0.4, 0.3], [0.2, 0.25, 0.3], 48, device=torch.device("cpu"))
+    x = prep(images)
+    assert x.shape == (6, 3, 48, 48) and x.dtype == torch.float32
+    plain = BatchPrep([0.5, 0.4, 0.3], [0.2, 0.25, 0.3], 32, device=torch.device("cpu"))(images)
+    expected = (images.float() / 255 - torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)) \
+        / torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1)
+    torch.testing.assert_close(plain, expected)
+    augment = BatchPrep([0.5] * 3, [0.25] * 3, 32, device=torch.device("cpu"), augment=True)
+    first = augment(images, torch.Generator().manual_seed(0))
+    again = augment(images, torch.Generator().manual_seed(0))
+    assert torch.equal(first, again) and not torch.equal(first, augment(images, torch.Generator()))
+    # Flips and shifts move pixels (reflected at the border), they never invent values.
+    unaugmented = BatchPrep([0.5] * 3, [0.25] * 3, 32, device=torch.device("cpu"))(images)
+    assert first.shape == (6, 3, 32, 32) and not torch.equal(first, unaugmented)
+    assert set(first.unique().tolist()) <= set(unaugmented.unique().tolist())
+    shift = augment.max_shift  # 2 px at 32 px
+    for i in range(6):  # each image is its (maybe flipped) self, shifted with reflected borders
+        candidates = []
+        for flipped in (unaugmented[i], unaugmented[i].flip(-1)):
+            padded = torch.nn.functional.pad(flipped[None], (shift,) * 4, mode="reflect")[0]
+            candidates += [padded[:, dy:dy + 32, dx:dx + 32] for dy in range(2 * shift + 1)
+                           for dx in range(2 * shift + 1)]
+        assert any(torch.equal(first[i], c) for c in candidates)
+
+
+def test_epoch_order_is_a_seeded_permutation_and_batches_avoid_size_one():
+    cpu = torch.device("cpu")
+    a, b = epoch_order(50, 0, 1, cpu), epoch_order(50, 0, 1, cpu)
+    assert torch.equal(a, b) and sorted(a.tolist()) == list(range(50))
+    assert not torch.equal(a, epoch_order(50, 0, 2, cpu))
+    assert [s.stop - s.start for s in batch_slices(33, 16)] == [16, 16]
+    assert [s.stop - s.start for s in batch_slices(34, 16)] == [16, 16, 2]
+    assert [s.stop - s.start for s in batch_slices(5, 16)] == [5]

@@ -1,0 +1,516 @@
+"""One trial: ``fit(config, report)`` trains a model on a packed dataset and returns its metrics.
+
+The torchvision references skeleton: ``train_step`` → ``train_one_epoch`` → ``evaluate``
+(returns numbers) → ``fit``. Plain PyTorch: no Ray, no MLflow. ``report`` receives the
+per-epoch metrics and is whatever the caller passes (``tune.report``, ``print``, a list's
+``append``); ``checkpoint`` receives everything needed to continue exactly, and ``resume``
+takes it back.
+
+Data never goes through a DataLoader: each split sits on the device as uint8 and batches are
+prepared there (``xfer.batches``). On CUDA, training runs in bf16 autocast with channels-last
+tensors and cuDNN autotuning; on CPU it runs in fp32 with deterministic algorithms, so the same
+seed gives bit-identical results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from xfer import cost, models
+from xfer.batches import BatchPrep, augment_generator, batch_slices, epoch_order
+from xfer.data.splits import stratified_split
+from xfer.data.tensors import ImageSet, load_packed
+from xfer.errors import UsageError, choice_error
+from xfer.metrics import classification_metrics
+from xfer.provenance import git_sha, package_versions
+from xfer.weights import resolve_weights
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "cosine")
+SGD_MOMENTUM = 0.9
+AUX_LOSS_WEIGHT = 0.4  # Inception v3's auxiliary classifier (Szegedy et al., 2016, sec. 7)
+# Reported once per epoch. train_loss is the training objective (with label smoothing and
+# inception's aux term, averaged over the epoch's batches as the weights changed); val_loss is
+# plain cross-entropy at the epoch's end. epoch_time_s covers training and validation;
+# images_processed is cumulative.
+EPOCH_METRICS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                 "epoch_time_s", "images_processed")
+# Resuming with a different value of these is fine (a longer budget, another GPU); anything
+# else would silently make a different trial.
+_RESUMABLE_CHANGES = ("data", "epochs", "device", "eval_batch_size")
+
+
+@dataclass
+class TrialConfig:
+    data: str                          # dataset folder with a packed cache (xfer data pdf --out)
+    model: str = "resnet18"            # xfer.models.MODEL_NAMES
+    init: str = "scratch"              # scratch | pretrained
+    train_layers: str = "all"          # all | head | last_block (the rest frozen)
+    weights: str | None = None         # pretrained source; None -> "imagenet" when init == pretrained
+    head: str = "linear"               # xfer.models.HEADS
+    epochs: int = 10                   # budget; early stopping or ASHA may run fewer
+    batch_size: int = 16               # images per optimiser step
+    lr: float = 0.01                   # per step, at the schedule's peak
+    optimizer: str = "sgd"             # sgd (momentum 0.9) | adam | adamw
+    weight_decay: float = 0.0          # L2 coefficient (sgd, adam) or decoupled decay (adamw), x lr per step
+    schedule: str = "constant"         # constant | cosine (to 0 over the full epochs budget)
+    early_stopping_patience: int = 0   # epochs without a val_loss improvement; 0 = off
+    label_smoothing: float = 0.0       # in [0, 1), training loss only
+    augment: bool = False              # random flip + shift of up to 1/16 of the side, on the device
+    image_size: int | None = None      # px fed to the model (resized on the device); None = dataset's
+    n: int | None = None               # first n images of the dataset (a stratified subset)
+    seed: int = 0                      # init, batch order, augmentation
+    device: str = "auto"               # auto (cuda if available) | cpu | cuda | cuda:N
+    eval_batch_size: int = 256         # images per forward pass in evaluation
+
+    def validate(self) -> "TrialConfig":
+        """Check every field once, at the edge; raises UsageError naming the field and the valid
+        range. Needs no data: the image size is checked against the dataset later, in fit."""
+        for field, value, valid in [("model", self.model, models.MODEL_NAMES),
+                                    ("init", self.init, models.INITS),
+                                    ("train_layers", self.train_layers, models.TRAIN_LAYERS),
+                                    ("head", self.head, models.HEADS),
+                                    ("optimizer", self.optimizer, OPTIMIZERS),
+                                    ("schedule", self.schedule, SCHEDULES)]:
+            if value not in valid:
+                raise choice_error(field, value, valid)
+        for field in ("epochs", "batch_size", "eval_batch_size"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise UsageError(f"{field} must be a positive integer, got {value!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise UsageError(f"lr must be a finite number > 0, got {self.lr!r}")
+        if not (isinstance(self.weight_decay, (int, float)) and 0 <= self.weight_decay < math.inf):
+            raise UsageError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not (isinstance(self.label_smoothing, (int, float)) and 0 <= self.label_smoothing < 1):
+            raise UsageError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        if not isinstance(self.early_stopping_patience, int) or self.early_stopping_patience < 0:
+            raise UsageError(f"early_stopping_patience must be an integer >= 0 (0 = off), "
+                             f"got {self.early_stopping_patience!r}")
+        if self.n is not None and (not isinstance(self.n, int) or self.n <= 0):
+            raise UsageError(f"n must be a positive integer or None (all images), got {self.n!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise UsageError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if self.init == "scratch" and self.weights is not None:
+            raise UsageError(f"weights {self.weights!r} given with init 'scratch'; "
+                             "use init 'pretrained' to start from them")
+        if self.image_size is not None:
+            if not isinstance(self.image_size, int) or self.image_size <= 0:
+                raise UsageError(f"image_size must be a positive integer (px), got {self.image_size!r}")
+            models.input_size_for(self.model, self.image_size)  # UsageError when too small
+        resolve_device(self.device)
+        if not self.data:
+            raise UsageError("data must name a dataset folder")
+        return self
+
+    def resolved(self) -> "TrialConfig":
+        """The config with its defaults made explicit, as recorded with the run."""
+        weights = self.weights
+        if self.init == "pretrained" and weights is None:
+            weights = "imagenet"
+        return replace(self, weights=weights, device=str(resolve_device(self.device)))
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → ``cuda`` when available, else ``cpu``. UsageError for an unknown or absent one."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    valid = ("auto", "cpu", "cuda", "cuda:N")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise choice_error("device", name, valid) from None
+    if device.type not in ("cpu", "cuda"):
+        raise choice_error("device", name, valid)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"device {name!r} requested but CUDA is not available (valid here: auto, cpu)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+def print_report(metrics: dict) -> None:
+    """The default ``report``: one readable line per epoch."""
+    print(f"epoch {metrics['epoch']:3d}  train_loss {metrics['train_loss']:.4f}  "
+          f"train_acc {metrics['train_accuracy']:.3f}  val_loss {metrics['val_loss']:.4f}  "
+          f"val_acc {metrics['val_accuracy']:.3f}  {metrics['epoch_time_s']:.1f} s", flush=True)
+
+
+# --- the training step, one epoch, evaluation -------------------------------------------------
+
+def amp_dtype_for(device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on CUDA (no loss scaling needed: bf16 has fp32's exponent range); fp32 on
+    CPU, where bf16 matmuls are slower on most hosts and would break bit-reproducibility."""
+    return torch.bfloat16 if device.type == "cuda" else None
+
+
+def _autocast(device: torch.device, amp_dtype: torch.dtype | None):
+    return torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
+
+
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+               y: torch.Tensor, *, amp_dtype: torch.dtype | None = None,
+               label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step. Returns the batch's summed loss and correct count as device tensors,
+    without a host sync, so the caller can accumulate them and sync once per epoch."""
+    with _autocast(x.device, amp_dtype):
+        logits, aux_logits = models.split_outputs(model(x))
+        loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+        if aux_logits is not None:
+            loss = loss + AUX_LOSS_WEIGHT * F.cross_entropy(aux_logits, y, label_smoothing=label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach() * len(y), (logits.argmax(dim=1) == y).sum()
+
+
+def learning_rate(config: TrialConfig, step: int, total_steps: int) -> float:
+    """The lr of optimiser step ``step`` (0-based): a pure function of the step, so a resumed run
+    continues the schedule exactly (nanoGPT's ``get_lr``). Cosine decays to 0 at the end of the
+    full epochs budget (Loshchilov & Hutter, 2017, without restarts)."""
+    if config.schedule == "cosine":
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+    return config.lr
+
+
+def train_one_epoch(model, optimizer, images: torch.Tensor, labels: torch.Tensor,
+                    prep: BatchPrep, config: TrialConfig, epoch: int, first_step: int,
+                    total_steps: int, amp_dtype: torch.dtype | None = None) -> dict:
+    """Train over one shuffled pass of the split held on the device of ``images``. One host
+    sync, at the end. ``first_step`` and ``total_steps`` place the epoch on the lr schedule."""
+    device = images.device
+    models.set_train_mode(model, config.train_layers)
+    order = epoch_order(len(labels), config.seed, epoch, device)
+    generator = augment_generator(config.seed, epoch, device) if prep.augment else None
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = 0
+    step = first_step
+    for batch in batch_slices(len(labels), config.batch_size):
+        index = order[batch]
+        x, y = prep(images[index], generator), labels[index]
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, step, total_steps)
+        batch_loss, batch_correct = train_step(model, optimizer, x, y, amp_dtype=amp_dtype,
+                                               label_smoothing=config.label_smoothing)
+        loss_sum += batch_loss
+        correct += batch_correct
+        seen += len(y)
+        step += 1
+    # The epoch's one CPU-GPU sync: .item() waits for every queued step to finish.
+    return {"loss": loss_sum.item() / seen, "accuracy": correct.item() / seen,
+            "images": seen, "steps": step - first_step}
+
+
+def evaluate(model, images: torch.Tensor, labels: torch.Tensor, prep: BatchPrep, *,
+             batch_size: int, amp_dtype: torch.dtype | None = None, with_probs: bool = False
+             ) -> dict:
+    """Mean cross-entropy (no label smoothing) and accuracy over a split; with ``with_probs``
+    also the class probabilities (N×C float32 numpy) for the test metrics. One host sync."""
+    device = images.device
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    probs = []
+    with torch.inference_mode(), _autocast(device, amp_dtype):
+        for batch in batch_slices(len(labels), batch_size, drop_single=False):
+            x, y = prep(images[batch]), labels[batch]
+            logits, _ = models.split_outputs(model(x))
+            logits = logits.float()
+            loss_sum += F.cross_entropy(logits, y, reduction="sum")
+            correct += (logits.argmax(dim=1) == y).sum()
+            if with_probs:
+                probs.append(torch.softmax(logits, dim=1))
+    n = max(1, len(labels))
+    result = {"loss": loss_sum.item() / n if len(labels) else math.nan,
+              "accuracy": correct.item() / n if len(labels) else math.nan}
+    if with_probs:
+        result["probs"] = torch.cat(probs).cpu().numpy() if probs else np.zeros((0, 0), np.float32)  # sync
+    return result
+
+
+# --- fit ----------------------------------------------------------------------------------------
+
+def fit(config: TrialConfig, report: Callable[[dict], None] = print_report, *,
+        data: ImageSet | None = None, resume: dict | None = None,
+        checkpoint: Callable[[dict], None] | None = None) -> dict:
+    """Train and evaluate one trial; returns the result dict (JSON-serialisable).
+
+    ``report(metrics)`` is called once per epoch with ``EPOCH_METRICS``. ``checkpoint(state)``,
+    when given, is called at the end of every epoch *before* ``report`` (a scheduler such as
+    ASHA may end the trial inside ``report``), with CPU copies of everything ``resume`` needs
+    to continue bit-exactly; the copy costs one device-to-host transfer of the model and
+    optimiser state per epoch. ``data`` is a preloaded ImageSet (a sweep shares one across
+    trials); ``config.n`` then takes its first n images, as ``load_packed`` would.
+    """
+    start = time.perf_counter()
+    config = config.validate().resolved()
+    device = torch.device(config.device)
+    with _backend_settings(device):
+        _seed_everything(config.seed)
+        data = _take_first(data, config.n) if data is not None else _load(config)
+        sizes = {name: len(data.splits[name]) for name in ("train", "val", "test")}
+        if min(sizes.values()) == 0:
+            raise UsageError(f"dataset too small to split: n={len(data.labels)} gives {sizes} "
+                             "train/val/test images; use at least 5 images per class")
+        input_size = models.input_size_for(config.model, config.image_size or data.image_size)
+
+        weights = None
+        if config.init == "pretrained":
+            weights = resolve_weights(config.weights, config.model)
+        if weights is not None and weights.mean is not None:
+            mean, std, norm_from = list(weights.mean), list(weights.std), "weights"
+        else:
+            mean, std = data.channel_stats("train")  # one pass over the train split's pixels
+            norm_from = "dataset"
+        # UsageError when the weights are another architecture's; a head for another class
+        # count is left out and trained fresh.
+        model = models.create_model(config.model, data.num_classes, config.init,
+                                    state_dict=weights.state_dict if weights else None,
+                                    train_layers=config.train_layers, head=config.head)
+        cuda = device.type == "cuda"
+        amp_dtype = amp_dtype_for(device)
+        model = model.to(device)
+        if cuda:  # NHWC: what cuDNN's tensor-core convolutions want, saves layout transposes
+            model = model.to(memory_format=torch.channels_last)
+        optimizer = _make_optimizer(config, models.trainable_parameters(model))
+        prep_train = BatchPrep(mean, std, input_size, device=device, channels_last=cuda,
+                               augment=config.augment)
+        prep_eval = BatchPrep(mean, std, input_size, device=device, channels_last=cuda)
+        # Each split is copied to the device once, as uint8; batches are gathered there.
+        split = {name: tuple(t.to(device) for t in data.split(name)) for name in sizes}
+
+        progress = {"epoch": 0, "images_processed": 0, "train_time_s": 0.0, "wall_time_s": 0.0,
+                    "best_val_loss": math.inf, "epochs_since_best": 0, "history": []}
+        if resume is not None:
+            progress = _restore(resume, config, model, optimizer)
+        history = progress["history"]
+
+        steps_per_epoch = len(batch_slices(sizes["train"], config.batch_size))
+        total_steps = config.epochs * steps_per_epoch
+        patience = config.early_stopping_patience
+        for epoch in range(progress["epoch"] + 1, config.epochs + 1):
+            if patience and progress["epochs_since_best"] >= patience:
+                break  # a resumed run that had already stopped early
+            t0 = _synced_clock(device)
+            train = train_one_epoch(model, optimizer, *split["train"], prep_train, config, epoch,
+                                    (epoch - 1) * steps_per_epoch, total_steps, amp_dtype)
+            t1 = _synced_clock(device)
+            val = evaluate(model, *split["val"], prep_eval, batch_size=config.eval_batch_size,
+                           amp_dtype=amp_dtype)
+            t2 = _synced_clock(device)
+
+            progress["epoch"] = epoch
+            progress["images_processed"] += train["images"]
+            progress["train_time_s"] += t1 - t0
+            if val["loss"] < progress["best_val_loss"]:
+                progress["best_val_loss"], progress["epochs_since_best"] = val["loss"], 0
+            else:
+                progress["epochs_since_best"] += 1
+            metrics = {"epoch": epoch, "train_loss": train["loss"],
+                       "train_accuracy": train["accuracy"], "val_loss": val["loss"],
+                       "val_accuracy": val["accuracy"], "epoch_time_s": t2 - t0,
+                       "images_processed": progress["images_processed"]}
+            history.append(metrics)
+            if checkpoint is not None:
+                elapsed = progress["wall_time_s"] + time.perf_counter() - start
+                checkpoint(_snapshot(config, model, optimizer, {**progress, "wall_time_s": elapsed}))
+            report(dict(metrics))
+            if patience and progress["epochs_since_best"] >= patience:
+                break
+
+        test = evaluate(model, *split["test"], prep_eval, batch_size=config.eval_batch_size,
+                        amp_dtype=amp_dtype, with_probs=True)
+        test_metrics = classification_metrics(split["test"][1].cpu().numpy(), test["probs"],
+                                              data.num_classes)
+        wall_time_s = progress["wall_time_s"] + time.perf_counter() - start
+
+    macs = cost.macs_per_image_for(config.model, data.num_classes, config.head, input_size)
+    epochs_run = len(history)
+    last = history[-1] if history else {}
+    return {
+        "test_accuracy": test_metrics["accuracy"],
+        "test_precision_macro": test_metrics["precision_macro"],
+        "test_recall_macro": test_metrics["recall_macro"],
+        "test_f1_macro": test_metrics["f1_macro"],
+        "test_auc_roc_ovr": test_metrics["auc_roc_ovr"],
+        "test_loss": test["loss"],
+        "epochs_run": epochs_run,
+        "wall_time_s": wall_time_s,
+        "train_time_s": progress["train_time_s"],
+        "macs_per_image": macs,
+        "train_macs": cost.train_macs(macs, progress["images_processed"]),
+        "macs_epochs_per_batch": cost.macs_epochs_per_batch(macs, epochs_run, config.batch_size),
+        "gpu_seconds": wall_time_s * (1 if device.type == "cuda" else 0),
+        "n_train": sizes["train"], "n_val": sizes["val"], "n_test": sizes["test"],
+        "images_processed": progress["images_processed"],
+        "input_size": input_size,
+        **{key: last.get(key, math.nan) for key in ("train_loss", "train_accuracy", "val_loss",
+                                                     "val_accuracy")},
+        "history": history,
+        "confusion_matrix": test_metrics["confusion_matrix"],
+        "classes": list(data.classes),
+        "config": asdict(config),
+        "weights": None if weights is None else {"source": weights.source, "sha256": weights.sha256,
+                                                 "meta": _jsonable(weights.meta)},
+        "normalization": {"mean": [float(v) for v in mean], "std": [float(v) for v in std],
+                          "from": norm_from},
+        "dataset": _jsonable(data.identity),
+        "device": _device_name(device),
+        "git_sha": git_sha(),
+        "packages": package_versions(),
+    }
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+def _make_optimizer(config: TrialConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    if not params:
+        raise UsageError(f"model {config.model!r} with train_layers {config.train_layers!r} "
+                         "has no trainable parameters")
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=SGD_MOMENTUM,
+                               weight_decay=config.weight_decay)
+    optimizer_class = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    return optimizer_class(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _load(config: TrialConfig) -> ImageSet:
+    try:
+        return load_packed(config.data, n=config.n)
+    except UsageError:
+        raise
+    except ValueError as exc:  # n larger than the dataset: the user's to fix
+        raise UsageError(str(exc)) from exc
+
+
+def _take_first(data: ImageSet, n: int | None) -> ImageSet:
+    """The first n images of a preloaded ImageSet with their own stratified split, exactly what
+    ``load_packed(dir, n)`` returns (same prefix, same split seed: the dataset's)."""
+    if n is None or n == len(data.labels):
+        return data
+    if n > len(data.labels):
+        raise UsageError(f"n must be at most the dataset's size {len(data.labels)}, got {n}")
+    labels = data.labels[:n]
+    return ImageSet(images=data.images[:n], labels=labels, classes=data.classes,
+                    identity={**data.identity, "n": n},
+                    splits=stratified_split(labels.numpy(), data.identity.get("seed", 0)))
+
+
+@contextlib.contextmanager
+def _backend_settings(device: torch.device):
+    """CPU: deterministic algorithms (warn-only, for ops without a deterministic kernel).
+    CUDA: cuDNN autotuning, which picks the fastest conv kernel per shape at the cost of a few
+    slow first steps and bitwise reproducibility. The previous global settings come back after."""
+    saved = (torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark)
+    try:
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        else:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.benchmark = saved[2]
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def _synced_clock(device: torch.device) -> float:
+    """perf_counter after the device has finished its queued work (a CPU-GPU sync point)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return "cpu"
+
+
+def _rng_state(device: torch.device) -> dict:
+    """Global RNG states (dropout, ...) in plain types, so ``torch.load(weights_only=True)``
+    reads a saved checkpoint back."""
+    np_state = np.random.get_state(legacy=False)
+    version, internal, gauss = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+            "numpy": {"key": np_state["state"]["key"].tolist(), "pos": int(np_state["state"]["pos"]),
+                      "has_gauss": int(np_state["has_gauss"]), "gauss": float(np_state["gauss"])},
+            "python": [version, list(internal), gauss]}
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])
+    numpy_state = state["numpy"]
+    np.random.set_state({"bit_generator": "MT19937",
+                         "state": {"key": np.array(numpy_state["key"], dtype=np.uint32),
+                                   "pos": numpy_state["pos"]},
+                         "has_gauss": numpy_state["has_gauss"], "gauss": numpy_state["gauss"]})
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def _to_cpu(obj):
+    """A deep copy with every tensor on the CPU: the state must not change as training goes on."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {key: _to_cpu(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(value) for value in obj)
+    return obj
+
+
+def _snapshot(config: TrialConfig, model, optimizer, progress: dict) -> dict:
+    return _to_cpu({"format": "xfer-trial-state/1", "config": asdict(config),
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "rng": _rng_state(torch.device(config.device)),
+                    "progress": {**progress, "history": [dict(h) for h in progress["history"]]}})
+
+
+def _restore(state: dict, config: TrialConfig, model, optimizer) -> dict:
+    if state.get("format") != "xfer-trial-state/1":
+        raise ValueError("resume expects a state passed to fit's checkpoint callback")
+    saved = {k: v for k, v in state["config"].items() if k not in _RESUMABLE_CHANGES}
+    now = {k: v for k, v in asdict(config).items() if k not in _RESUMABLE_CHANGES}
+    changed = sorted(k for k in now if saved.get(k) != now[k])
+    if changed:
+        raise ValueError(f"cannot resume: the config differs from the checkpoint's in {changed}")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    _set_rng_state(state["rng"], torch.device(config.device))
+    progress = dict(state["progress"])
+    progress["history"] = [dict(h) for h in progress["history"]]
+    return progress
+
+
+def _jsonable(obj):
+    """Paths, numpy scalars and tuples as JSON types; unknown objects as their repr."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if hasattr(obj, "item") and callable(obj.item):
+        return obj.item()
+    return str(obj)
