@@ -174,7 +174,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
           f"source task {info['source_task'].get('preset')} seed {info['source_task'].get('seed')} "
           f"n {info['source_task'].get('n')}, test_accuracy {info['result']['test_accuracy']:.4f})")
     if json_out is not None:
-        _write_json(json_out, {k: v for k, v in info.items()})
+        _write_json(json_out, info)
     return EXIT_OK
 
 
@@ -195,7 +195,7 @@ def _add_trial_flags(parser: argparse.ArgumentParser, *, init_required: bool, se
     parser.add_argument("--weights", default=None, metavar="SRC",
                         help="pretrained weights: imagenet, a file (e.g. from `xfer pretrain`), "
                              "s3://BUCKET/KEY or runs:/RUN_ID/PATH (default with --init pretrained: imagenet)")
-    parser.add_argument("--head", default="linear",
+    parser.add_argument("--head", default="linear", metavar="linear|gap_mlp",
                         help="classifier head: linear | gap_mlp (default: linear)")
     parser.add_argument("--epochs", type=positive_int, required=True,
                         help="epoch budget; early stopping may run fewer")
@@ -230,7 +230,7 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
     from xfer.pretrain import SourceTask  # light too: torch is imported when pretraining runs
 
     train = sub.add_parser("train", help="train and evaluate one trial (pure PyTorch, no Ray or MLflow)")
-    train.add_argument("--data", required=True,
+    train.add_argument("--data", required=True, metavar="DIR",
                        help="dataset folder with a packed cache, e.g. from `xfer data pdf`")
     train.add_argument("--image-size", type=positive_int, default=None, metavar="PX",
                        help="side in px fed to the model, resized on the device (default: the "
@@ -246,7 +246,7 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
     pretrain.add_argument("--out", required=True, metavar="FILE",
                           help="weights file to write; a generated source dataset is cached next to it")
     source = pretrain.add_mutually_exclusive_group()
-    source.add_argument("--data", default=None,
+    source.add_argument("--data", default=None, metavar="DIR",
                         help="source dataset folder (default: generate --source-preset)")
     source.add_argument("--source-preset", default=None, choices=sorted(PRESETS),
                         help="PDF-plot preset to generate as the source task (default: varied)")
@@ -262,10 +262,54 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
     pretrain.set_defaults(handler=_cmd_pretrain)
 
 
+# --- xfer frontier ---------------------------------------------------------------------------
+
+def accuracy_level(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
+def _cmd_frontier(args: argparse.Namespace) -> int:
+    from xfer.aggregate import build_report
+
+    path = build_report(args.experiment, args.sweep_id, cost=args.cost,
+                        target_accuracy=args.target_accuracy, out_dir=args.out,
+                        log_to_parent=args.log_to_parent)
+    summary = path.read_text().split("## Summary", 1)[-1].split("\n## ", 1)[0]  # its first section
+    print(summary.strip())
+    print(f"report: {path}")
+    return EXIT_OK
+
+
+def _add_frontier_commands(sub: argparse._SubParsersAction) -> None:
+    frontier = sub.add_parser(
+        "frontier", help="read a sweep's runs from MLflow; write its cost-accuracy frontier and report")
+    frontier.add_argument("--experiment", required=True, metavar="NAME",
+                          help="MLflow experiment of the sweep (tracking URI: MLFLOW_TRACKING_URI, "
+                               "else MLflow's default sqlite:///mlflow.db)")
+    frontier.add_argument("--sweep-id", default=None, metavar="ID",
+                          help="the sweep's xfer.sweep_id tag (default: the latest sweep)")
+    frontier.add_argument("--cost", default="train_macs",
+                          metavar="wall_time_s|train_macs|gpu_seconds|macs_epochs_per_batch",
+                          help="cost axis (default: train_macs, which does not depend on the hardware)")
+    frontier.add_argument("--target-accuracy", type=accuracy_level, default=None, metavar="A",
+                          help="also report, per init, the cheapest configuration reaching test "
+                               "accuracy A, in (0, 1], and the cost ratio between inits")
+    frontier.add_argument("--out", required=True, metavar="DIR",
+                          help="folder for report.md, frontier.csv, configurations.csv and the figures")
+    frontier.add_argument("--log-to-parent", action="store_true",
+                          help="also log the files as artifacts of the sweep's parent run "
+                               "(the sweep scripts do this when a sweep ends)")
+    frontier.set_defaults(handler=_cmd_frontier)
+
+
 # --- parser and entry point ---------------------------------------------------------------
 
 _COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [_add_data_commands,
-                                                                        _add_train_commands]
+                                                                        _add_train_commands,
+                                                                        _add_frontier_commands]
 
 
 def build_parser() -> argparse.ArgumentParser:

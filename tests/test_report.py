@@ -1,0 +1,232 @@
+"""The report from hand-made tables (no MLflow): files, figures, and numbers that match the runs."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from xfer import frontier as fr
+from xfer import report
+from xfer.errors import UsageError
+
+FAMILIES = ["beta", "chi2", "exponential", "gamma", "laplace", "normal", "uniform", "weibull"]
+AUDIT = {"confusable": [{"classes": ["exponential", "gamma"], "reason": "same distribution"}],
+         "bayes_accuracy_ceiling": 0.9375}
+_ids = itertools.count()
+
+
+def run(init, size, bs, acc, *, seed=0, epochs=6, epochs_run=None, lr=0.01) -> dict:
+    epochs_run = epochs if epochs_run is None else epochs_run
+    n_train = int(0.8 * size)
+    train_time = 0.002 * n_train * epochs_run
+    return {"run_id": f"run{next(_ids)}", "run_name": f"resnet18-{init}-all-n{size}-bs{bs}-ep{epochs}",
+            "status": "FINISHED", "model": "resnet18", "init": init, "train_layers": "all",
+            "dataset_size": size, "n_train": n_train, "batch_size": bs, "epochs": epochs, "lr": lr,
+            "seed": seed, "epochs_run": epochs_run, "stopped_early": epochs_run < epochs,
+            "test_accuracy": acc, "test_precision_macro": acc - 0.011, "test_recall_macro": acc - 0.022,
+            "test_f1_macro": acc - 0.017, "test_auc_roc_ovr": min(1.0, acc + 0.04), "test_loss": 2 * (1 - acc),
+            "train_accuracy": min(1.0, acc + 0.06), "val_accuracy": acc - 0.01,
+            "train_time_s": train_time, "wall_time_s": train_time + 3.0,
+            "train_macs": 3.0 * 37e6 * n_train * epochs_run, "macs_epochs_per_batch": 37e6 * epochs_run / bs,
+            "gpu_seconds": 0.0}
+
+
+def sweep_runs() -> pd.DataFrame:
+    runs = [run("scratch", 200, 8, 0.52), run("scratch", 200, 16, 0.47),
+            run("scratch", 800, 8, 0.71), run("scratch", 800, 16, 0.55, epochs_run=2),  # ASHA-stopped
+            run("pretrained", 200, 8, 0.83), run("pretrained", 200, 16, 0.80),
+            run("pretrained", 800, 16, 0.90)]
+    runs += [run("pretrained", 800, 8, acc, seed=s) for s, acc in enumerate((0.93, 0.95, 0.91))]
+    return pd.DataFrame(runs)
+
+
+FAILED = pd.DataFrame([{"run_id": "bad", "run_name": "resnet18-pretrained-all-n800-bs32-ep6",
+                        "status": "FAILED", "error": "ValueError: a|b is not allowed"}])
+
+
+def history(epochs: int, accuracy: float) -> pd.DataFrame:
+    steps = np.arange(1, epochs + 1)
+    return pd.DataFrame({"train_accuracy": accuracy * steps / epochs + 0.05, "val_accuracy": accuracy * steps / epochs,
+                         "train_loss": 2.0 / steps, "val_loss": 2.2 / steps}, index=pd.Index(steps, name="epoch"))
+
+
+def confusion(accuracy: float) -> dict:
+    matrix = np.eye(8, dtype=int) * 10
+    e, g = FAMILIES.index("exponential"), FAMILIES.index("gamma")
+    matrix[e, e], matrix[e, g] = 6, 4
+    return {"classes": FAMILIES, "matrix": matrix.tolist()}
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    runs = sweep_runs()
+    detail = report.detail_run_ids(runs)
+    out = tmp_path_factory.mktemp("report")
+    path = report.write_report(runs, FAILED, {r: history(6, 0.9) for r in detail},
+                               {r: confusion(0.9) for r in detail}, out, target_accuracy=0.7,
+                               audit=AUDIT, title="test sweep")
+    return path, runs, detail
+
+
+def md_table(text: str, heading: str) -> pd.DataFrame:
+    """The first markdown table after ``heading``, as strings."""
+    lines = text.split(heading, 1)[1].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = list(itertools.takewhile(lambda line: line.startswith("|"), lines[start:]))
+    cells = [[c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]] for line in rows]
+    return pd.DataFrame(cells[2:], columns=cells[0])
+
+
+def assert_real_png(path, min_size=(800, 400)) -> None:
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        assert image.size[0] >= min_size[0] and image.size[1] >= min_size[1]
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
+        assert len(colours) > 50, f"{path.name} looks blank"
+
+
+def test_every_file_is_written_and_every_figure_is_a_real_png(written):
+    path, _, _ = written
+    names = {p.name for p in path.parent.iterdir()}
+    assert names == set(report.FILE_NAMES)
+    text = path.read_text()
+    for png in path.parent.glob("*.png"):
+        assert_real_png(png)
+        assert f"({png.name})" in text  # linked from report.md
+
+
+def test_detail_runs_are_the_best_configuration_of_each_init_closest_to_its_mean(written):
+    _, runs, detail = written
+    by_id = runs.set_index("run_id")
+    assert sorted(by_id.loc[detail, "init"]) == ["pretrained", "scratch"]
+    assert sorted(by_id.loc[detail, "test_accuracy"]) == [0.71, 0.93]  # mean of 0.93, 0.95, 0.91 is 0.93
+
+
+def test_frontier_csv_is_non_dominated_and_sorted_by_cost(written):
+    path, _, _ = written
+    front = pd.read_csv(path.parent / "frontier.csv")
+    configs = pd.read_csv(path.parent / "configurations.csv")
+    assert set(front["scope"]) == {"all", "scratch", "pretrained"}
+    assert len(configs) == 8  # 10 runs, 3 of them seeds of one configuration
+    for scope, group in front.groupby("scope"):
+        pool = configs if scope == "all" else configs[configs["condition"] == scope]
+        assert group["train_macs"].is_monotonic_increasing
+        for _, p in group.iterrows():
+            dominated = ((pool["train_macs"] <= p["train_macs"]) & (pool["test_accuracy"] >= p["test_accuracy"])
+                         & ((pool["train_macs"] < p["train_macs"]) | (pool["test_accuracy"] > p["test_accuracy"])))
+            assert not dominated.any(), p["config"]
+        # and every configuration off the frontier is dominated by one on it
+        rest = pool[~pool["config"].isin(group["config"])]
+        for _, q in rest.iterrows():
+            assert ((group["train_macs"] <= q["train_macs"]) & (group["test_accuracy"] >= q["test_accuracy"])).any()
+
+
+def test_best_configuration_table_holds_the_runs_numbers(written):
+    path, runs, _ = written
+    table = md_table(path.read_text(), "## Best configuration per condition and dataset size")
+    assert len(table) == 4
+    seeds = runs[(runs["init"] == "pretrained") & (runs["dataset_size"] == 800) & (runs["batch_size"] == 8)]
+    row = table[(table["condition"] == "pretrained") & (table["images"] == "800")].iloc[0]
+    assert row["test acc"] == f"{seeds['test_accuracy'].mean():.3f} ± {seeds['test_accuracy'].std():.3f} over 3 seeds"
+    assert row["train acc"] == f"{seeds['train_accuracy'].mean():.3f}"
+    assert row["test loss"] == f"{seeds['test_loss'].mean():.3f}"
+    assert (row["batch size"], row["lr"], row["epochs"]) == ("8", "0.01", "6")
+    scratch = table[(table["condition"] == "scratch") & (table["images"] == "800")].iloc[0]
+    assert scratch["test acc"] == "0.710" and scratch["val acc"] == "0.700"
+
+
+def test_metrics_and_time_tables_hold_the_runs_numbers(written):
+    path, runs, _ = written
+    text = path.read_text()
+    metrics = md_table(text, "## Test metrics per model and condition")
+    row = metrics[(metrics["condition"] == "scratch") & (metrics["images"] == "200")].iloc[0]
+    assert (row["accuracy"], row["precision (macro)"], row["recall (macro)"], row["F1 (macro)"]) == \
+        ("0.520", "0.509", "0.498", "0.503")
+    times = md_table(text, "## Training time per model")
+    scratch_800 = runs[(runs["init"] == "scratch") & (runs["dataset_size"] == 800)]
+    row = times[(times["condition"] == "scratch") & (times["images"] == "800")].iloc[0]
+    assert row["runs"] == "2"
+    assert row["mean train_time_s"] == f"{scratch_800['train_time_s'].mean():.3f}"
+    per_epoch = (scratch_800["train_time_s"] / scratch_800["epochs_run"]).mean()
+    assert row["mean s / epoch"] == f"{per_epoch:.3f}"
+
+
+def test_summary_states_the_numbers(written):
+    path, _, _ = written
+    summary = path.read_text().split("## Summary", 1)[1].split("\n## ", 1)[0]
+    assert "10 runs finished (1 stopped early by the scheduler) in 8 configurations; 1 run did not finish" in summary
+    # n=800: pretrained mean 0.930 vs scratch 0.71, 22.0 points
+    assert "At 800 images, the best pretrained configuration (0.930 ± 0.020 over 3 seeds" in summary
+    assert "beats the best of scratch (0.710) by 22.0 points" in summary
+    assert "At 200 images" in summary and "by 31.0 points" in summary
+    # target 0.7: pretrained's cheapest is n200 bs16 (0.80), scratch's is n800 bs8 (0.71), 1/4 the MACs
+    assert "pretrained reaches 70% at 0.25x the train_macs of scratch" in summary
+    assert "Bayes accuracy ceiling is 93.75%" in summary
+
+
+def test_failed_runs_are_listed_with_their_error_not_plotted(written):
+    path, _, _ = written
+    table = md_table(path.read_text(), "## Runs left out")
+    assert table.to_dict("records") == [{"run": "resnet18-pretrained-all-n800-bs32-ep6", "status": "FAILED",
+                                         "error": "ValueError: a\\|b is not allowed"}]
+    assert "bad" not in set(pd.read_csv(path.parent / "configurations.csv")["run_ids"])
+
+
+def test_seed_spread_and_noise_are_reported(written):
+    path, _, _ = written
+    text = path.read_text()
+    spread = md_table(text, "## Seed spread")
+    assert spread[["runs", "seeds", "mean", "min", "max"]].values.tolist() == [["3", "0,1,2", "0.930", "0.910", "0.950"]]
+    assert "Seed noise: 1 configuration has several seeds" in text
+
+
+def test_without_optional_inputs_only_what_can_be_drawn_is_written(tmp_path):
+    (tmp_path / "learning_curves.png").write_bytes(b"stale")  # from an older report in the same folder
+    runs = sweep_runs().drop(columns=["dataset_size"])
+    path = report.write_report(runs, pd.DataFrame(), {}, {}, tmp_path, cost="wall_time_s")
+    assert {p.name for p in tmp_path.iterdir()} == {"report.md", "frontier.csv", "configurations.csv", "frontier.png"}
+    text = path.read_text()
+    assert "size.png" not in text and "learning_curves.png" not in text and "Every run finished." in text
+    assert_real_png(tmp_path / "frontier.png")
+    front = pd.read_csv(tmp_path / "frontier.csv")
+    assert front[front["scope"] == "all"]["wall_time_s"].is_monotonic_increasing
+
+
+@pytest.mark.parametrize("bad, message", [({"target_accuracy": 1.5}, r"\(0, 1\]"),
+                                          ({"cost": "flops"}, "unknown cost metric"),
+                                          ({"runs": "nan"}, "no finished run has a finite test_accuracy")])
+def test_bad_input_raises_before_anything_is_written(tmp_path, bad, message):
+    runs = sweep_runs()
+    if bad.pop("runs", None):
+        runs["test_accuracy"] = np.nan
+    with pytest.raises(UsageError, match=message):
+        report.write_report(runs, FAILED, {}, {}, tmp_path / "out", **bad)
+    assert not (tmp_path / "out").exists()
+
+
+def test_crowded_frontier_labels_never_overlap_and_stay_inside(tmp_path):
+    rng = np.random.default_rng(0)
+    runs = pd.DataFrame([run(init, size, bs, float(np.clip(0.5 + 0.1 * np.log10(size) + (init == "pretrained") * 0.15
+                                                             + rng.normal(0, 0.02), 0, 1)),
+                             epochs=ep, lr=lr)
+                         for init in ("scratch", "pretrained") for size in (100, 300, 1000, 3000)
+                         for bs in (8, 32) for ep in (2, 4, 8) for lr in (0.01, 0.1)])
+    analysis = fr.analyse(runs, "train_macs")
+    figure = report.frontier_figure(analysis, ceiling=0.9375, target=0.8)
+    ax = figure.axes[0]
+    renderer = figure.canvas.get_renderer()
+    labels = [t for t in ax.texts if t.get_text() in set(analysis.points["label"])]
+    assert len(labels) >= len(analysis.frontier[analysis.frontier["scope"] == "all"]) // 2
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    frame = ax.get_window_extent(renderer)
+    for a, b in itertools.combinations(boxes, 2):
+        assert not a.overlaps(b)
+    for box in boxes:
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+    assert any(np.allclose(line.get_ydata(), 0.9375) for line in ax.get_lines())  # the ceiling
+    assert ax.get_xscale() == "log"
