@@ -56,7 +56,10 @@ def macs_per_image_for(name: str, num_classes: int, head: str, input_size: int) 
     if input_size < min_image_size(name):
         raise UsageError(f"input_size {input_size} is too small for {name}: it needs >= "
                          f"{min_image_size(name)} px")
-    return macs_per_image(create_model(name, num_classes, head=head), input_size)
+    # Building the model draws random weights; fork the RNG so that asking for a cost never
+    # changes what a seeded trial trains (the first call in a process would, the cached ones not).
+    with torch.random.fork_rng(devices=[]):
+        return macs_per_image(create_model(name, num_classes, head=head), input_size)
 
 
 def train_macs(macs_per_image: int, images_processed: int) -> int:

@@ -27,7 +27,6 @@ import torch.nn.functional as F
 
 from xfer import cost, models
 from xfer.batches import BatchPrep, augment_generator, batch_slices, epoch_order
-from xfer.data.splits import stratified_split
 from xfer.data.tensors import ImageSet, load_packed
 from xfer.errors import UsageError, choice_error
 from xfer.metrics import classification_metrics
@@ -46,7 +45,7 @@ EPOCH_METRICS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accur
                  "epoch_time_s", "images_processed")
 # Resuming with a different value of these is fine (a longer budget, another GPU); anything
 # else would silently make a different trial.
-_RESUMABLE_CHANGES = ("data", "epochs", "device", "eval_batch_size")
+_RESUMABLE_CHANGES = ("data", "epochs", "device", "eval_batch_size", "report_test_each_epoch")
 
 
 @dataclass
@@ -71,6 +70,9 @@ class TrialConfig:
     seed: int = 0                      # init, batch order, augmentation
     device: str = "auto"               # auto (cuda if available) | cpu | cuda | cuda:N
     eval_batch_size: int = 256         # images per forward pass in evaluation
+    report_test_each_epoch: bool = False  # each report carries the result so far (test metrics,
+                                          # costs, confusion matrix), so a trial a scheduler stops
+                                          # after any epoch has final numbers; +1 test pass/epoch
 
     def validate(self) -> "TrialConfig":
         """Check every field once, at the edge; raises UsageError naming the field and the valid
@@ -258,7 +260,7 @@ def fit(config: TrialConfig, report: Callable[[dict], None] = print_report, *,
     device = torch.device(config.device)
     with _backend_settings(device):
         _seed_everything(config.seed)
-        data = _take_first(data, config.n) if data is not None else _load(config)
+        data = data.take(config.n) if data is not None else load_packed(config.data, n=config.n)
         sizes = {name: len(data.splits[name]) for name in ("train", "val", "test")}
         if min(sizes.values()) == 0:
             raise UsageError(f"dataset too small to split: n={len(data.labels)} gives {sizes} "
@@ -296,6 +298,52 @@ def fit(config: TrialConfig, report: Callable[[dict], None] = print_report, *,
             progress = _restore(resume, config, model, optimizer)
         history = progress["history"]
 
+        macs = cost.macs_per_image_for(config.model, data.num_classes, config.head, input_size)
+
+        def result_now() -> dict:
+            """The trial's result as of the last epoch trained: test metrics, costs, identity.
+            Costs one forward pass over the test split."""
+            test = evaluate(model, *split["test"], prep_eval, batch_size=config.eval_batch_size,
+                            amp_dtype=amp_dtype, with_probs=True)
+            test_metrics = classification_metrics(split["test"][1].cpu().numpy(), test["probs"],
+                                                  data.num_classes)
+            wall_time_s = progress["wall_time_s"] + time.perf_counter() - start
+            epochs_run = len(history)
+            last = history[-1] if history else {}
+            return {
+                "test_accuracy": test_metrics["accuracy"],
+                "test_precision_macro": test_metrics["precision_macro"],
+                "test_recall_macro": test_metrics["recall_macro"],
+                "test_f1_macro": test_metrics["f1_macro"],
+                "test_auc_roc_ovr": test_metrics["auc_roc_ovr"],
+                "test_loss": test["loss"],
+                "epochs_run": epochs_run,
+                "wall_time_s": wall_time_s,
+                "train_time_s": progress["train_time_s"],
+                "macs_per_image": macs,
+                "train_macs": cost.train_macs(macs, progress["images_processed"]),
+                "macs_epochs_per_batch": cost.macs_epochs_per_batch(macs, epochs_run, config.batch_size),
+                "gpu_seconds": wall_time_s * (1 if device.type == "cuda" else 0),
+                "n_train": sizes["train"], "n_val": sizes["val"], "n_test": sizes["test"],
+                "images_processed": progress["images_processed"],
+                "input_size": input_size,
+                **{key: last.get(key, math.nan) for key in ("train_loss", "train_accuracy",
+                                                             "val_loss", "val_accuracy")},
+                "history": [dict(h) for h in history],
+                "confusion_matrix": test_metrics["confusion_matrix"],
+                "classes": list(data.classes),
+                "config": asdict(config),
+                "weights": None if weights is None else {
+                    "source": weights.source, "sha256": weights.sha256, "meta": _jsonable(weights.meta)},
+                "normalization": {"mean": [float(v) for v in mean], "std": [float(v) for v in std],
+                                  "from": norm_from},
+                "dataset": _jsonable(data.identity),
+                "device": _device_name(device),
+                "git_sha": git_sha(),
+                "packages": package_versions(),
+            }
+
+        final = None
         steps_per_epoch = len(batch_slices(sizes["train"], config.batch_size))
         total_steps = config.epochs * steps_per_epoch
         patience = config.early_stopping_patience
@@ -325,51 +373,22 @@ def fit(config: TrialConfig, report: Callable[[dict], None] = print_report, *,
             if checkpoint is not None:
                 elapsed = progress["wall_time_s"] + time.perf_counter() - start
                 checkpoint(_snapshot(config, model, optimizer, {**progress, "wall_time_s": elapsed}))
-            report(dict(metrics))
+            if config.report_test_each_epoch:
+                final = result_now()
+                report({**metrics, **{k: v for k, v in final.items() if k in _SWEEP_REPORT_KEYS}})
+            else:
+                report(dict(metrics))
             if patience and progress["epochs_since_best"] >= patience:
                 break
 
-        test = evaluate(model, *split["test"], prep_eval, batch_size=config.eval_batch_size,
-                        amp_dtype=amp_dtype, with_probs=True)
-        test_metrics = classification_metrics(split["test"][1].cpu().numpy(), test["probs"],
-                                              data.num_classes)
-        wall_time_s = progress["wall_time_s"] + time.perf_counter() - start
+        return final if final is not None else result_now()
 
-    macs = cost.macs_per_image_for(config.model, data.num_classes, config.head, input_size)
-    epochs_run = len(history)
-    last = history[-1] if history else {}
-    return {
-        "test_accuracy": test_metrics["accuracy"],
-        "test_precision_macro": test_metrics["precision_macro"],
-        "test_recall_macro": test_metrics["recall_macro"],
-        "test_f1_macro": test_metrics["f1_macro"],
-        "test_auc_roc_ovr": test_metrics["auc_roc_ovr"],
-        "test_loss": test["loss"],
-        "epochs_run": epochs_run,
-        "wall_time_s": wall_time_s,
-        "train_time_s": progress["train_time_s"],
-        "macs_per_image": macs,
-        "train_macs": cost.train_macs(macs, progress["images_processed"]),
-        "macs_epochs_per_batch": cost.macs_epochs_per_batch(macs, epochs_run, config.batch_size),
-        "gpu_seconds": wall_time_s * (1 if device.type == "cuda" else 0),
-        "n_train": sizes["train"], "n_val": sizes["val"], "n_test": sizes["test"],
-        "images_processed": progress["images_processed"],
-        "input_size": input_size,
-        **{key: last.get(key, math.nan) for key in ("train_loss", "train_accuracy", "val_loss",
-                                                     "val_accuracy")},
-        "history": history,
-        "confusion_matrix": test_metrics["confusion_matrix"],
-        "classes": list(data.classes),
-        "config": asdict(config),
-        "weights": None if weights is None else {"source": weights.source, "sha256": weights.sha256,
-                                                 "meta": _jsonable(weights.meta)},
-        "normalization": {"mean": [float(v) for v in mean], "std": [float(v) for v in std],
-                          "from": norm_from},
-        "dataset": _jsonable(data.identity),
-        "device": _device_name(device),
-        "git_sha": git_sha(),
-        "packages": package_versions(),
-    }
+
+_SWEEP_REPORT_KEYS = ("test_accuracy", "test_precision_macro", "test_recall_macro", "test_f1_macro",
+                      "test_auc_roc_ovr", "test_loss", "epochs_run", "wall_time_s", "train_time_s",
+                      "macs_per_image", "train_macs", "macs_epochs_per_batch", "gpu_seconds",
+                      "n_train", "n_val", "n_test", "input_size", "history", "confusion_matrix",
+                      "classes", "weights")
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -383,28 +402,6 @@ def _make_optimizer(config: TrialConfig, params: list[torch.nn.Parameter]) -> to
                                weight_decay=config.weight_decay)
     optimizer_class = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
     return optimizer_class(params, lr=config.lr, weight_decay=config.weight_decay)
-
-
-def _load(config: TrialConfig) -> ImageSet:
-    try:
-        return load_packed(config.data, n=config.n)
-    except UsageError:
-        raise
-    except ValueError as exc:  # n larger than the dataset: the user's to fix
-        raise UsageError(str(exc)) from exc
-
-
-def _take_first(data: ImageSet, n: int | None) -> ImageSet:
-    """The first n images of a preloaded ImageSet with their own stratified split, exactly what
-    ``load_packed(dir, n)`` returns (same prefix, same split seed: the dataset's)."""
-    if n is None or n == len(data.labels):
-        return data
-    if n > len(data.labels):
-        raise UsageError(f"n must be at most the dataset's size {len(data.labels)}, got {n}")
-    labels = data.labels[:n]
-    return ImageSet(images=data.images[:n], labels=labels, classes=data.classes,
-                    identity={**data.identity, "n": n},
-                    splits=stratified_split(labels.numpy(), data.identity.get("seed", 0)))
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ import torch
 
 from xfer.data.layout import PACKED_DIR, PACKED_IMAGES, PACKED_LABELS, is_packed_dataset
 from xfer.data.splits import stratified_split
+from xfer.errors import UsageError
 
 
 @dataclass
@@ -35,6 +36,18 @@ class ImageSet:
     @property
     def image_size(self) -> int:
         return int(self.images.shape[-1])
+
+    def take(self, n: int | None) -> "ImageSet":
+        """The first n images with their own stratified split: exactly what
+        ``load_packed(dir, n)`` returns (same prefix, same split seed, the dataset's)."""
+        if n is None or n == len(self.labels):
+            return self
+        if not 0 < n <= len(self.labels):
+            raise UsageError(f"--n must be between 1 and the dataset's size {len(self.labels)}, got {n}")
+        labels = self.labels[:n]
+        return ImageSet(images=self.images[:n], labels=labels, classes=self.classes,
+                        identity={**self.identity, "n": n},
+                        splits=stratified_split(labels.numpy(), self.identity.get("seed", 0)))
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Images and labels of one split, gathered once (a copy, contiguous in split order)."""
@@ -101,7 +114,7 @@ def from_arrays(images: np.ndarray, labels: np.ndarray, meta: dict, n: int | Non
     if n is None:
         n = total
     if not 0 < n <= total:
-        raise ValueError(f"--n must be between 1 and the dataset's size {total}, got {n}")
+        raise UsageError(f"--n must be between 1 and the dataset's size {total}, got {n}")
     prefix = images[:n]
     if isinstance(prefix, np.memmap):
         prefix = np.array(prefix)  # read the prefix from disk once

@@ -1,0 +1,47 @@
+"""Shared fixtures: isolated MLflow stores, caches and Ray for the real-stack tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory) -> Path:
+    """One dataset/offline-weights cache for every sweep test: built once, like a real node's."""
+    return tmp_path_factory.mktemp("xfer-cache")
+
+
+def sweep_env(tmp: Path) -> dict:
+    """Environment for a sweep subprocess: its own MLflow store, loopback-only Ray."""
+    env = dict(os.environ)
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlflow.db'}"
+    env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    env.pop("RAY_ADDRESS", None)
+    env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+def run_sweep(script: str, args: list[str], tmp: Path, cache: Path, timeout: float = 600,
+              env: dict | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(REPO / "sweeps" / script), *args, "--storage", str(tmp / "runs"),
+           "--cache-dir", str(cache)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp,
+                          env=env or sweep_env(tmp))
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL a process started with start_new_session=True and everything in its group
+    (the local Ray it started)."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=30)

@@ -1,0 +1,148 @@
+"""The sweep through the real stack at small scale: Ray Tune, ASHA, MLflow on SQLite.
+
+Each test runs `sweeps/pdf_grid.py --preset smoke` as a user would, in a subprocess with its
+own MLflow store, and checks the store afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import REPO, kill_group, run_sweep, sweep_env
+
+pytestmark = pytest.mark.slow
+
+SPEC_EPOCH_METRICS = {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_time_s"}
+SPEC_FINAL_METRICS = {"test_accuracy", "test_precision_macro", "test_recall_macro", "test_f1_macro",
+                      "test_auc_roc_ovr", "epochs_run", "wall_time_s", "train_time_s",
+                      "macs_per_image", "train_macs", "macs_epochs_per_batch", "gpu_seconds"}
+SPEC_PARAMS = {"model", "init", "train_layers", "weights", "dataset_size", "n_train",
+               "image_size", "epochs", "batch_size", "lr", "optimizer", "seed", "dataset"}
+SMOKE_TRIALS = 8
+
+
+def _runs(tmp: Path):
+    client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("pdf_grid")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("xfer.role") == "parent"]
+    children = [r for r in runs if r.data.tags.get("xfer.role") == "trial"]
+    return client, parents, children
+
+
+@pytest.fixture(scope="module")
+def smoke_sweep(tmp_path_factory, shared_cache):
+    tmp = tmp_path_factory.mktemp("smoke")
+    started = time.perf_counter()
+    done = run_sweep("pdf_grid.py", ["--preset", "smoke"], tmp, shared_cache)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return tmp, done, time.perf_counter() - started
+
+
+def test_smoke_sweep_logs_one_parent_and_exactly_one_child_per_trial(smoke_sweep):
+    tmp, done, _ = smoke_sweep
+    client, parents, children = _runs(tmp)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    sweep_id = parents[0].data.tags["xfer.sweep_id"]
+    assert len(children) == SMOKE_TRIALS
+    assert len({c.data.tags["xfer.trial_id"] for c in children}) == SMOKE_TRIALS
+    for child in children:
+        assert child.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert child.data.tags["xfer.sweep_id"] == sweep_id
+        assert child.info.status == "FINISHED"
+    names = {c.info.run_name for c in children}
+    assert "resnet10-pretrained-all-n96-bs16-ep3" in names and "resnet10-scratch-all-n48-bs16-ep1" in names
+    assert "plan: preset smoke: 8 trials" in done.stdout and "best pretrained" in done.stdout
+
+
+def test_children_carry_the_spec_params_metrics_and_artifacts(smoke_sweep):
+    tmp, _, _ = smoke_sweep
+    client, _, children = _runs(tmp)
+    for child in children:
+        assert SPEC_PARAMS <= set(child.data.params), SPEC_PARAMS - set(child.data.params)
+        assert SPEC_FINAL_METRICS <= set(child.data.metrics), SPEC_FINAL_METRICS - set(child.data.metrics)
+        assert SPEC_EPOCH_METRICS <= set(child.data.metrics)
+        epochs_run = int(child.data.metrics["epochs_run"])
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_accuracy")]
+        assert steps == list(range(1, epochs_run + 1))  # one value per epoch, step = epoch
+        assert 0 <= child.data.metrics["test_accuracy"] <= 1
+        assert child.data.metrics["train_macs"] > 0 and child.data.metrics["gpu_seconds"] == 0
+        artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert {"confusion_matrix.json", "confusion_matrix.png"} <= artifacts
+    pretrained = [c for c in children if c.data.params["init"] == "pretrained"]
+    assert all("offline" in c.data.params["weights"] or c.data.params["weights"].endswith(".pt")
+               for c in pretrained)
+    assert all(len(c.data.params.get("weights_sha256", "")) == 64 for c in pretrained)
+
+
+def test_asha_stops_some_longer_trials_early(smoke_sweep):
+    tmp, _, _ = smoke_sweep
+    _, _, children = _runs(tmp)
+    stopped = [c for c in children
+               if c.data.metrics["epochs_run"] < int(c.data.params["epochs"])]
+    assert stopped, "ASHA stopped no trial in a space built to trigger it"
+    assert all(c.info.status == "FINISHED" for c in stopped)
+
+
+def test_dry_run_prints_the_plan_and_touches_nothing(tmp_path, shared_cache):
+    done = run_sweep("pdf_grid.py", ["--preset", "smoke", "--dry-run"], tmp_path, shared_cache)
+    assert done.returncode == 0, done.stderr
+    assert "8 trials" in done.stdout and "training MACs" in done.stdout and "time estimate" in done.stdout
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "runs").exists()
+
+
+def test_kill_the_driver_then_resume_without_duplicates(tmp_path, shared_cache):
+    env = sweep_env(tmp_path)
+    cmd = [sys.executable, str(REPO / "sweeps" / "pdf_grid.py"), "--preset", "smoke",
+           "--scheduler", "fifo", "--max-concurrent", "1", "--storage", str(tmp_path / "runs"),
+           "--cache-dir", str(shared_cache)]
+    process = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    finished_before = {}
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and process.poll() is None:
+            time.sleep(2)
+            if (tmp_path / "mlflow.db").exists():
+                try:
+                    _, _, children = _runs(tmp_path)
+                except Exception:
+                    continue
+                finished_before = {c.data.tags["xfer.trial_id"]: c for c in children
+                                   if c.info.status == "FINISHED"}
+                if len(finished_before) >= 2:
+                    break
+    finally:
+        kill_group(process)
+    assert len(finished_before) >= 2, "the sweep never got two trials done"
+
+    done = subprocess.run(cmd + ["--resume"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "resuming sweep" in done.stdout
+    client, parents, children = _runs(tmp_path)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"  # reused, not a second one
+    assert len(children) == SMOKE_TRIALS
+    assert Counter(c.data.tags["xfer.trial_id"] for c in children).most_common(1)[0][1] == 1
+    after = {c.data.tags["xfer.trial_id"]: c for c in children}
+    for trial_id, before in finished_before.items():  # finished trials did not run again
+        assert after[trial_id].info.end_time == before.info.end_time
+    for child in children:
+        assert child.info.status == "FINISHED"
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_accuracy")]
+        assert steps == sorted(set(steps)) == list(range(1, int(child.data.metrics["epochs_run"]) + 1))
+
+
+def test_resume_with_nothing_to_resume_is_a_usage_error(tmp_path, shared_cache):
+    done = run_sweep("pdf_grid.py", ["--preset", "smoke", "--resume"], tmp_path, shared_cache)
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1 and "no interrupted sweep" in done.stderr
+    assert not (tmp_path / "mlflow.db").exists()

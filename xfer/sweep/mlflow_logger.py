@@ -1,0 +1,208 @@
+"""A Tune callback, run in the sweep's driver, that records every trial in MLflow exactly once.
+
+Why not Ray's MLflowLoggerCallback: it keeps its trial -> run map in memory only, so a
+restored sweep opens a second run for every trial, and it has no parent run. Here:
+
+- one parent run per sweep (created by the driver, reused on ``--resume``);
+- one child run per trial, found again by its tags (``xfer.sweep_id`` + ``xfer.trial_id``)
+  whenever this driver has not seen the trial yet: after a retry, a restore, a driver restart;
+- per-epoch metrics are logged from the trial's ``history`` (every report carries it, a few
+  hundred bytes), for the epochs MLflow does not have yet. A retried trial resumes from its
+  last checkpoint and reports only later epochs, and epochs reported while no driver was
+  listening are back-filled: each step is logged once.
+- the driver is the only MLflow writer, so trials on worker nodes need no route to the
+  tracking server, and a SQLite store never sees concurrent writers.
+
+Statuses: a trial that completes, including one ASHA stopped early (``epochs_run`` <
+``epochs``), is FINISHED; one that exhausts its retries is FAILED with its error as the tag
+``xfer.error``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from ray.tune import Callback
+
+from xfer.sweep.study import trial_name
+
+EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_time_s")
+FINAL_METRICS = ("test_accuracy", "test_precision_macro", "test_recall_macro", "test_f1_macro",
+                 "test_auc_roc_ovr", "test_loss", "epochs_run", "wall_time_s", "train_time_s",
+                 "macs_per_image", "train_macs", "macs_epochs_per_batch", "gpu_seconds",
+                 "images_processed")
+TRIAL_PARAMS = ("model", "init", "train_layers", "weights", "head", "dataset", "dataset_size",
+                "n_train", "image_size", "epochs", "batch_size", "lr", "optimizer", "schedule",
+                "weight_decay", "seed", "dataset_path", "weights_sha256", "input_size",
+                "cpus_per_trial", "gpus_per_trial")
+_MAX_ERROR_TAG = 5000  # MLflow tag values are capped (8000 chars in MLflow 3)
+
+
+class MlflowSweepLogger(Callback):
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, sweep_id: str,
+                 swept_axes: list[str], echo=print):
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri)
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.sweep_id = sweep_id
+        self.swept_axes = list(swept_axes)
+        self.echo = echo
+        self.runs: dict[str, str] = {}  # trial_id -> run_id
+        self.logged_through: dict[str, int] = {}  # trial_id -> last epoch logged
+        self.params_logged: set[str] = set()
+        # trials whose run was already FINISHED when this driver found it: a restored sweep
+        # can restart a trial whose completion Ray's last state snapshot missed; its run is
+        # final and is neither reopened nor written again
+        self.closed: set[str] = set()
+
+    # Ray pickles the RunConfig, callbacks included, into the sweep's state so that
+    # Tuner.restore brings this logger back; a database-backed client does not pickle.
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        del state["client"]
+        state["echo"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.client = MlflowClient(self.tracking_uri)
+        self.echo = self.echo or print
+
+    # --- Tune hooks ---------------------------------------------------------------------------
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._run_for(trial)
+
+    def on_trial_restore(self, iteration, trials, trial, **info):
+        self._run_for(trial)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        run_id = self._run_for(trial)
+        if trial.trial_id in self.closed:
+            return
+        self._log_epochs(trial, run_id, result)
+        if result.get("epoch"):
+            self.echo(f"[{trial_name(trial.config, self.swept_axes)}] epoch {result['epoch']}/"
+                      f"{trial.config['epochs']}  train_acc {result.get('train_accuracy', math.nan):.3f}  "
+                      f"val_acc {result.get('val_accuracy', math.nan):.3f}  "
+                      f"{result.get('epoch_time_s', math.nan):.1f} s")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        run_id = self._run_for(trial)
+        if trial.trial_id in self.closed:
+            return
+        result = trial.last_result or {}
+        self._log_epochs(trial, run_id, result)
+        self._log_final(run_id, result)
+        self.client.set_terminated(run_id, "FINISHED")
+        stopped = result.get("epochs_run", 0) < trial.config["epochs"]
+        self.echo(f"[{trial_name(trial.config, self.swept_axes)}] done: test_acc "
+                  f"{result.get('test_accuracy', math.nan):.3f} after {result.get('epochs_run', 0)} "
+                  f"epochs{' (stopped early by the scheduler)' if stopped else ''}")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        run_id = self._run_for(trial)
+        if trial.trial_id in self.closed:
+            return
+        result = trial.last_result or {}
+        self._log_epochs(trial, run_id, result)
+        if result:
+            self._log_final(run_id, result)
+        error = _error_text(trial)
+        self.client.set_tag(run_id, "xfer.error", error[:_MAX_ERROR_TAG])
+        self.client.set_terminated(run_id, "FAILED")
+        self.echo(f"[{trial_name(trial.config, self.swept_axes)}] FAILED: {error.strip().splitlines()[-1] if error.strip() else 'unknown error'}")
+
+    # --- runs ---------------------------------------------------------------------------------
+
+    def _run_for(self, trial) -> str:
+        """This trial's child run: cached, else found by tags, else created (exactly once)."""
+        if trial.trial_id in self.runs:
+            return self.runs[trial.trial_id]
+        found = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=(f"tags.`xfer.sweep_id` = '{self.sweep_id}' and "
+                           f"tags.`xfer.trial_id` = '{trial.trial_id}'"),
+            max_results=1)
+        if found:
+            run_id = found[0].info.run_id
+            if found[0].info.status == "FINISHED":
+                self.closed.add(trial.trial_id)
+            elif found[0].info.status != "RUNNING":  # a failed trial retried: open it again
+                self.client.update_run(run_id, status="RUNNING")
+            history = self.client.get_metric_history(run_id, "val_accuracy")
+            self.logged_through[trial.trial_id] = max((m.step for m in history), default=0)
+        else:
+            run = self.client.create_run(
+                self.experiment_id, run_name=trial_name(trial.config, self.swept_axes),
+                tags={"mlflow.parentRunId": self.parent_run_id, "xfer.sweep_id": self.sweep_id,
+                      "xfer.trial_id": trial.trial_id, "xfer.role": "trial"})
+            run_id = run.info.run_id
+            self.logged_through[trial.trial_id] = 0
+            params = {k: trial.config[k] for k in TRIAL_PARAMS if k in trial.config}
+            self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        self.runs[trial.trial_id] = run_id
+        return run_id
+
+    def _log_epochs(self, trial, run_id: str, result: dict) -> None:
+        """Per-epoch metrics (step = epoch) for epochs MLflow does not have yet."""
+        done = self.logged_through.get(trial.trial_id, 0)
+        now = int(time.time() * 1000)
+        metrics = []
+        for entry in result.get("history", []):
+            if entry["epoch"] > done:
+                metrics += [Metric(key, float(entry[key]), now, entry["epoch"])
+                            for key in EPOCH_METRICS if key in entry]
+        params = []
+        if trial.trial_id not in self.params_logged:  # logging the same value again is a no-op
+            params = [Param(k, str(v)) for k, v in _params_known_after_start(result).items()]
+            self.params_logged.add(trial.trial_id)
+        if metrics or params:
+            self.client.log_batch(run_id, metrics=metrics, params=params)
+        if metrics:
+            self.logged_through[trial.trial_id] = max(m.step for m in metrics)
+
+    def _log_final(self, run_id: str, result: dict) -> None:
+        now = int(time.time() * 1000)
+        step = int(result.get("epochs_run", 0))
+        metrics = [Metric(key, float(result[key]), now, step) for key in FINAL_METRICS
+                   if isinstance(result.get(key), (int, float)) and not isinstance(result.get(key), bool)]
+        self.client.log_batch(run_id, metrics=metrics)
+        if result.get("confusion_matrix") is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                write_confusion_artifacts(result["confusion_matrix"], result.get("classes", []), Path(tmp))
+                self.client.log_artifacts(run_id, tmp)
+
+
+def _params_known_after_start(result: dict) -> dict:
+    """Params that only the trial knows (resolved weights, split sizes, input size)."""
+    known = {}
+    for key in ("dataset", "image_size", "n_train", "input_size", "weights_sha256", "dataset_path"):
+        if result.get(key) is not None:
+            known[key] = result[key]
+    return known
+
+
+def write_confusion_artifacts(matrix: list[list[int]], classes: list[str], out: Path) -> None:
+    """``confusion_matrix.json`` and ``confusion_matrix.png`` (rows: true class)."""
+    (out / "confusion_matrix.json").write_text(json.dumps({"classes": classes, "matrix": matrix}))
+    from xfer.figures import plot_confusion_matrix
+
+    plot_confusion_matrix(matrix, classes, out / "confusion_matrix.png")
+
+
+def _error_text(trial) -> str:
+    path = getattr(trial, "error_file", None)
+    try:
+        if path and Path(path).is_file():
+            return Path(path).read_text()
+    except OSError:
+        pass
+    return str(getattr(trial, "error_msg", "") or "trial failed (no error text from Ray)")

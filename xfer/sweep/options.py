@@ -1,0 +1,146 @@
+"""The options every sweep script shares (SPEC), parsed and validated before Ray starts.
+
+Everything a user can get wrong is checked here, so a typo costs a second, not a cluster
+start-up: bad input is one line on stderr and exit 2, with nothing launched or written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from xfer.cli import _Parser, positive_int
+from xfer.errors import UsageError
+
+SEARCHES = ("grid", "tpe", "nsga2")
+SCHEDULERS = ("asha", "fifo")
+COST_METRICS = ("train_macs", "wall_time_s", "gpu_seconds", "macs_epochs_per_batch")
+DEFAULT_STORAGE = "xfer_runs"  # relative to the working directory
+DEFAULT_CACHE = Path.home() / ".cache" / "xfer"  # datasets and offline weights, per machine
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    preset: str
+    num_samples: int | None  # grid: seeds per configuration; tpe/nsga2: trials (None = grid size)
+    search: str
+    scheduler: str
+    max_concurrent: int | None
+    gpus_per_trial: float
+    cpus_per_trial: float
+    storage: str
+    experiment: str
+    resume: bool
+    dry_run: bool
+    cache_dir: Path
+    max_failures: int
+    report: bool
+
+    @property
+    def storage_is_s3(self) -> bool:
+        return self.storage.startswith("s3://")
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def build_parser(prog: str, description: str, presets: list[str], default_preset: str,
+                 experiment: str) -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, description=description)
+    parser.add_argument("--preset", choices=presets, default=default_preset,
+                        help=f"which study setting to run (default: {default_preset})")
+    parser.add_argument("--smoke-test", action="store_true",
+                        help="the same as --preset smoke: a tiny sweep for tests")
+    parser.add_argument("--num-samples", type=positive_int, default=None,
+                        help="grid: seeds per configuration (default 1); tpe/nsga2: trials to "
+                             "sample (default: the grid's size)")
+    parser.add_argument("--search", choices=SEARCHES, default="grid",
+                        help="grid: every combination once; tpe: Optuna TPE; nsga2: Optuna "
+                             "NSGA-II, maximising test_accuracy and minimising cost (default: grid)")
+    parser.add_argument("--scheduler", choices=SCHEDULERS, default="asha",
+                        help="asha: stop poor trials early (time unit: the epoch); fifo: run all "
+                             "to their budget (default: asha)")
+    parser.add_argument("--max-concurrent", type=positive_int, default=None,
+                        help="trials running at once (default: as many as resources allow)")
+    parser.add_argument("--gpus-per-trial", type=non_negative_float, default=None,
+                        help="GPUs per trial; fractions share a GPU between small-batch trials "
+                             "(default: 1 if a GPU is visible, else 0)")
+    parser.add_argument("--cpus-per-trial", type=positive_float, default=1.0,
+                        help="CPUs per trial; also torch's thread count (default: 1)")
+    parser.add_argument("--storage", default=DEFAULT_STORAGE,
+                        help="where Ray keeps trial checkpoints and sweep state: a local path or "
+                             "s3://bucket/prefix (honours AWS_ENDPOINT_URL) (default: ./xfer_runs)")
+    parser.add_argument("--experiment", default=experiment,
+                        help=f"MLflow experiment (default: {experiment})")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the latest interrupted sweep of this experiment in --storage: "
+                             "finished trials are not rerun")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="validate, print the plan and its cost estimate, then exit 0")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE,
+                        help=f"per-machine cache for datasets and offline weights (default: {DEFAULT_CACHE})")
+    parser.add_argument("--max-failures", type=int, default=2,
+                        help="retries of a crashed trial, each from its last epoch checkpoint (default: 2)")
+    parser.add_argument("--no-report", action="store_true",
+                        help="skip the frontier report at the end of the sweep")
+    return parser
+
+
+def parse_options(parser: argparse.ArgumentParser, argv: list[str] | None) -> SweepOptions:
+    args = parser.parse_args(argv)
+    preset = "smoke" if args.smoke_test else args.preset
+    gpus = args.gpus_per_trial
+    if gpus is None:
+        gpus = 1.0 if _visible_gpus() > 0 else 0.0
+    options = SweepOptions(
+        preset=preset, num_samples=args.num_samples, search=args.search, scheduler=args.scheduler,
+        max_concurrent=args.max_concurrent, gpus_per_trial=gpus, cpus_per_trial=args.cpus_per_trial,
+        storage=args.storage, experiment=args.experiment, resume=args.resume, dry_run=args.dry_run,
+        cache_dir=args.cache_dir, max_failures=args.max_failures, report=not args.no_report)
+    validate(options)
+    return options
+
+
+def _visible_gpus() -> int:
+    """GPUs this machine has, without starting Ray (torch is already a dependency)."""
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def validate(options: SweepOptions) -> None:
+    if not options.experiment.strip():
+        raise UsageError("--experiment must not be empty")
+    if options.max_failures < 0:
+        raise UsageError(f"--max-failures must be >= 0, got {options.max_failures}")
+    if options.gpus_per_trial > 1 and options.gpus_per_trial != int(options.gpus_per_trial):
+        raise UsageError(f"--gpus-per-trial above 1 must be a whole number, got {options.gpus_per_trial:g}")
+    if options.storage_is_s3:
+        bucket, _, _ = options.storage[len("s3://"):].partition("/")
+        if not bucket:
+            raise UsageError(f"--storage {options.storage}: an s3:// URI needs a bucket, e.g. s3://bucket/prefix")
+    else:
+        path = Path(options.storage).expanduser()
+        for parent in [path, *path.parents]:
+            if parent.exists():
+                if not parent.is_dir() or not os.access(parent, os.W_OK):
+                    raise UsageError(f"--storage {options.storage}: {parent} is not a writable folder")
+                break
+    if options.cache_dir.exists() and not options.cache_dir.is_dir():
+        raise UsageError(f"--cache-dir {options.cache_dir} is not a folder")

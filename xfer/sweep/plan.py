@@ -1,0 +1,163 @@
+"""Expand a preset into its trials and estimate what they cost, before anything launches.
+
+The estimate is what ``--dry-run`` prints and every real run prints first: trials, training
+MACs (exact, from ptflops, hardware-independent) and wall time on *this* hardware, from a
+short calibration: a few real training steps per (model, input size, batch size) on random
+data, so the number reflects this machine's launch overhead at small batches, not a peak
+FLOP rate. Calibration costs ~1-3 s per combination on CPU and is capped (CALIBRATION_BUDGET_S);
+combinations left over are scaled from a measured one by their MACs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from xfer.data.splits import SPLIT_FRACTIONS
+from xfer.sweep.options import SweepOptions
+from xfer.sweep.study import Preset
+
+CALIBRATION_BUDGET_S = 60.0
+_CALIBRATION_STEPS = 2  # timed steps after one warm-up step
+
+
+@dataclass
+class Plan:
+    trials: list[dict]  # every trial for grid; the grid (sampled from) for tpe / nsga2
+    num_trials: int  # trials that will run
+    train_macs: float  # total, forward + backward, if no trial is stopped early
+    seconds_serial: float  # the same, one trial after another on this hardware
+    parallel_trials: int
+    device: str
+
+    @property
+    def seconds(self) -> float:
+        return self.seconds_serial / max(1, min(self.parallel_trials, self.num_trials))
+
+
+def n_train(dataset_size: int) -> int:
+    return int(round(dataset_size * SPLIT_FRACTIONS[0]))
+
+
+def make_plan(preset: Preset, options: SweepOptions, num_classes: int, dataset_image_size: int,
+              parallel_trials: int, calibrate: bool = True) -> Plan:
+    from xfer import models
+    from xfer.cost import macs_per_image_for
+
+    seeds = options.num_samples or 1 if options.search == "grid" else 1
+    trials = preset.trials(seeds=seeds)
+    num_trials = len(trials) if options.search == "grid" else (options.num_samples or len(trials))
+    step_seconds = _StepTimer(num_classes) if calibrate else None
+    total_macs = total_seconds = 0.0
+    for trial in trials:
+        input_size = models.input_size_for(trial["model"], trial.get("image_size") or dataset_image_size)
+        macs = macs_per_image_for(trial["model"], num_classes, trial.get("head", "linear"), input_size)
+        images = n_train(trial["dataset_size"]) * trial["epochs"]
+        total_macs += 3 * macs * images  # forward + backward ~ 3x forward
+        if step_seconds:
+            per_step = step_seconds(trial["model"], input_size, trial["batch_size"], macs,
+                                    trial.get("train_layers", "all"))
+            steps = math.ceil(n_train(trial["dataset_size"]) / trial["batch_size"]) * trial["epochs"]
+            # evaluation: val + test each epoch, forward only (~1/3 of a step per image)
+            eval_images = (trial["dataset_size"] - n_train(trial["dataset_size"])) * trial["epochs"]
+            total_seconds += per_step * (steps + eval_images / trial["batch_size"] / 3)
+    if options.search != "grid" and trials:  # sampled: the grid's mean per trial
+        total_macs *= num_trials / len(trials)
+        total_seconds *= num_trials / len(trials)
+    return Plan(trials=trials, num_trials=num_trials, train_macs=total_macs,
+                seconds_serial=total_seconds, parallel_trials=parallel_trials,
+                device=_device_name())
+
+
+class _StepTimer:
+    """Seconds per training step on this machine, measured once per combination."""
+
+    def __init__(self, num_classes: int):
+        self.num_classes = num_classes
+        self.measured: dict[tuple, float] = {}
+        self.per_mac: list[float] = []  # seconds per (MAC x image) of measured combinations
+        self.spent = 0.0
+
+    def __call__(self, model: str, input_size: int, batch_size: int, macs: int,
+                 train_layers: str) -> float:
+        key = (model, input_size, batch_size, train_layers)
+        if key not in self.measured:
+            if self.spent < CALIBRATION_BUDGET_S or not self.per_mac:
+                started = time.perf_counter()
+                self.measured[key] = _time_step(model, self.num_classes, input_size, batch_size,
+                                                train_layers)
+                self.spent += time.perf_counter() - started
+                self.per_mac.append(self.measured[key] / (macs * batch_size))
+            else:
+                self.measured[key] = min(self.per_mac) * macs * batch_size
+        return self.measured[key]
+
+
+def _time_step(model_name: str, num_classes: int, input_size: int, batch_size: int,
+               train_layers: str) -> float:
+    import torch
+
+    from xfer import models
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = models.create_model(model_name, num_classes, train_layers=train_layers).to(device)
+    models.set_train_mode(model, train_layers)
+    optimizer = torch.optim.SGD(models.trainable_parameters(model), lr=1e-3)
+    x = torch.randn(batch_size, 3, input_size, input_size, device=device)
+    y = torch.randint(0, num_classes, (batch_size,), device=device)
+    elapsed = 0.0
+    for step in range(1 + _CALIBRATION_STEPS):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        logits, aux = models.split_outputs(model(x))
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        if aux is not None:
+            loss = loss + 0.4 * torch.nn.functional.cross_entropy(aux, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if step:  # the first step pays one-off allocation and kernel selection
+            elapsed += time.perf_counter() - started
+    return elapsed / _CALIBRATION_STEPS
+
+
+def _device_name() -> str:
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.device_count()}x {torch.cuda.get_device_name(0)}"
+    return f"CPU, {os.cpu_count()} cores"
+
+
+def format_plan(plan: Plan, preset_name: str, preset: Preset, options: SweepOptions,
+                data_note: str, weights_note: str, tracking_uri: str, storage: str) -> str:
+    axes = ", ".join(f"{k} {v}" for k, v in preset.space.items())
+    lines = [
+        f"plan: preset {preset_name}: {plan.num_trials} trials ({options.search} search, "
+        f"{options.scheduler} scheduler)",
+        f"  axes: {axes}",
+        f"  data: {data_note}",
+        f"  pretrained weights: {weights_note}",
+        f"  training MACs: {plan.train_macs:.3g} (forward + backward, if no trial stops early)",
+    ]
+    if plan.seconds_serial:
+        lines.append(f"  time estimate on {plan.device}: {_duration(plan.seconds)} with "
+                     f"{min(plan.parallel_trials, plan.num_trials)} trials at once "
+                     f"({_duration(plan.seconds_serial)} of trial time; ASHA may cut it)")
+    lines += [f"  MLflow: {tracking_uri} (experiment {options.experiment})",
+              f"  trial storage: {storage}"]
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -1,0 +1,231 @@
+"""The Ray Tune part of a sweep: start or join Ray, open the parent run, build the Tuner (or
+restore it), run it, close the parent run.
+
+ASHA and trials of different epoch budgets. ASHA's time unit is the epoch and ``max_t`` the
+largest budget in the space; its first rung is at the smallest budget (``grace_period``), so
+no trial is stopped before every budget's first point is measured. A trial whose budget is
+smaller than a rung simply finishes there and is never compared at that rung. At each rung
+trials are compared at the *same* epoch count, and with the constant learning rate the PDF
+presets use, a 10-epoch trial and a 50-epoch trial of the same configuration are identical
+through epoch 10, so comparing them there is fair. With a schedule that depends on the total
+budget (cosine), a short trial anneals earlier and would look better at an early rung than a
+long one; use ``--scheduler fifo`` for such spaces (the plan says which scheduler is in force).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+
+from xfer.sweep.options import SweepOptions
+from xfer.sweep.storage import SweepStore
+from xfer.sweep.study import AXES, Preset, Study, trial_name
+from xfer.sweep.trial import SharedData, run_trial
+
+ASHA_REDUCTION_FACTOR = 2  # keep the top half at each rung: gentle, since budgets are short
+
+
+def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepStore,
+           sweep_id: str, previous: dict | None, data_dir, weights: str | None, tracking: str,
+           local_ray: bool) -> dict:
+    import mlflow
+    import ray
+    from ray import tune
+
+    from xfer.data.tensors import read_packed_arrays
+    from xfer.provenance import git_sha, package_versions
+    from xfer.sweep.mlflow_logger import MlflowSweepLogger
+
+    # Tune's own CSV/JSON/TensorBoard loggers duplicate what MLflow records; skip their I/O
+    # (and the warning that the results they would have written cannot be read back).
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    # Checkpoints come every epoch and epochs can take a second: Tune's state snapshots
+    # follow them by design (num_to_keep forces one), so its "too frequent" warning is noise.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    env = {"MLFLOW_TRACKING_URI": tracking}
+    started_ray = False
+    if not ray.is_initialized():
+        if local_ray:
+            # A single-machine Ray bound to 127.0.0.1; without this Ray opens its ports on
+            # the machine's network interface even for a laptop run.
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+            ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
+                     runtime_env={"env_vars": env})
+        else:  # `ray job submit` or RAY_ADDRESS: join the cluster; the job sets the env vars
+            ray.init(logging_level=logging.WARNING, log_to_driver=False)
+        started_ray = True
+    try:
+        _check_cluster_resources(options)
+        client = mlflow.tracking.MlflowClient(tracking)
+        experiment_id = _experiment_id(client, options.experiment)
+        if previous:
+            parent_run_id = previous["parent_run_id"]
+            client.update_run(parent_run_id, status="RUNNING")
+        else:
+            parent_run_id = _create_parent(client, experiment_id, sweep_id, options, preset,
+                                           git_sha(), package_versions(), weights)
+        meta = {"sweep_id": sweep_id, "parent_run_id": parent_run_id, "experiment": options.experiment,
+                "experiment_id": experiment_id, "tracking_uri": tracking, "preset": options.preset,
+                "started_at": previous["started_at"] if previous else time.time(),
+                "options": {k: str(v) for k, v in vars(options).items()}, "finished": False}
+        store.write_meta(options.experiment, sweep_id, meta)
+
+        images, labels, dataset_meta = read_packed_arrays(data_dir)
+        shared = SharedData(images=images, labels=labels, meta=dataset_meta)
+        trainable = tune.with_resources(
+            tune.with_parameters(run_trial, shared=shared),
+            {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
+        swept = [axis for axis in preset.space if len(preset.space[axis]) > 1]
+        logger = MlflowSweepLogger(tracking, experiment_id, parent_run_id, sweep_id, swept)
+        run_config = tune.RunConfig(
+            name=sweep_id, storage_path=store.experiment_root(options.experiment),
+            storage_filesystem=store.fs if store.is_s3 else None,
+            failure_config=tune.FailureConfig(max_failures=options.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            callbacks=[logger], verbose=0)
+        path = store.display(options.experiment, sweep_id)
+        if previous and tune.Tuner.can_restore(_ray_path(store, options, sweep_id),
+                                               storage_filesystem=store.fs if store.is_s3 else None):
+            tuner = tune.Tuner.restore(_ray_path(store, options, sweep_id), trainable,
+                                       resume_unfinished=True, resume_errored=True,
+                                       storage_filesystem=store.fs if store.is_s3 else None)
+            print(f"resuming sweep {sweep_id} from {path}")
+        else:
+            param_space, tune_config = _search(preset, options, study, weights, tracking)
+            tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
+                               run_config=run_config)
+        results = tuner.fit()
+
+        finished = [r for r in results if r.error is None]
+        failed = [r for r in results if r.error is not None]
+        report = _report(options, study, sweep_id, tracking) if finished and options.report else None
+        client.set_terminated(parent_run_id, "FINISHED" if finished else "FAILED")
+        store.write_meta(options.experiment, sweep_id, {**meta, "finished": True})
+        return {"finished": len(finished), "failed": len(failed), "parent_run_id": parent_run_id,
+                "best": _best_per_init(finished, swept), "report": report}
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+
+def _report(options: SweepOptions, study: Study, sweep_id: str, tracking: str):
+    """The frontier report, written locally and logged to the parent run. A report failure
+    is printed, not raised: the sweep's runs are safe in MLflow and `xfer frontier` redoes it."""
+    from xfer.aggregate import build_report
+
+    out = os.path.abspath(os.path.join("xfer_reports", sweep_id))
+    try:
+        return build_report(options.experiment, sweep_id, cost=study.cost_metric, out_dir=out,
+                            tracking_uri=tracking, log_to_parent=True)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        print(f"report failed ({type(exc).__name__}: {exc}); rerun: xfer frontier "
+              f"--experiment {options.experiment} --sweep-id {sweep_id} --out {out}")
+        return None
+
+
+def _ray_path(store: SweepStore, options: SweepOptions, sweep_id: str) -> str:
+    path = store.sweep_path(options.experiment, sweep_id)
+    return path if store.is_s3 else path
+
+
+def _check_cluster_resources(options: SweepOptions) -> None:
+    import ray
+
+    from xfer.errors import UsageError
+
+    total = ray.cluster_resources()
+    if options.gpus_per_trial > total.get("GPU", 0):
+        raise UsageError(f"--gpus-per-trial {options.gpus_per_trial:g} but the cluster has "
+                         f"{total.get('GPU', 0):g} GPU(s)")
+    if options.cpus_per_trial > total.get("CPU", 0):
+        raise UsageError(f"--cpus-per-trial {options.cpus_per_trial:g} but the cluster has "
+                         f"{total.get('CPU', 0):g} CPU(s)")
+
+
+def _experiment_id(client, name: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+    return client.create_experiment(name)
+
+
+def _create_parent(client, experiment_id: str, sweep_id: str, options: SweepOptions,
+                   preset: Preset, sha: str, packages: dict, weights: str | None) -> str:
+    from mlflow.entities import Param
+
+    run = client.create_run(experiment_id, run_name=f"sweep-{options.preset}-{sweep_id[-20:]}",
+                            tags={"xfer.sweep_id": sweep_id, "xfer.role": "parent",
+                                  "xfer.preset": options.preset, "xfer.git_sha": sha})
+    params = {"preset": options.preset, "search": options.search, "scheduler": options.scheduler,
+              "search_space": json.dumps(preset.space), "fixed": json.dumps(preset.fixed, default=str),
+              "num_samples": options.num_samples, "max_concurrent": options.max_concurrent,
+              "gpus_per_trial": options.gpus_per_trial, "cpus_per_trial": options.cpus_per_trial,
+              "storage": options.storage, "git_sha": sha, "pretrained_weights": weights,
+              "packages": json.dumps(packages)}
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    return run.info.run_id
+
+
+def _search(preset: Preset, options: SweepOptions, study: Study, weights: str | None,
+            tracking: str):
+    """Ray's param_space and TuneConfig for --search and --scheduler."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    fixed = {"train_layers": "all", "seed": 0, **preset.fixed, "weights": weights or "",
+             "cpus_per_trial": options.cpus_per_trial, "gpus_per_trial": options.gpus_per_trial,
+             "tracking_uri": tracking}
+    epochs = preset.space.get("epochs", [preset.fixed.get("epochs", 1)])
+    if options.scheduler == "asha":
+        scheduler = ASHAScheduler(time_attr="epoch", metric="val_accuracy", mode="max",
+                                  max_t=max(epochs), grace_period=min(epochs),
+                                  reduction_factor=ASHA_REDUCTION_FACTOR)
+    else:
+        scheduler = FIFOScheduler()
+    if options.search == "grid":
+        space = {axis: tune.grid_search(values) for axis, values in preset.space.items()}
+        if (options.num_samples or 1) > 1 and "seed" not in preset.space:
+            space["seed"] = tune.grid_search(list(range(options.num_samples)))
+        return ({**fixed, **space}, tune.TuneConfig(scheduler=scheduler, num_samples=1,
+                                                    max_concurrent_trials=options.max_concurrent,
+                                                    trial_dirname_creator=_short_dirname))
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    space = {axis: tune.choice(values) for axis, values in preset.space.items()}
+    if options.search == "tpe":
+        searcher = OptunaSearch(metric="val_accuracy", mode="max",
+                                sampler=optuna.samplers.TPESampler(seed=0))
+    else:  # nsga2: the cost-vs-accuracy frontier itself is the objective
+        searcher = OptunaSearch(metric=["test_accuracy", study.cost_metric], mode=["max", "min"],
+                                sampler=optuna.samplers.NSGAIISampler(seed=0))
+    num_samples = options.num_samples or len(preset.grid())
+    return ({**fixed, **space}, tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
+                                                num_samples=num_samples,
+                                                max_concurrent_trials=options.max_concurrent,
+                                                trial_dirname_creator=_short_dirname))
+
+
+def _short_dirname(trial) -> str:
+    return trial.trial_id
+
+
+def _best_per_init(results, swept: list[str]) -> list[str]:
+    best: dict[str, tuple] = {}
+    for result in results:
+        metrics, config = result.metrics or {}, result.config
+        score = metrics.get("val_accuracy", -math.inf)
+        if config["init"] not in best or score > best[config["init"]][0]:
+            best[config["init"]] = (score, metrics, config)
+    lines = []
+    for init, (_, metrics, config) in sorted(best.items()):
+        lines.append(f"best {init}: {trial_name(config, swept)}  val_acc {metrics.get('val_accuracy', math.nan):.3f}"
+                     f"  test_acc {metrics.get('test_accuracy', math.nan):.3f}"
+                     f"  train_time {metrics.get('train_time_s', math.nan):.1f} s")
+    return lines
