@@ -146,3 +146,50 @@ def test_resume_with_nothing_to_resume_is_a_usage_error(tmp_path, shared_cache):
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and "no interrupted sweep" in done.stderr
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_the_sweep_writes_its_frontier_report_from_the_real_runs(smoke_sweep):
+    import pandas as pd
+
+    tmp, done, _ = smoke_sweep
+    client, parents, children = _runs(tmp)
+    sweep_id = parents[0].data.tags["xfer.sweep_id"]
+    folder = tmp / "xfer_reports" / sweep_id
+    assert f"report: {folder / 'report.md'}" in done.stdout
+    for name in ("frontier.png", "size.png", "learning_curves.png", "confusion_matrices.png"):
+        data = (folder / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+    parent_artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    assert {"report.md", "frontier.csv", "frontier.png"} <= parent_artifacts
+
+    points = pd.read_csv(folder / "configurations.csv")
+    frontier = pd.read_csv(folder / "frontier.csv")
+    overall = frontier[frontier["scope"] == "all"]
+    for _, p in overall.iterrows():  # non-dominated among all configurations
+        dominated = points[(points["train_macs"] <= p["train_macs"]) & (points["test_accuracy"] >= p["test_accuracy"])
+                           & ((points["train_macs"] < p["train_macs"]) | (points["test_accuracy"] > p["test_accuracy"]))]
+        assert dominated.empty
+    report = (folder / "report.md").read_text()
+    assert "## Pretrained weights" in report and "not ImageNet" in report
+    best = max(children, key=lambda c: c.data.metrics["test_accuracy"])
+    assert f"{best.data.metrics['test_accuracy']:.3f}" in report  # the tables hold real numbers
+
+
+def test_xfer_frontier_answers_the_target_query_on_the_real_store(smoke_sweep, tmp_path):
+    tmp, _, _ = smoke_sweep
+    _, _, children = _runs(tmp)
+    # the cheapest run of each init that reaches the lowest accuracy both inits reach
+    by_init = {}
+    for c in children:
+        by_init.setdefault(c.data.params["init"], []).append(c)
+    target = min(max(c.data.metrics["test_accuracy"] for c in runs) for runs in by_init.values())
+    done = subprocess.run([sys.executable, "-m", "xfer.cli", "frontier", "--experiment", "pdf_grid",
+                           "--target-accuracy", f"{max(target, 1e-6):.6f}", "--out", str(tmp_path / "r")],
+                          capture_output=True, text=True, timeout=300, env=sweep_env(tmp), cwd=tmp)
+    assert done.returncode == 0, done.stderr
+    section = (tmp_path / "r" / "report.md").read_text().split("## Cheapest configuration", 1)[1]
+    answer = section.split("\n- ", 1)[1].splitlines()[0]  # the line for --target-accuracy
+    for init, runs in by_init.items():
+        cheapest = min((c for c in runs if c.data.metrics["test_accuracy"] >= target - 1e-9),
+                       key=lambda c: c.data.metrics["train_macs"])
+        assert init in answer and f"{cheapest.data.metrics['train_macs']:.3g}" in answer, answer

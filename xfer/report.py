@@ -78,7 +78,8 @@ def write_report(runs: pd.DataFrame, failed: pd.DataFrame, histories: dict[str, 
         pairs = [tuple(p["classes"]) for p in (audit or {}).get("confusable", [])]
         figures["confusion"] = plot_confusions(matrices, pairs, out / "confusion_matrices.png", names=names)
     path = out / "report.md"
-    path.write_text(_markdown(analysis, failed, figures, title, ceiling, target_accuracy, audit))
+    path.write_text(_markdown(analysis, failed, figures, title, ceiling, target_accuracy, audit,
+                              weights=_weights_lines(runs)))
     return path
 
 
@@ -403,13 +404,32 @@ def _with_display_columns(points: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def _weights_lines(runs: pd.DataFrame) -> list[str]:
+    """Which weights each pretrained condition started from: a report must never leave a reader
+    assuming ImageNet when the weights came from xfer's own offline source task."""
+    if "weights" not in runs or "init" not in runs:
+        return []
+    pretrained = runs[runs["init"] == "pretrained"]
+    columns = [c for c in ("weights", "weights_origin", "weights_sha256") if c in pretrained]
+    lines = []
+    for _, row in pretrained[columns].drop_duplicates().iterrows():
+        origin = row.get("weights_origin", "")
+        sha = str(row.get("weights_sha256", ""))[:12]
+        lines.append(f"- pretrained: `{row['weights']}`" + (f" (sha256 {sha}…)" if sha else "")
+                     + (f": {origin}" if isinstance(origin, str) and origin else ""))
+    return lines
+
+
 def _markdown(analysis: fr.Analysis, failed: pd.DataFrame, figures: dict[str, Path], title: str,
-              ceiling: float | None, target: float | None, audit: dict | None) -> str:
+              ceiling: float | None, target: float | None, audit: dict | None,
+              weights: list[str] | None = None) -> str:
     cost = analysis.cost
     points = _with_display_columns(analysis.points)
     by_size = "dataset_size" in points and points["dataset_size"].nunique() > 1
     lines = [f"# {title}", "", "## Summary", ""]
     lines += [f"- {s}" for s in summary(analysis, failed, ceiling)]
+    if weights:
+        lines += ["", "## Pretrained weights", "", *weights]
     lines += ["", f"## Cost vs accuracy (cost: `{cost}`)", "", "![frontier](frontier.png)", "",
               f"The overall frontier: no other configuration is at most as costly in `{cost}` "
               f"[{fr.COST_UNITS[cost]}] and at least as accurate. Test accuracy is the mean over seeds, "
@@ -552,14 +572,16 @@ def _winner_sentence(points: pd.DataFrame, cost: str, size) -> str:
     for _, other in best.iloc[1:].iterrows():
         gap = top[ACCURACY] - other[ACCURACY]
         noise = math.hypot(top["accuracy_spread"], other["accuracy_spread"])
-        verdict = "within seed noise" if gap < noise else f"{gap * 100:.1f} points"
-        if gap == 0:
-            verdict = "a tie"
         ratio = top[cost] / other[cost]
         at = f"the same {cost}" if abs(ratio - 1) < 0.005 else f"{ratio:.2g}x its {cost}"
-        parts.append(f"{other['condition']} ({_accuracy_text(other)}) by {verdict}, at {at}")
+        if gap == 0:
+            parts.append(f"ties with {other['condition']} ({_accuracy_text(other)}), at {at}")
+        else:
+            verdict = "within seed noise" if gap < noise else f"{gap * 100:.1f} points"
+            parts.append(f"beats the best of {other['condition']} ({_accuracy_text(other)}) by "
+                         f"{verdict}, at {at}")
     return (f"{where}, the best {top['condition']} configuration ({_accuracy_text(top)}, {top['config']}) "
-            f"beats the best of " + "; ".join(parts) + ".")
+            + "; ".join(parts) + ".")
 
 
 def _budget_sentence(overall: pd.DataFrame, cost: str) -> str:

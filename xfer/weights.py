@@ -174,6 +174,22 @@ def save_weights(path: str | Path, model_name: str, state_dict: Mapping[str, tor
     return hashlib.sha256(data).hexdigest()
 
 
+def origin_note(meta: Mapping) -> str:
+    """One line on where weights came from, for run params and reports, from LoadedWeights.meta:
+    torchvision's ImageNet enum, or the source task recorded by ``xfer pretrain``."""
+    if meta.get("torchvision_weights"):
+        return f"ImageNet ({meta['torchvision_weights']}, torchvision)"
+    task = meta.get("source_task")
+    if isinstance(task, Mapping):
+        accuracy = task.get("test_accuracy")
+        return (f"xfer pretrain on {task.get('n')} `{task.get('preset')}` PDF plots (seed "
+                f"{task.get('seed')}, {task.get('image_size')} px), a source task other than the "
+                f"target; source test accuracy "
+                f"{accuracy:.3f}; not ImageNet" if isinstance(accuracy, (int, float)) else
+                f"xfer pretrain on {task}; not ImageNet")
+    return "a weights file of undeclared origin"
+
+
 def load_state_file(path: str | Path) -> object:
     """A training checkpoint written with ``torch.save`` (model, optimizer, RNG state, ...),
     loaded through the same weights_only loader, so a truncated or foreign checkpoint is a

@@ -147,6 +147,8 @@ class MlflowSweepLogger(Callback):
             run_id = run.info.run_id
             self.logged_through[trial.trial_id] = 0
             params = {k: trial.config[k] for k in TRIAL_PARAMS if k in trial.config}
+            if trial.config.get("init") == "scratch":
+                params["weights"] = "none"  # the sweep's weights apply to the pretrained arm only
             self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
         self.runs[trial.trial_id] = run_id
         return run_id
@@ -184,7 +186,8 @@ class MlflowSweepLogger(Callback):
 def _params_known_after_start(result: dict) -> dict:
     """Params that only the trial knows (resolved weights, split sizes, input size)."""
     known = {}
-    for key in ("dataset", "image_size", "n_train", "input_size", "weights_sha256", "dataset_path"):
+    for key in ("dataset", "image_size", "n_train", "input_size", "weights_sha256", "weights_origin",
+                "dataset_path"):
         if result.get(key) is not None:
             known[key] = result[key]
     return known

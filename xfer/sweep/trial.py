@@ -37,7 +37,7 @@ def run_trial(config: dict, shared: SharedData) -> None:
 
     from xfer.data.tensors import from_arrays
     from xfer.train import TrialConfig, fit
-    from xfer.weights import load_state_file
+    from xfer.weights import load_state_file, origin_note
 
     torch.set_num_threads(max(1, int(config.get("cpus_per_trial", 1))))
     trial_config = TrialConfig(
@@ -67,6 +67,7 @@ def run_trial(config: dict, shared: SharedData) -> None:
         weights = metrics.pop("weights", None) or {}
         if weights.get("sha256"):
             metrics["weights_sha256"] = weights["sha256"]
+            metrics["weights_origin"] = origin_note(weights.get("meta") or {})
         with tempfile.TemporaryDirectory() as folder:
             torch.save(latest.pop("state"), Path(folder) / CHECKPOINT_FILE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))

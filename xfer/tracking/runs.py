@@ -39,7 +39,7 @@ HISTORY_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "
 CONFUSION_ARTIFACT = "confusion_matrix.json"
 # Params that name a run's inputs rather than what it was asked to do (the frontier groups
 # seeds by the rest).
-RUN_IDENTITY_PARAMS = ("seed", "dataset_path", "weights_sha256")
+RUN_IDENTITY_PARAMS = ("seed", "dataset_path", "weights_sha256", "weights_origin")
 _PAGE = 1000  # search_runs' page size; the store's maximum is 50,000
 
 
