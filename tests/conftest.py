@@ -31,8 +31,11 @@ def sweep_env(tmp: Path) -> dict:
 
 def run_sweep(script: str, args: list[str], tmp: Path, cache: Path, timeout: float = 600,
               env: dict | None = None) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, str(REPO / "sweeps" / script), *args, "--storage", str(tmp / "runs"),
-           "--cache-dir", str(cache)]
+    cmd = [sys.executable, str(REPO / "sweeps" / script), *args]
+    if "--storage" not in args:
+        cmd += ["--storage", str(tmp / "runs")]
+    if "--cache-dir" not in args:
+        cmd += ["--cache-dir", str(cache)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp,
                           env=env or sweep_env(tmp))
 

@@ -9,32 +9,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, NoReturn
+from typing import Callable
 
+from xfer.argtypes import (EXIT_USAGE, OneLineParser, accuracy_level, non_negative_int,
+                           positive_float, positive_int)
 from xfer.errors import UsageError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (argparse prints the usage block too)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
+EXIT_OK, EXIT_FAILED = 0, 1
 
 
 # --- xfer data ------------------------------------------------------------------------------
@@ -63,7 +44,7 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     from xfer.data.pdf.families import PRESETS  # light: no scipy import at module level
 
     data = sub.add_parser("data", help="write or audit a dataset")
-    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=OneLineParser)
 
     pdf = data_sub.add_parser("pdf", help="write the PDF-plot dataset (images, metadata, packed cache, audit)")
     pdf.add_argument("--out", required=True, help="output dataset folder (created; must not hold another dataset)")
@@ -83,13 +64,6 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
 
 
 # --- xfer train, xfer pretrain ------------------------------------------------------------
-
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
-    return value
-
 
 def _trial_config(args: argparse.Namespace, *, data: str, image_size: int | None, n: int | None):
     from xfer.train import TrialConfig
@@ -264,13 +238,6 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
 
 # --- xfer frontier ---------------------------------------------------------------------------
 
-def accuracy_level(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
-    return value
-
-
 def _cmd_frontier(args: argparse.Namespace) -> int:
     from xfer.aggregate import build_report
 
@@ -313,8 +280,8 @@ _COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [_add_data
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="xfer", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineParser(prog="xfer", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     for add in _COMMAND_GROUPS:
         add(sub)
     return parser

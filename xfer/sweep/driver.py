@@ -81,18 +81,20 @@ def run_study(study: Study, options: SweepOptions) -> int:
     if options.dry_run:
         return EXIT_OK
 
-    started = time.perf_counter()
+    phases = PhaseClock()
     cache = Path(options.cache_dir).expanduser()
-    data_dir = preset.data.prepare(cache / "datasets", max_n, progress=print)
+    with phases("dataset"):
+        data_dir = preset.data.prepare(cache / "datasets", max_n, progress=print)
     _print_audit(data_dir)
-    weights = _pretrained_weights(preset, trials, cache, options)
+    with phases("weights"):
+        weights = _pretrained_weights(preset, trials, cache, options)
     from xfer.sweep.tune_run import launch
 
     outcome = launch(study=study, preset=preset, options=options, store=store, sweep_id=sweep_id,
                      previous=previous, data_dir=data_dir, weights=weights, tracking=uri,
-                     local_ray=local_ray)
+                     local_ray=local_ray, phases=phases)
     print(f"\nsweep {sweep_id}: {outcome['finished']} trials finished, {outcome['failed']} failed, "
-          f"in {time.perf_counter() - started:.0f} s")
+          f"in {phases.total():.0f} s ({phases})")
     for line in outcome["best"]:
         print(line)
     print(f"MLflow: {uri}  experiment {options.experiment!r}, parent run {outcome['parent_run_id']}"
@@ -100,6 +102,32 @@ def run_study(study: Study, options: SweepOptions) -> int:
     if outcome.get("report"):
         print(f"report: {outcome['report']}")
     return EXIT_OK if outcome["finished"] else EXIT_FAILED
+
+
+class PhaseClock:
+    """Wall time per phase of a sweep, printed at the end so slow start-up shows up."""
+
+    def __init__(self):
+        self.started = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str):
+        import contextlib
+
+        @contextlib.contextmanager
+        def timed():
+            t0 = time.perf_counter()
+            try:
+                yield
+            finally:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+        return timed()
+
+    def total(self) -> float:
+        return time.perf_counter() - self.started
+
+    def __str__(self) -> str:
+        return ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.seconds.items())
 
 
 def _validated_trials(preset: Preset, options: SweepOptions) -> list[dict]:

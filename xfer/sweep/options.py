@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from xfer.cli import _Parser, positive_int
+from xfer.argtypes import OneLineParser, non_negative_float, positive_float, positive_int
 from xfer.errors import UsageError
 
 SEARCHES = ("grid", "tpe", "nsga2")
@@ -43,26 +43,9 @@ class SweepOptions:
         return self.storage.startswith("s3://")
 
 
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return value
-
-
 def build_parser(prog: str, description: str, presets: list[str], default_preset: str,
                  experiment: str) -> argparse.ArgumentParser:
-    parser = _Parser(prog=prog, description=description)
+    parser = OneLineParser(prog=prog, description=description)
     parser.add_argument("--preset", choices=presets, default=default_preset,
                         help=f"which study setting to run (default: {default_preset})")
     parser.add_argument("--smoke-test", action="store_true",

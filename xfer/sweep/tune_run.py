@@ -30,7 +30,7 @@ ASHA_REDUCTION_FACTOR = 2  # keep the top half at each rung: gentle, since budge
 
 def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepStore,
            sweep_id: str, previous: dict | None, data_dir, weights: str | None, tracking: str,
-           local_ray: bool) -> dict:
+           local_ray: bool, phases) -> dict:
     import mlflow
     import ray
     from ray import tune
@@ -47,17 +47,10 @@ def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepS
     # follow them by design (num_to_keep forces one), so its "too frequent" warning is noise.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     env = {"MLFLOW_TRACKING_URI": tracking}
-    started_ray = False
-    if not ray.is_initialized():
-        if local_ray:
-            # A single-machine Ray bound to 127.0.0.1; without this Ray opens its ports on
-            # the machine's network interface even for a laptop run.
-            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-            ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
-                     runtime_env={"env_vars": env})
-        else:  # `ray job submit` or RAY_ADDRESS: join the cluster; the job sets the env vars
-            ray.init(logging_level=logging.WARNING, log_to_driver=False)
-        started_ray = True
+    started_ray = not ray.is_initialized()
+    if started_ray:
+        with phases("ray start"):
+            _start_ray(local_ray, env)
     try:
         _check_cluster_resources(options)
         client = mlflow.tracking.MlflowClient(tracking)
@@ -98,11 +91,13 @@ def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepS
             param_space, tune_config = _search(preset, options, study, weights, tracking)
             tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
                                run_config=run_config)
-        results = tuner.fit()
+        with phases("trials"):
+            results = tuner.fit()
 
         finished = [r for r in results if r.error is None]
         failed = [r for r in results if r.error is not None]
-        report = _report(options, study, sweep_id, tracking) if finished and options.report else None
+        with phases("report"):
+            report = _report(options, study, sweep_id, tracking) if finished and options.report else None
         client.set_terminated(parent_run_id, "FINISHED" if finished else "FAILED")
         store.write_meta(options.experiment, sweep_id, {**meta, "finished": True})
         return {"finished": len(finished), "failed": len(failed), "parent_run_id": parent_run_id,
@@ -110,6 +105,19 @@ def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepS
     finally:
         if started_ray:
             ray.shutdown()
+
+
+def _start_ray(local: bool, env: dict) -> None:
+    import ray
+
+    if local:
+        # A single-machine Ray bound to 127.0.0.1; without this Ray opens its ports on the
+        # machine's network interface even for a laptop run.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
+                 runtime_env={"env_vars": env})
+    else:  # `ray job submit` or RAY_ADDRESS: join the cluster; the job sets the env vars
+        ray.init(logging_level=logging.WARNING, log_to_driver=False)
 
 
 def _report(options: SweepOptions, study: Study, sweep_id: str, tracking: str):

@@ -1,0 +1,38 @@
+"""Bad sweep options fail in a second, before Ray or MLflow is touched: one stderr line,
+exit 2, nothing created."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import run_sweep
+
+BAD_OPTIONS = {
+    "unknown preset": (["--preset", "huge"], "invalid choice: 'huge'"),
+    "unknown search": (["--search", "random"], "invalid choice: 'random'"),
+    "unknown scheduler": (["--scheduler", "pbt"], "invalid choice: 'pbt'"),
+    "zero samples": (["--num-samples", "0"], "must be a positive integer"),
+    "samples not a number": (["--num-samples", "many"], "must be an integer"),
+    "negative cpus": (["--cpus-per-trial", "-1"], "must be > 0"),
+    "more GPUs than the machine has": (["--gpus-per-trial", "4"], "--gpus-per-trial 4"),
+    "fractional GPUs above one": (["--gpus-per-trial", "1.5"], "whole number"),
+    "s3 storage without a bucket": (["--storage", "s3://"], "needs a bucket"),
+    "storage under a file": (["--storage", "{file}/runs"], "not a writable folder"),
+    "resume with nothing to resume": (["--resume"], "no interrupted sweep"),
+    "empty experiment": (["--experiment", " "], "must not be empty"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_OPTIONS))
+def test_bad_sweep_option_is_one_line_exit_2_and_starts_nothing(case, tmp_path, shared_cache):
+    args, expected = BAD_OPTIONS[case]
+    (tmp_path / "a_file").write_text("x")
+    argv = [a.format(file=tmp_path / "a_file") for a in args]
+    done = run_sweep("pdf_grid.py", ["--preset", "smoke", *argv] if "--preset" not in argv else argv,
+                     tmp_path, shared_cache, timeout=120)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert expected in lines[0]
+    assert "plan:" not in done.stdout  # failed before planning, let alone launching
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # no mlflow.db, no runs/
