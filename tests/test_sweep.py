@@ -193,3 +193,45 @@ def test_xfer_frontier_answers_the_target_query_on_the_real_store(smoke_sweep, t
         cheapest = min((c for c in runs if c.data.metrics["test_accuracy"] >= target - 1e-9),
                        key=lambda c: c.data.metrics["train_macs"])
         assert init in answer and f"{cheapest.data.metrics['train_macs']:.3g}" in answer, answer
+
+
+def test_a_crashed_trial_resumes_from_its_checkpoint_and_a_hopeless_one_is_failed(tmp_path, shared_cache):
+    env = sweep_env(tmp_path)
+    # scratch n96 ep3 crashes once after epoch 2 and is retried from that checkpoint;
+    # pretrained n96 ep3 crashes after epoch 1 on every attempt and ends FAILED
+    env["XFER_INJECT_FAULT"] = "scratch-all-n96-bs16-ep3@2*1,pretrained-all-n96-bs16-ep3@1"
+    env["XFER_INJECT_FAULT_DIR"] = str(tmp_path / "faults")
+    done = run_sweep("pdf_grid.py", ["--preset", "smoke", "--scheduler", "fifo", "--max-failures", "1"],
+                     tmp_path, shared_cache, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "7 trials finished, 1 failed" in done.stdout
+    client, parents, children = _runs(tmp_path)
+    assert len(children) == SMOKE_TRIALS  # the retry continued its run; no second one
+    by_name = {c.info.run_name: c for c in children}
+    recovered = by_name["resnet10-scratch-all-n96-bs16-ep3"]
+    assert recovered.info.status == "FINISHED" and recovered.data.metrics["epochs_run"] == 3
+    steps = [m.step for m in client.get_metric_history(recovered.info.run_id, "val_accuracy")]
+    assert steps == [1, 2, 3]  # epoch 3 ran once, after the restore; nothing logged twice
+    assert len(list((tmp_path / "faults").glob("resnet10-scratch-all-n96-bs16-ep3.*"))) == 1
+    failed = by_name["resnet10-pretrained-all-n96-bs16-ep3"]
+    assert failed.info.status == "FAILED"
+    assert "CUDA out of memory" in failed.data.tags["xfer.error"]
+    report = (tmp_path / "xfer_reports" / parents[0].data.tags["xfer.sweep_id"] / "report.md").read_text()
+    left_out = report.split("## Runs left out", 1)[1]
+    assert "resnet10-pretrained-all-n96-bs16-ep3" in left_out and "FAILED" in left_out
+
+
+@pytest.mark.parametrize("search", ["tpe", "nsga2"])
+def test_optuna_searches_sample_the_space_through_the_same_stack(search, tmp_path, shared_cache):
+    done = run_sweep("pdf_grid.py", ["--preset", "smoke", "--search", search, "--num-samples", "3",
+                                     "--scheduler", "fifo", "--no-report"], tmp_path, shared_cache)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "plan: preset smoke: 3 trials" in done.stdout
+    _, parents, children = _runs(tmp_path)
+    assert len(parents) == 1 and parents[0].data.params["search"] == search
+    assert len(children) == 3 and all(c.info.status == "FINISHED" for c in children)
+    for child in children:  # plain categorical values from the preset's space
+        assert child.data.params["init"] in ("scratch", "pretrained")
+        assert int(child.data.params["epochs"]) in (1, 3)
+        assert int(child.data.params["dataset_size"]) in (48, 96)
+        assert {"test_accuracy", "train_macs"} <= set(child.data.metrics)

@@ -509,9 +509,15 @@ def _left_out_lines(analysis: fr.Analysis, failed: pd.DataFrame) -> list[str]:
         return lines + ["Every run finished."]
     lines += [f"{_runs(len(failed))} did not finish:", "",
               _table(failed.assign(error=failed.get("error", pd.Series(index=failed.index, dtype=object))
-                                   .fillna("").astype(str).str.slice(0, 160)),
+                                   .fillna("").astype(str).map(_last_line).str.slice(0, 160)),
                      {"run_name": "run", "status": "status", "error": "error"})]
     return lines
+
+
+def _last_line(error: str) -> str:
+    """A traceback's last line is the exception itself: the part a table has room for."""
+    lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
 
 
 def training_time(runs: pd.DataFrame, by_size: bool) -> pd.DataFrame:

@@ -17,6 +17,12 @@ from pathlib import Path
 import numpy as np
 
 CHECKPOINT_FILE = "trial_state.pt"
+# Fault injection, for the tests that prove retries and failures are recorded right:
+# XFER_INJECT_FAULT="<run-name substring>@<epoch>[*<attempts>],..." makes matching trials raise
+# an injected out-of-memory error right after reporting (and checkpointing) that epoch, or the
+# first epoch of an attempt resumed past it; on every attempt, or on the first <attempts> only,
+# counted in files under XFER_INJECT_FAULT_DIR (each attempt is a new process).
+FAULT_ENV = "XFER_INJECT_FAULT"
 TRIAL_CONFIG_KEYS = ("model", "init", "train_layers", "weights", "head", "epochs", "batch_size",
                      "lr", "optimizer", "weight_decay", "schedule", "early_stopping_patience",
                      "label_smoothing", "augment", "image_size", "seed", "eval_batch_size")
@@ -71,5 +77,28 @@ def run_trial(config: dict, shared: SharedData) -> None:
         with tempfile.TemporaryDirectory() as folder:
             torch.save(latest.pop("state"), Path(folder) / CHECKPOINT_FILE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        _maybe_inject_fault(config, metrics["epoch"])
 
     fit(trial_config, report, data=data, resume=resume, checkpoint=keep)
+
+
+def _maybe_inject_fault(config: dict, epoch: int) -> None:
+    import os
+
+    from xfer.sweep.study import trial_name
+
+    name = trial_name(config)
+    for item in filter(None, os.environ.get(FAULT_ENV, "").split(",")):
+        target, _, when = item.rpartition("@")
+        at_epoch, _, attempts = when.partition("*")
+        if target not in name or epoch < int(at_epoch):
+            continue
+        if attempts:
+            folder = Path(os.environ[f"{FAULT_ENV}_DIR"])
+            folder.mkdir(parents=True, exist_ok=True)
+            done = len(list(folder.glob(f"{name}.*")))
+            if done >= int(attempts):
+                continue
+            (folder / f"{name}.{done}").touch()
+        raise RuntimeError(f"injected fault in {name} after epoch {epoch}: CUDA out of memory "
+                           f"(simulated by {FAULT_ENV})")
