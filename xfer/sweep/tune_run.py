@@ -202,7 +202,8 @@ def _search(preset: Preset, options: SweepOptions, study: Study, weights: str | 
             space["seed"] = tune.grid_search(list(range(options.num_samples)))
         return ({**fixed, **space}, tune.TuneConfig(scheduler=scheduler, num_samples=1,
                                                     max_concurrent_trials=options.max_concurrent,
-                                                    trial_dirname_creator=_short_dirname))
+                                                    trial_dirname_creator=_short_dirname,
+                                                reuse_actors=True))
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -217,7 +218,8 @@ def _search(preset: Preset, options: SweepOptions, study: Study, weights: str | 
     return ({**fixed, **space}, tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
                                                 num_samples=num_samples,
                                                 max_concurrent_trials=options.max_concurrent,
-                                                trial_dirname_creator=_short_dirname))
+                                                trial_dirname_creator=_short_dirname,
+                                                reuse_actors=True))
 
 
 def _short_dirname(trial) -> str:
