@@ -61,3 +61,23 @@ def accuracy_level(text: str) -> float:
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
     return value
+
+
+def check_output_path(path, flag: str, *, folder: bool = False):
+    """The path an output will be written to, checked before any work is done: not a folder
+    when a file is wanted, and its nearest existing ancestor a writable folder (so a run is
+    never lost at the end to a typo in where it goes). Raises UsageError naming the flag."""
+    import os
+    from pathlib import Path
+
+    from xfer.errors import UsageError
+
+    path = Path(path).expanduser()
+    if not folder and path.is_dir():
+        raise UsageError(f"{flag} {path} is a folder; name the file to write")
+    for parent in ([path] if folder else []) + list(path.parents):
+        if parent.exists():
+            if not parent.is_dir() or not os.access(parent, os.W_OK):
+                raise UsageError(f"{flag} {path}: {parent} is not a writable folder")
+            break
+    return path

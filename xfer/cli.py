@@ -11,8 +11,8 @@ import argparse
 import sys
 from typing import Callable
 
-from xfer.argtypes import (EXIT_USAGE, OneLineParser, accuracy_level, non_negative_int,
-                           positive_float, positive_int)
+from xfer.argtypes import (EXIT_USAGE, OneLineParser, accuracy_level, check_output_path,
+                           non_negative_int, positive_float, positive_int)
 from xfer.errors import UsageError
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -79,19 +79,7 @@ def _trial_config(args: argparse.Namespace, *, data: str, image_size: int | None
 
 def _check_json_out(path: str | None):
     """The --json-out path, checked before training so a finished run is never lost to it."""
-    from pathlib import Path
-
-    if path is None:
-        return None
-    out = Path(path).expanduser()
-    if out.is_dir():
-        raise UsageError(f"--json-out {out} is a folder; name the JSON file")
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UsageError(f"--json-out {out}: {parent} is not a folder")
-            break
-    return out
+    return None if path is None else check_output_path(path, "--json-out")
 
 
 def _write_json(out, result: dict) -> None:

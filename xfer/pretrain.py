@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from xfer.argtypes import check_output_path
 from xfer.errors import UsageError
 
 if TYPE_CHECKING:
@@ -48,15 +49,7 @@ def check_out_path(out: str | Path) -> Path:
     if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", text):
         raise UsageError(f"--out must be a local file path, got the URI {text!r}; "
                          "write locally, then upload")
-    path = Path(text).expanduser()
-    if path.is_dir():
-        raise UsageError(f"--out {path} is a folder; name the weights file, e.g. {path}/weights.pt")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UsageError(f"--out {path}: {parent} is not a folder")
-            break
-    return path
+    return check_output_path(text, "--out")
 
 
 def pretrain(out: str | Path, config: "TrialConfig",

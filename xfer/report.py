@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation, NullFormatter, NullLocator
 from matplotlib.transforms import Bbox
 
 from xfer import frontier as fr
+from xfer.figures import draw_confusion
 from xfer.frontier import ACCURACY
 
 DPI = 150
@@ -340,22 +340,7 @@ def plot_confusions(matrices: dict[str, dict], confusable: list[tuple[str, str]]
     figure.subplots_adjust(left=0.12, right=0.98, bottom=0.2, top=0.9, wspace=0.35)
     panels = np.atleast_1d(figure.subplots(1, len(matrices)))
     for ax, (condition, content) in zip(panels, sorted(matrices.items())):
-        classes = content["classes"]
-        counts = np.asarray(content["matrix"], float)
-        rates = counts / np.maximum(counts.sum(1, keepdims=True), 1)
-        ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-        for (i, j), n in np.ndenumerate(counts):
-            ax.text(j, i, f"{n:.0f}", ha="center", va="center", fontsize=7,
-                    color="white" if rates[i, j] > 0.6 else "black")
-        for a, b in confusable:
-            if a in classes and b in classes:
-                i, j = classes.index(a), classes.index(b)
-                for r, c in ((i, j), (j, i)):
-                    ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor="red", lw=2))
-        ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(len(classes)), classes, fontsize=8)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
+        draw_confusion(ax, content["matrix"], content["classes"], confusable)
         ax.set_title(f"{condition}\n{(names or {}).get(condition, '')}", fontsize=8)
     if confusable:
         figure.text(0.5, 0.01, "red outline: a pair the dataset audit calls indistinguishable; "

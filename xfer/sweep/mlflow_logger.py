@@ -46,13 +46,14 @@ _MAX_ERROR_TAG = 5000  # MLflow tag values are capped (8000 chars in MLflow 3)
 
 class MlflowSweepLogger(Callback):
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, sweep_id: str,
-                 swept_axes: list[str], echo=print):
+                 swept_axes: list[str], echo=print, confusable=()):
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.sweep_id = sweep_id
         self.swept_axes = list(swept_axes)
+        self.confusable = [tuple(pair) for pair in confusable]  # the dataset audit's pairs
         self.echo = echo
         self.runs: dict[str, str] = {}  # trial_id -> run_id
         self.logged_through: dict[str, int] = {}  # trial_id -> last epoch logged
@@ -95,30 +96,32 @@ class MlflowSweepLogger(Callback):
                       f"{result.get('epoch_time_s', math.nan):.1f} s")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        run_id = self._run_for(trial)
-        if trial.trial_id in self.closed:
-            return
-        result = trial.last_result or {}
-        self._log_epochs(trial, run_id, result)
-        self._log_final(run_id, result)
-        self.client.set_terminated(run_id, "FINISHED")
-        stopped = result.get("epochs_run", 0) < trial.config["epochs"]
-        self.echo(f"[{trial_name(trial.config, self.swept_axes)}] done: test_acc "
-                  f"{result.get('test_accuracy', math.nan):.3f} after {result.get('epochs_run', 0)} "
-                  f"epochs{' (stopped early by the scheduler)' if stopped else ''}")
+        result = self._close(trial, "FINISHED")
+        if result is not None:
+            stopped = result.get("epochs_run", 0) < trial.config["epochs"]
+            self.echo(f"[{trial_name(trial.config, self.swept_axes)}] done: test_acc "
+                      f"{result.get('test_accuracy', math.nan):.3f} after {result.get('epochs_run', 0)} "
+                      f"epochs{' (stopped early by the scheduler)' if stopped else ''}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        error = _error_text(trial)
+        if self._close(trial, "FAILED", error) is not None:
+            last_line = error.strip().splitlines()[-1] if error.strip() else "unknown error"
+            self.echo(f"[{trial_name(trial.config, self.swept_axes)}] FAILED: {last_line}")
+
+    def _close(self, trial, status: str, error: str | None = None) -> dict | None:
+        """Log what the trial's last result holds and end its run; None if already final."""
         run_id = self._run_for(trial)
         if trial.trial_id in self.closed:
-            return
+            return None
         result = trial.last_result or {}
         self._log_epochs(trial, run_id, result)
         if result:
             self._log_final(run_id, result)
-        error = _error_text(trial)
-        self.client.set_tag(run_id, "xfer.error", error[:_MAX_ERROR_TAG])
-        self.client.set_terminated(run_id, "FAILED")
-        self.echo(f"[{trial_name(trial.config, self.swept_axes)}] FAILED: {error.strip().splitlines()[-1] if error.strip() else 'unknown error'}")
+        if error is not None:
+            self.client.set_tag(run_id, "xfer.error", error[:_MAX_ERROR_TAG])
+        self.client.set_terminated(run_id, status)
+        return result
 
     # --- runs ---------------------------------------------------------------------------------
 
@@ -179,7 +182,8 @@ class MlflowSweepLogger(Callback):
         self.client.log_batch(run_id, metrics=metrics)
         if result.get("confusion_matrix") is not None:
             with tempfile.TemporaryDirectory() as tmp:
-                write_confusion_artifacts(result["confusion_matrix"], result.get("classes", []), Path(tmp))
+                write_confusion_artifacts(result["confusion_matrix"], result.get("classes", []), Path(tmp),
+                                          self.confusable)
                 self.client.log_artifacts(run_id, tmp)
 
 
@@ -193,12 +197,14 @@ def _params_known_after_start(result: dict) -> dict:
     return known
 
 
-def write_confusion_artifacts(matrix: list[list[int]], classes: list[str], out: Path) -> None:
-    """``confusion_matrix.json`` and ``confusion_matrix.png`` (rows: true class)."""
+def write_confusion_artifacts(matrix: list[list[int]], classes: list[str], out: Path,
+                              confusable=()) -> None:
+    """``confusion_matrix.json`` and ``confusion_matrix.png`` (rows: true class; the audit's
+    indistinguishable pairs outlined)."""
     (out / "confusion_matrix.json").write_text(json.dumps({"classes": classes, "matrix": matrix}))
     from xfer.figures import plot_confusion_matrix
 
-    plot_confusion_matrix(matrix, classes, out / "confusion_matrix.png")
+    plot_confusion_matrix(matrix, classes, out / "confusion_matrix.png", confusable=confusable)
 
 
 def _error_text(trial) -> str:

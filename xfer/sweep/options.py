@@ -7,11 +7,11 @@ start-up: bad input is one line on stderr and exit 2, with nothing launched or w
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from xfer.argtypes import OneLineParser, non_negative_float, positive_float, positive_int
+from xfer.argtypes import (OneLineParser, check_output_path, non_negative_float, positive_float,
+                           positive_int)
 from xfer.errors import UsageError
 
 SEARCHES = ("grid", "tpe", "nsga2")
@@ -119,11 +119,6 @@ def validate(options: SweepOptions) -> None:
         if not bucket:
             raise UsageError(f"--storage {options.storage}: an s3:// URI needs a bucket, e.g. s3://bucket/prefix")
     else:
-        path = Path(options.storage).expanduser()
-        for parent in [path, *path.parents]:
-            if parent.exists():
-                if not parent.is_dir() or not os.access(parent, os.W_OK):
-                    raise UsageError(f"--storage {options.storage}: {parent} is not a writable folder")
-                break
+        check_output_path(options.storage, "--storage", folder=True)
     if options.cache_dir.exists() and not options.cache_dir.is_dir():
         raise UsageError(f"--cache-dir {options.cache_dir} is not a folder")

@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import time
+from pathlib import Path
 
 from xfer.sweep.options import SweepOptions
 from xfer.sweep.storage import SweepStore
@@ -73,7 +74,11 @@ def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepS
             tune.with_parameters(run_trial, shared=shared),
             {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
         swept = [axis for axis in preset.space if len(preset.space[axis]) > 1]
-        logger = MlflowSweepLogger(tracking, experiment_id, parent_run_id, sweep_id, swept)
+        audit_path = Path(data_dir) / "audit.json"
+        confusable = ([p["classes"] for p in json.loads(audit_path.read_text())["confusable"]]
+                      if audit_path.is_file() else [])
+        logger = MlflowSweepLogger(tracking, experiment_id, parent_run_id, sweep_id, swept,
+                                   confusable=confusable)
         run_config = tune.RunConfig(
             name=sweep_id, storage_path=store.experiment_root(options.experiment),
             storage_filesystem=store.fs if store.is_s3 else None,

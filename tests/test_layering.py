@@ -1,0 +1,52 @@
+"""The architecture's one rule that a test can hold: the training core never imports the
+orchestrator. `xfer train` and `fit` must run where only torch is installed (a GPU box, a
+notebook), and imports flow one way: sweep -> train -> data, models, metrics, cost."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+XFER = Path(__file__).resolve().parent.parent / "xfer"
+CORE = ["xfer.train", "xfer.pretrain", "xfer.models", "xfer.weights", "xfer.metrics", "xfer.cost",
+        "xfer.batches", "xfer.data.tensors", "xfer.data.pdf.generate", "xfer.data.pdf.audit",
+        "xfer.frontier"]
+
+
+def test_importing_the_core_loads_neither_ray_nor_mlflow_nor_optuna():
+    code = ("import sys\n" + "".join(f"import {m}\n" for m in CORE)
+            + "print(sorted(m for m in ('ray', 'mlflow', 'optuna') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def _imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("module", sorted(p.relative_to(XFER).as_posix() for p in XFER.rglob("*.py")))
+def test_only_the_sweep_and_tracking_layers_import_ray_or_mlflow(module):
+    imported = _imports(XFER / module)
+    orchestration = {n for n in imported if n.split(".")[0] in ("ray", "mlflow", "optuna")}
+    if module.startswith(("sweep/", "tracking/")) or module == "aggregate.py":
+        return
+    assert not orchestration, f"xfer/{module} imports {sorted(orchestration)}"
+
+
+@pytest.mark.parametrize("module", ["train.py", "models.py", "weights.py", "metrics.py", "cost.py",
+                                    "batches.py", "data/tensors.py", "frontier.py"])
+def test_the_core_never_imports_upward(module):
+    upward = {n for n in _imports(XFER / module)
+              if n.startswith(("xfer.sweep", "xfer.cli", "xfer.report", "xfer.aggregate"))}
+    assert not upward, f"xfer/{module} imports {sorted(upward)}"
