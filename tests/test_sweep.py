@@ -122,7 +122,8 @@ def test_kill_the_driver_then_resume_without_duplicates(tmp_path, shared_cache):
                     break
     finally:
         kill_group(process)
-    assert len(finished_before) >= 2, "the sweep never got two trials done"
+    output = process.stdout.read()
+    assert len(finished_before) >= 2, f"the sweep never got two trials done:\n{output[-3000:]}"
 
     done = subprocess.run(cmd + ["--resume"], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=600)
