@@ -104,7 +104,8 @@ def test_kill_the_driver_then_resume_without_duplicates(tmp_path, shared_cache):
     cmd = [sys.executable, str(REPO / "sweeps" / "pdf_grid.py"), "--preset", "smoke",
            "--scheduler", "fifo", "--max-concurrent", "1", "--storage", str(tmp_path / "runs"),
            "--cache-dir", str(shared_cache)]
-    process = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+    log = open(tmp_path / "killed_sweep.log", "w")  # a file, not a pipe nobody drains
+    process = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
     finished_before = {}
     try:
@@ -122,7 +123,8 @@ def test_kill_the_driver_then_resume_without_duplicates(tmp_path, shared_cache):
                     break
     finally:
         kill_group(process)
-    output = process.stdout.read()
+        log.close()
+    output = (tmp_path / "killed_sweep.log").read_text()
     assert len(finished_before) >= 2, f"the sweep never got two trials done:\n{output[-3000:]}"
 
     done = subprocess.run(cmd + ["--resume"], cwd=tmp_path, env=env, capture_output=True,
