@@ -6,7 +6,6 @@ own MLflow store, and checks the store afterwards.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time

@@ -31,6 +31,7 @@ from xfer.data.tensors import ImageSet, load_packed
 from xfer.errors import UsageError, choice_error
 from xfer.metrics import classification_metrics
 from xfer.provenance import git_sha, package_versions
+from xfer.trial_state import restore, snapshot
 from xfer.weights import resolve_weights
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -43,9 +44,6 @@ AUX_LOSS_WEIGHT = 0.4  # Inception v3's auxiliary classifier (Szegedy et al., 20
 # images_processed is cumulative.
 EPOCH_METRICS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
                  "epoch_time_s", "images_processed")
-# Resuming with a different value of these is fine (a longer budget, another GPU); anything
-# else would silently make a different trial.
-_RESUMABLE_CHANGES = ("data", "epochs", "device", "eval_batch_size", "report_test_each_epoch")
 
 
 @dataclass
@@ -295,7 +293,7 @@ def fit(config: TrialConfig, report: Callable[[dict], None] = print_report, *,
         progress = {"epoch": 0, "images_processed": 0, "train_time_s": 0.0, "wall_time_s": 0.0,
                     "best_val_loss": math.inf, "epochs_since_best": 0, "history": []}
         if resume is not None:
-            progress = _restore(resume, config, model, optimizer)
+            progress = restore(resume, config, model, optimizer)
         history = progress["history"]
 
         macs = cost.macs_per_image_for(config.model, data.num_classes, config.head, input_size)
@@ -372,7 +370,7 @@ def fit(config: TrialConfig, report: Callable[[dict], None] = print_report, *,
             history.append(metrics)
             if checkpoint is not None:
                 elapsed = progress["wall_time_s"] + time.perf_counter() - start
-                checkpoint(_snapshot(config, model, optimizer, {**progress, "wall_time_s": elapsed}))
+                checkpoint(snapshot(config, model, optimizer, {**progress, "wall_time_s": elapsed}))
             if config.report_test_each_epoch:
                 final = result_now()
                 report({**metrics, **{k: v for k, v in final.items() if k in _SWEEP_REPORT_KEYS}})
@@ -439,65 +437,6 @@ def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return "cpu"
-
-
-def _rng_state(device: torch.device) -> dict:
-    """Global RNG states (dropout, ...) in plain types, so ``torch.load(weights_only=True)``
-    reads a saved checkpoint back."""
-    np_state = np.random.get_state(legacy=False)
-    version, internal, gauss = random.getstate()
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
-            "numpy": {"key": np_state["state"]["key"].tolist(), "pos": int(np_state["state"]["pos"]),
-                      "has_gauss": int(np_state["has_gauss"]), "gauss": float(np_state["gauss"])},
-            "python": [version, list(internal), gauss]}
-
-
-def _set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and state["cuda"]:
-        torch.cuda.set_rng_state_all(state["cuda"])
-    numpy_state = state["numpy"]
-    np.random.set_state({"bit_generator": "MT19937",
-                         "state": {"key": np.array(numpy_state["key"], dtype=np.uint32),
-                                   "pos": numpy_state["pos"]},
-                         "has_gauss": numpy_state["has_gauss"], "gauss": numpy_state["gauss"]})
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-
-
-def _to_cpu(obj):
-    """A deep copy with every tensor on the CPU: the state must not change as training goes on."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):
-        return {key: _to_cpu(value) for key, value in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(value) for value in obj)
-    return obj
-
-
-def _snapshot(config: TrialConfig, model, optimizer, progress: dict) -> dict:
-    return _to_cpu({"format": "xfer-trial-state/1", "config": asdict(config),
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "rng": _rng_state(torch.device(config.device)),
-                    "progress": {**progress, "history": [dict(h) for h in progress["history"]]}})
-
-
-def _restore(state: dict, config: TrialConfig, model, optimizer) -> dict:
-    if state.get("format") != "xfer-trial-state/1":
-        raise ValueError("resume expects a state passed to fit's checkpoint callback")
-    saved = {k: v for k, v in state["config"].items() if k not in _RESUMABLE_CHANGES}
-    now = {k: v for k, v in asdict(config).items() if k not in _RESUMABLE_CHANGES}
-    changed = sorted(k for k in now if saved.get(k) != now[k])
-    if changed:
-        raise ValueError(f"cannot resume: the config differs from the checkpoint's in {changed}")
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    _set_rng_state(state["rng"], torch.device(config.device))
-    progress = dict(state["progress"])
-    progress["history"] = [dict(h) for h in progress["history"]]
-    return progress
 
 
 def _jsonable(obj):

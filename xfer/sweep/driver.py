@@ -9,8 +9,6 @@ the parent run opened, and the trials fanned out.
 from __future__ import annotations
 
 import json
-import logging
-import math
 import os
 import sys
 import time
@@ -19,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from xfer.errors import UsageError
+from xfer.tracking import redacted_uri
 from xfer.sweep.options import SweepOptions, build_parser, parse_options
 from xfer.sweep.plan import format_plan, make_plan
 from xfer.sweep.study import OfflinePretrain, Preset, Study
@@ -76,7 +75,7 @@ def run_study(study: Study, options: SweepOptions) -> int:
                      parallel_trials=parallel)
     print(format_plan(plan, options.preset, preset, options,
                       data_note=f"{preset.data.describe()}, largest size {max_n}",
-                      weights_note=weights_note, tracking_uri=uri,
+                      weights_note=weights_note, tracking_uri=redacted_uri(uri),
                       storage=store.display(options.experiment, sweep_id)))
     if options.dry_run:
         return EXIT_OK
@@ -97,8 +96,9 @@ def run_study(study: Study, options: SweepOptions) -> int:
           f"in {phases.total():.0f} s ({phases})")
     for line in outcome["best"]:
         print(line)
-    print(f"MLflow: {uri}  experiment {options.experiment!r}, parent run {outcome['parent_run_id']}"
-          f"  (view: mlflow ui --backend-store-uri {uri})")
+    shown = redacted_uri(uri)
+    print(f"MLflow: {shown}  experiment {options.experiment!r}, parent run {outcome['parent_run_id']}"
+          f"  (view: mlflow ui --backend-store-uri {shown})")
     if outcome.get("report"):
         print(f"report: {outcome['report']}")
     return EXIT_OK if outcome["finished"] else EXIT_FAILED

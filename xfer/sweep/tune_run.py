@@ -22,8 +22,9 @@ import time
 from pathlib import Path
 
 from xfer.sweep.options import SweepOptions
+from xfer.tracking import redacted_uri
 from xfer.sweep.storage import SweepStore
-from xfer.sweep.study import AXES, Preset, Study, trial_name
+from xfer.sweep.study import Preset, Study, trial_name
 from xfer.sweep.trial import SharedData, run_trial
 
 ASHA_REDUCTION_FACTOR = 2  # keep the top half at each rung: gentle, since budgets are short
@@ -63,7 +64,8 @@ def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepS
             parent_run_id = _create_parent(client, experiment_id, sweep_id, options, preset,
                                            git_sha(), package_versions(), weights)
         meta = {"sweep_id": sweep_id, "parent_run_id": parent_run_id, "experiment": options.experiment,
-                "experiment_id": experiment_id, "tracking_uri": tracking, "preset": options.preset,
+                "experiment_id": experiment_id, "tracking_uri": redacted_uri(tracking),
+                "preset": options.preset,
                 "started_at": previous["started_at"] if previous else time.time(),
                 "options": {k: str(v) for k, v in vars(options).items()}, "finished": False}
         store.write_meta(options.experiment, sweep_id, meta)
@@ -86,11 +88,11 @@ def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepS
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             callbacks=[logger], verbose=0)
         path = store.display(options.experiment, sweep_id)
-        if previous and tune.Tuner.can_restore(_ray_path(store, options, sweep_id),
-                                               storage_filesystem=store.fs if store.is_s3 else None):
-            tuner = tune.Tuner.restore(_ray_path(store, options, sweep_id), trainable,
-                                       resume_unfinished=True, resume_errored=True,
-                                       storage_filesystem=store.fs if store.is_s3 else None)
+        ray_path = store.sweep_path(options.experiment, sweep_id)
+        filesystem = store.fs if store.is_s3 else None
+        if previous and tune.Tuner.can_restore(ray_path, storage_filesystem=filesystem):
+            tuner = tune.Tuner.restore(ray_path, trainable, resume_unfinished=True,
+                                       resume_errored=True, storage_filesystem=filesystem)
             print(f"resuming sweep {sweep_id} from {path}")
         else:
             param_space, tune_config = _search(preset, options, study, weights, tracking)
@@ -138,11 +140,6 @@ def _report(options: SweepOptions, study: Study, sweep_id: str, tracking: str):
         print(f"report failed ({type(exc).__name__}: {exc}); rerun: xfer frontier "
               f"--experiment {options.experiment} --sweep-id {sweep_id} --out {out}")
         return None
-
-
-def _ray_path(store: SweepStore, options: SweepOptions, sweep_id: str) -> str:
-    path = store.sweep_path(options.experiment, sweep_id)
-    return path if store.is_s3 else path
 
 
 def _check_cluster_resources(options: SweepOptions) -> None:

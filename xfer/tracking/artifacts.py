@@ -6,7 +6,6 @@ The tracking server is ``MLFLOW_TRACKING_URI`` if set, else MLflow's own default
 
 from __future__ import annotations
 
-import urllib.parse
 from pathlib import Path
 
 import mlflow
@@ -14,6 +13,7 @@ from mlflow.artifacts import download_artifacts
 from mlflow.exceptions import MlflowException
 
 from xfer.errors import UsageError
+from xfer.tracking import redacted_uri
 
 
 def download_artifact(uri: str, dst_dir: str | Path) -> Path:
@@ -27,16 +27,7 @@ def download_artifact(uri: str, dst_dir: str | Path) -> Path:
         return Path(download_artifacts(artifact_uri=uri, dst_path=str(dst)))
     except MlflowException as exc:
         reason = (str(exc.message).strip().splitlines() or [""])[0]
-        where = f"MLflow at {_redacted(mlflow.get_tracking_uri())}"
+        where = f"MLflow at {redacted_uri(mlflow.get_tracking_uri())}"
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             raise FileNotFoundError(f"{uri} not found in {where}: {reason}") from exc
         raise UsageError(f"cannot download {uri} from {where}: {reason}") from exc
-
-
-def _redacted(tracking_uri: str) -> str:
-    """The tracking URI without a password (http://user:secret@host -> http://user:***@host)."""
-    parts = urllib.parse.urlsplit(tracking_uri)
-    if parts.password is None:
-        return tracking_uri
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))

@@ -1,0 +1,80 @@
+"""A trial's resumable state: what ``fit`` hands to its ``checkpoint`` callback each epoch and
+takes back as ``resume``. Model, optimiser, every global RNG (torch, CUDA, numpy, python) and the
+progress counters, as CPU copies in plain types, so ``torch.load(weights_only=True)`` reads a
+saved checkpoint back. The learning rate is a function of the step, so no scheduler is saved.
+Cost: one device-to-host copy of the model and optimiser state per epoch.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict
+
+import numpy as np
+import torch
+
+STATE_FORMAT = "xfer-trial-state/1"
+# Resuming with a different value of these is fine (a longer budget, another GPU); anything
+# else would silently make a different trial.
+RESUMABLE_CHANGES = ("data", "epochs", "device", "eval_batch_size", "report_test_each_epoch")
+
+
+def _rng_state(device: torch.device) -> dict:
+    """Global RNG states (dropout, ...) in plain types, so ``torch.load(weights_only=True)``
+    reads a saved checkpoint back."""
+    np_state = np.random.get_state(legacy=False)
+    version, internal, gauss = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+            "numpy": {"key": np_state["state"]["key"].tolist(), "pos": int(np_state["state"]["pos"]),
+                      "has_gauss": int(np_state["has_gauss"]), "gauss": float(np_state["gauss"])},
+            "python": [version, list(internal), gauss]}
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])
+    numpy_state = state["numpy"]
+    np.random.set_state({"bit_generator": "MT19937",
+                         "state": {"key": np.array(numpy_state["key"], dtype=np.uint32),
+                                   "pos": numpy_state["pos"]},
+                         "has_gauss": numpy_state["has_gauss"], "gauss": numpy_state["gauss"]})
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def _to_cpu(obj):
+    """A deep copy with every tensor on the CPU: the state must not change as training goes on."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {key: _to_cpu(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(value) for value in obj)
+    return obj
+
+
+def snapshot(config, model, optimizer, progress: dict) -> dict:
+    """Everything ``restore`` needs to continue bit-exactly, as CPU copies in plain types."""
+    return _to_cpu({"format": STATE_FORMAT, "config": asdict(config),
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "rng": _rng_state(torch.device(config.device)),
+                    "progress": {**progress, "history": [dict(h) for h in progress["history"]]}})
+
+
+def restore(state: dict, config, model, optimizer) -> dict:
+    """Load ``state`` into the model and optimiser, reset the RNGs; returns the progress."""
+    if state.get("format") != STATE_FORMAT:
+        raise ValueError("resume expects a state passed to fit's checkpoint callback")
+    saved = {k: v for k, v in state["config"].items() if k not in RESUMABLE_CHANGES}
+    now = {k: v for k, v in asdict(config).items() if k not in RESUMABLE_CHANGES}
+    changed = sorted(k for k in now if saved.get(k) != now[k])
+    if changed:
+        raise ValueError(f"cannot resume: the config differs from the checkpoint's in {changed}")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    _set_rng_state(state["rng"], torch.device(config.device))
+    progress = dict(state["progress"])
+    progress["history"] = [dict(h) for h in progress["history"]]
+    return progress
