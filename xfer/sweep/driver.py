@@ -70,7 +70,7 @@ def run_study(study: Study, options: SweepOptions) -> int:
     sweep_id = previous["sweep_id"] if previous else _new_sweep_id(options.experiment)
     max_n = max(t["dataset_size"] for t in trials)
     weights_note = _weights_note(preset, trials)
-    plan = make_plan(preset, options, num_classes=preset.data.num_classes,
+    plan = make_plan(trials, options, num_classes=preset.data.num_classes,
                      dataset_image_size=preset.data.image_size,
                      parallel_trials=parallel)
     print(format_plan(plan, options.preset, preset, options,

@@ -40,13 +40,12 @@ def n_train(dataset_size: int) -> int:
     return int(round(dataset_size * SPLIT_FRACTIONS[0]))
 
 
-def make_plan(preset: Preset, options: SweepOptions, num_classes: int, dataset_image_size: int,
-              parallel_trials: int, calibrate: bool = True) -> Plan:
+def make_plan(trials: list[dict], options: SweepOptions, num_classes: int,
+              dataset_image_size: int, parallel_trials: int, calibrate: bool = True) -> Plan:
+    """``trials``: the preset's grid (``Preset.trials``), already validated."""
     from xfer import models
     from xfer.cost import macs_per_image_for
 
-    seeds = options.num_samples or 1 if options.search == "grid" else 1
-    trials = preset.trials(seeds=seeds)
     num_trials = len(trials) if options.search == "grid" else (options.num_samples or len(trials))
     step_seconds = _StepTimer(num_classes) if calibrate else None
     total_macs = total_seconds = 0.0
