@@ -28,7 +28,7 @@ from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 from mlflow.exceptions import MlflowException
 
 from xfer.errors import UsageError
-from xfer.tracking.artifacts import _redacted
+from xfer.tracking import redacted_uri
 
 SWEEP_TAG = "xfer.sweep_id"
 ROLE_TAG = "xfer.role"
@@ -68,7 +68,7 @@ def load_sweep(experiment: str, sweep_id: str | None = None, *,
     tracking_uri = tracking_uri or mlflow.get_tracking_uri()
     _check_local_store(tracking_uri)
     client = MlflowClient(tracking_uri)
-    where = f"MLflow at {_redacted(tracking_uri)}"
+    where = f"MLflow at {redacted_uri(tracking_uri)}"
     exp = client.get_experiment_by_name(experiment)
     if exp is None or exp.lifecycle_stage != "active":
         names = sorted(e.name for e in client.search_experiments(max_results=_PAGE))
