@@ -237,3 +237,28 @@ def test_optuna_searches_sample_the_space_through_the_same_stack(search, tmp_pat
         assert int(child.data.params["epochs"]) in (1, 3)
         assert int(child.data.params["dataset_size"]) in (48, 96)
         assert {"test_accuracy", "train_macs"} <= set(child.data.metrics)
+
+
+def test_no_secret_from_the_environment_reaches_mlflow_or_the_sweep_files(tmp_path, shared_cache):
+    secrets = {"AWS_ACCESS_KEY_ID": "AKIAXFERFAKEKEY12345", "AWS_SECRET_ACCESS_KEY": "xfer-fake-secret-9f8e7d",
+               "MLFLOW_TRACKING_PASSWORD": "xfer-fake-mlflow-pw-4c3b", "RAY_AUTH_TOKEN": "xferfaketoken0a1b2c3d4e5f"}
+    env = {**sweep_env(tmp_path), **secrets, "MLFLOW_TRACKING_USERNAME": "xfer-driver"}
+    done = run_sweep("pdf_grid.py", ["--preset", "smoke", "--scheduler", "fifo"], tmp_path,
+                     shared_cache, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    client, parents, children = _runs(tmp_path)
+    texts = [done.stdout, done.stderr]
+    for run in parents + children:
+        texts += [str(run.data.params), str(run.data.tags), str(run.data.metrics), run.info.run_name]
+        for artifact in client.list_artifacts(run.info.run_id):
+            if not artifact.is_dir:
+                texts.append(Path(client.download_artifacts(run.info.run_id, artifact.path,
+                                                            str(tmp_path / "dl"))).read_bytes().decode(errors="replace"))
+    for path in (tmp_path / "runs").rglob("*"):  # Ray's sweep state, xfer_sweep.json, reports
+        if path.is_file() and path.suffix in (".json", ".pkl", ".csv", ".md", ".txt", ".log", ""):
+            texts.append(path.read_bytes().decode(errors="replace"))
+    for path in (tmp_path / "xfer_reports").rglob("*"):
+        if path.is_file():
+            texts.append(path.read_bytes().decode(errors="replace"))
+    leaked = {name for name, value in secrets.items() for text in texts if value in text}
+    assert not leaked, f"secrets leaked: {sorted(leaked)}"
