@@ -99,7 +99,7 @@ def test_dry_run_prints_the_plan_and_touches_nothing(tmp_path, shared_cache):
 
 
 def test_kill_the_driver_then_resume_without_duplicates(tmp_path, shared_cache):
-    env = sweep_env(tmp_path)
+    env = {**sweep_env(tmp_path), "PYTHONUNBUFFERED": "1"}  # its lines reach the log as printed
     cmd = [sys.executable, str(REPO / "sweeps" / "pdf_grid.py"), "--preset", "smoke",
            "--scheduler", "fifo", "--max-concurrent", "1", "--storage", str(tmp_path / "runs"),
            "--cache-dir", str(shared_cache)]
@@ -110,16 +110,15 @@ def test_kill_the_driver_then_resume_without_duplicates(tmp_path, shared_cache):
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and process.poll() is None:
-            time.sleep(2)
-            if (tmp_path / "mlflow.db").exists():
-                try:
-                    _, _, children = _runs(tmp_path)
-                except Exception:
-                    continue
+            time.sleep(1)
+            # Wait for the driver's own "done" lines before opening the store: a client opened
+            # while the driver is still creating the SQLite schema would run the same migration
+            # concurrently and break it.
+            if (tmp_path / "killed_sweep.log").read_text().count("] done:") >= 2:
+                _, _, children = _runs(tmp_path)
                 finished_before = {c.data.tags["xfer.trial_id"]: c for c in children
                                    if c.info.status == "FINISHED"}
-                if len(finished_before) >= 2:
-                    break
+                break
     finally:
         kill_group(process)
         log.close()
