@@ -3,13 +3,11 @@ KubeRay manifests' required fields, the MLflow compose file's intent, and the Ra
 entrypoint's retry logic run for real with a stub `python`. No network, no cloud API."""
 import copy
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
 
 import jsonschema
-import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]

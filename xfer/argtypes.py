@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
-EXIT_USAGE = 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2  # SPEC: ok, anything else, bad input
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -11,11 +11,10 @@ import argparse
 import sys
 from typing import Callable
 
-from xfer.argtypes import (EXIT_USAGE, OneLineParser, accuracy_level, check_output_path,
+from xfer.argtypes import (EXIT_OK, EXIT_USAGE, OneLineParser, accuracy_level, check_output_path,
                            non_negative_int, positive_float, positive_int)
 from xfer.errors import UsageError
 
-EXIT_OK, EXIT_FAILED = 0, 1
 
 
 # --- xfer data ------------------------------------------------------------------------------

@@ -16,13 +16,13 @@ import uuid
 from dataclasses import asdict
 from pathlib import Path
 
+from xfer.argtypes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from xfer.errors import UsageError
 from xfer.tracking import redacted_uri
-from xfer.sweep.options import SweepOptions, build_parser, parse_options
+from xfer.sweep.options import SweepOptions, build_parser, parse_options, visible_gpus
 from xfer.sweep.plan import format_plan, make_plan
 from xfer.sweep.study import OfflinePretrain, Preset, Study
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _CONFIG_ONLY = ("dataset_size",)  # axes that are not TrialConfig fields
 
 
@@ -60,12 +60,6 @@ def run_study(study: Study, options: SweepOptions) -> int:
             raise UsageError(f"--resume: no interrupted sweep of experiment {options.experiment!r} "
                              f"in {options.storage}; run without --resume to start one")
     local_ray = not os.environ.get("RAY_ADDRESS")
-    if local_ray:
-        from xfer.sweep.options import _visible_gpus
-
-        if options.gpus_per_trial > _visible_gpus():
-            raise UsageError(f"--gpus-per-trial {options.gpus_per_trial:g} but this machine has "
-                             f"{_visible_gpus()} GPU(s); use 0 on a CPU machine or a fraction <= 1")
     parallel = _parallel_trials(options)
     sweep_id = previous["sweep_id"] if previous else _new_sweep_id(options.experiment)
     max_n = max(t["dataset_size"] for t in trials)
@@ -148,9 +142,7 @@ def _validated_trials(preset: Preset, options: SweepOptions) -> list[dict]:
 
 def _parallel_trials(options: SweepOptions) -> int:
     if options.gpus_per_trial > 0:
-        import torch
-
-        by_resource = int(max(1, torch.cuda.device_count()) / options.gpus_per_trial)
+        by_resource = int(max(1, visible_gpus()) / options.gpus_per_trial)
     else:
         by_resource = int((os.cpu_count() or 1) / options.cpus_per_trial)
     by_resource = max(1, by_resource)

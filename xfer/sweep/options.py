@@ -7,6 +7,7 @@ start-up: bad input is one line on stderr and exit 2, with nothing launched or w
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,7 +91,7 @@ def parse_options(parser: argparse.ArgumentParser, argv: list[str] | None) -> Sw
     preset = "smoke" if args.smoke_test else args.preset
     gpus = args.gpus_per_trial
     if gpus is None:
-        gpus = 1.0 if _visible_gpus() > 0 else 0.0
+        gpus = 1.0 if visible_gpus() > 0 else 0.0
     options = SweepOptions(
         preset=preset, num_samples=args.num_samples, search=args.search, scheduler=args.scheduler,
         max_concurrent=args.max_concurrent, gpus_per_trial=gpus, cpus_per_trial=args.cpus_per_trial,
@@ -100,7 +101,7 @@ def parse_options(parser: argparse.ArgumentParser, argv: list[str] | None) -> Sw
     return options
 
 
-def _visible_gpus() -> int:
+def visible_gpus() -> int:
     """GPUs this machine has, without starting Ray (torch is already a dependency)."""
     import torch
 
@@ -114,6 +115,10 @@ def validate(options: SweepOptions) -> None:
         raise UsageError(f"--max-failures must be >= 0, got {options.max_failures}")
     if options.gpus_per_trial > 1 and options.gpus_per_trial != int(options.gpus_per_trial):
         raise UsageError(f"--gpus-per-trial above 1 must be a whole number, got {options.gpus_per_trial:g}")
+    # On a cluster (RAY_ADDRESS) the GPUs are counted once Ray is joined; here, before anything starts.
+    if not os.environ.get("RAY_ADDRESS") and options.gpus_per_trial > visible_gpus():
+        raise UsageError(f"--gpus-per-trial {options.gpus_per_trial:g} but this machine has "
+                         f"{visible_gpus()} GPU(s); use 0 on a CPU machine or a fraction <= 1")
     if options.storage_is_s3:
         bucket, _, _ = options.storage[len("s3://"):].partition("/")
         if not bucket:

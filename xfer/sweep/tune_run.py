@@ -95,7 +95,7 @@ def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepS
                                        resume_errored=True, storage_filesystem=filesystem)
             print(f"resuming sweep {sweep_id} from {path}")
         else:
-            param_space, tune_config = _search(preset, options, study, weights, tracking)
+            param_space, tune_config = _search(preset, options, study, weights)
             tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
                                run_config=run_config)
         with phases("trials"):
@@ -182,15 +182,13 @@ def _create_parent(client, experiment_id: str, sweep_id: str, options: SweepOpti
     return run.info.run_id
 
 
-def _search(preset: Preset, options: SweepOptions, study: Study, weights: str | None,
-            tracking: str):
+def _search(preset: Preset, options: SweepOptions, study: Study, weights: str | None):
     """Ray's param_space and TuneConfig for --search and --scheduler."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     fixed = {"train_layers": "all", "seed": 0, **preset.fixed, "weights": weights or "",
-             "cpus_per_trial": options.cpus_per_trial, "gpus_per_trial": options.gpus_per_trial,
-             "tracking_uri": tracking}
+             "cpus_per_trial": options.cpus_per_trial, "gpus_per_trial": options.gpus_per_trial}
     epochs = preset.space.get("epochs", [preset.fixed.get("epochs", 1)])
     if options.scheduler == "asha":
         scheduler = ASHAScheduler(time_attr="epoch", metric="val_accuracy", mode="max",
