@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -46,7 +47,7 @@ def train_args(data: Path, json_out: Path, **overrides: str) -> list[str]:
     argv = ["train"]
     for flag, value in flags.items():
         if value is not None:
-            argv += [flag, value]
+            argv += [flag, value] if value else [flag]  # "" = a switch such as --augment
     return argv
 
 
@@ -66,6 +67,45 @@ def test_train_prints_epochs_and_summary_and_writes_the_json(blobs, tmp_path, ca
     assert result["test_accuracy"] > 0.5  # 4 classes: chance is 0.25
 
 
+def test_train_with_the_study_options_records_them(blobs, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    code, stdout, stderr = run(train_args(blobs, out, **{
+        "--epochs": "3", "--lr": "0.05", "--schedule": "exp_decay", "--lr-constant-epochs": "1",
+        "--lr-decay-rate": "0.5", "--head": "mlp256", "--augment": "", "--rotate-degrees": "10"}),
+        capsys)
+    assert code == 0, stderr
+    result = json.loads(out.read_text())
+    config = result["config"]
+    assert (config["schedule"], config["lr_constant_epochs"], config["lr_decay_rate"]) == ("exp_decay", 1, 0.5)
+    assert (config["head"], config["augment"], config["rotate_degrees"]) == ("mlp256", True, 10.0)
+    assert [h["lr"] for h in result["history"]] == [0.05, 0.05 * math.exp(-0.5), 0.05 * math.exp(-1.0)]
+    assert len(result["roc_curve"]["fpr"]) == len(result["roc_curve"]["tpr"]) == 101
+    assert re.search(r"^epoch +3 .* lr 0\.0184 ", stdout, flags=re.M)
+
+
+def test_flag_defaults_and_choices_match_the_trial_config(capsys):
+    """The CLI cannot import torch to read them (``xfer --help`` stays instant), so it repeats
+    the defaults and the names; this keeps the copies honest."""
+    from xfer.cli import build_parser
+    from xfer.train import SCHEDULES, TrialConfig
+
+    for command in ("train", "pretrain"):
+        args = build_parser().parse_args([command, "--data", "d", "--model", "resnet10", "--init",
+                                          "scratch", "--epochs", "1", "--batch-size", "2"]
+                                         + (["--out", "w.pt"] if command == "pretrain" else []))
+        defaults = TrialConfig(data="d")
+        for flag, field in [("lr_constant_epochs", "lr_constant_epochs"),
+                            ("lr_decay_rate", "lr_decay_rate"),
+                            ("plateau_patience", "plateau_patience"),
+                            ("plateau_factor", "plateau_factor"), ("rotate_degrees", "rotate_degrees"),
+                            ("schedule", "schedule"), ("head", "head")]:
+            assert getattr(args, flag) == getattr(defaults, field), flag
+    code, stdout, _ = run(["train", "--help"], capsys)
+    assert code == 0
+    assert f"--head {'|'.join(models.HEADS)}" in stdout
+    assert f"--schedule {'|'.join(SCHEDULES)}" in stdout
+
+
 BAD_TRAIN = {
     "batch size 0": ({"--batch-size": "0"}, "--batch-size: must be a positive integer"),
     "batch size negative": ({"--batch-size": "-3"}, "--batch-size"),
@@ -77,8 +117,17 @@ BAD_TRAIN = {
     "unknown init": ({"--init": "warm"}, "unknown init 'warm' (valid: scratch, pretrained)"),
     "unknown train layers": ({"--train-layers": "most"}, "unknown train_layers 'most' (valid: all, head, last_block)"),
     "unknown optimizer": ({"--optimizer": "lion"}, "unknown optimizer 'lion' (valid: sgd, adam, adamw)"),
-    "unknown schedule": ({"--schedule": "step"}, "unknown schedule 'step' (valid: constant, cosine)"),
-    "unknown head": ({"--head": "mlp"}, "unknown head 'mlp' (valid: linear, gap_mlp)"),
+    "unknown schedule": ({"--schedule": "step"},
+                         "unknown schedule 'step' (valid: constant, cosine, exp_decay, plateau)"),
+    "unknown head": ({"--head": "mlp"}, "unknown head 'mlp' (valid: linear, gap_mlp, mlp256, mlp3x384)"),
+    "lr constant epochs negative": ({"--lr-constant-epochs": "-1"}, "--lr-constant-epochs: must be an integer >= 0"),
+    "lr decay rate negative": ({"--lr-decay-rate": "-0.1"}, "--lr-decay-rate: must be >= 0"),
+    "lr decay rate infinite": ({"--lr-decay-rate": "inf"}, "lr_decay_rate must be a finite number >= 0"),
+    "plateau patience 0": ({"--plateau-patience": "0"}, "--plateau-patience: must be a positive integer"),
+    "plateau factor 1": ({"--schedule": "plateau", "--plateau-factor": "1"}, "plateau_factor must be in (0, 1)"),
+    "plateau factor not a number": ({"--plateau-factor": "half"}, "--plateau-factor: invalid float value"),
+    "rotate degrees above 180": ({"--rotate-degrees": "200"}, "rotate_degrees must be in [0, 180]"),
+    "rotate degrees negative": ({"--rotate-degrees": "-5"}, "rotate_degrees must be in [0, 180]"),
     "unknown device": ({"--device": "tpu"}, "unknown device 'tpu'"),
     "label smoothing 1": ({"--label-smoothing": "1.0"}, "label_smoothing must be in [0, 1)"),
     "early stopping negative": ({"--early-stopping": "-1"}, "--early-stopping"),

@@ -12,6 +12,8 @@ or was resumed from a checkpoint.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -33,7 +35,7 @@ def epoch_order(n: int, seed: int, epoch: int, device: torch.device) -> torch.Te
 
 
 def augment_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
-    """The generator that draws one epoch's flips and shifts, on the training device."""
+    """The generator that draws one epoch's flips, shifts and rotations, on the training device."""
     return torch.Generator(device=device).manual_seed(epoch_seed(seed, epoch, _AUGMENT))
 
 
@@ -55,11 +57,20 @@ class BatchPrep:
     ``x·(1/(255·std)) − mean/std``. Resizing is bilinear without antialiasing (F.interpolate),
     which is what a sweep over input sizes wants to be cheap; it runs only when the stored size
     differs from ``input_size``. Augmentation is a random horizontal flip and a random shift of
-    up to ``input_size/16`` px with reflected borders (2 px at 32 px, as in airbench).
+    up to ``input_size/16`` px with reflected borders (2 px at 32 px, as in airbench), plus,
+    when ``rotate_degrees > 0``, a random rotation in ±``rotate_degrees``.
+
+    The shift is the "random crop" of the CIFAR recipes: pad the image, then crop a window of
+    the original size at a random offset, i.e. translate it by a random integer offset. Ours
+    pads by reflection rather than with zeros, and by 1/16 of the side (the common CIFAR recipe
+    pads 4 px of 32, i.e. 1/8), so no black border teaches the model anything about the frame.
     """
 
     def __init__(self, mean: list[float], std: list[float], input_size: int, *,
-                 device: torch.device, channels_last: bool = False, augment: bool = False):
+                 device: torch.device, channels_last: bool = False, augment: bool = False,
+                 rotate_degrees: float = 0.0):
+        if not 0 <= rotate_degrees <= 180:
+            raise ValueError(f"rotate_degrees must be in [0, 180], got {rotate_degrees!r}")
         mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
         self.scale = (1.0 / (255.0 * std_t)).to(device)
@@ -67,6 +78,7 @@ class BatchPrep:
         self.input_size = int(input_size)
         self.channels_last = channels_last
         self.augment = augment
+        self.rotate_degrees = float(rotate_degrees)
         self.max_shift = max(1, self.input_size // 16)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None
@@ -75,7 +87,9 @@ class BatchPrep:
         if x.shape[-2:] != (self.input_size, self.input_size):
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
                               align_corners=False, antialias=False)
-        if self.augment:
+        if self.augment and self.rotate_degrees > 0:
+            x = random_flip_shift_rotate(x, self.max_shift, self.rotate_degrees, generator)
+        elif self.augment:  # the exact integer gather: cheaper, and no interpolation blur
             x = random_flip_and_shift(x, self.max_shift, generator)
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         return x.contiguous(memory_format=memory_format)
@@ -103,3 +117,48 @@ def random_flip_and_shift(x: torch.Tensor, max_shift: int,
     # Advanced indices around a slice put the indexed dims first: B×H×W×C, i.e. NCHW with
     # channels-last strides after the permute.
     return padded[batch, :, rows.view(b, h, 1), cols.view(b, 1, w)].permute(0, 3, 1, 2)
+
+
+def random_flip_shift_rotate(x: torch.Tensor, max_shift: int, max_degrees: float,
+                             generator: torch.Generator | None) -> torch.Tensor:
+    """:func:`random_flip_and_shift` plus a rotation by an angle uniform in ±``max_degrees``
+    about the image centre, all in one bilinear resampling (:func:`affine_warp`).
+
+    Draws, in order: the flips and the integer shifts exactly as :func:`random_flip_and_shift`
+    does, then the angles, all from ``generator`` (so an epoch's augmentation is a function of
+    the run seed and the epoch, and resume is exact).
+    """
+    b, _, h, w = x.shape
+    device = x.device
+    flip = torch.rand(b, generator=generator, device=device) < 0.5
+    shift = min(max_shift, h - 1, w - 1)
+    offsets = torch.randint(0, 2 * shift + 1, (2, b), generator=generator, device=device) - shift
+    unit = torch.rand(b, generator=generator, device=device)  # U[0, 1)
+    angles = (2 * unit - 1) * math.radians(max_degrees)
+    # random_flip_and_shift's output pixel p reads input p + offset: a move by -offset.
+    return affine_warp(x, flip, -offsets[1], -offsets[0], angles)
+
+
+def affine_warp(x: torch.Tensor, flip: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor,
+                angles: torch.Tensor) -> torch.Tensor:
+    """Per image: flip horizontally where ``flip``, then rotate by ``angles`` (radians, counter-
+    clockwise as displayed) about the centre and translate by ``(dx, dy)`` px (right, down).
+
+    Output pixel p samples the flipped input at ``R(angle)·p − (dx, dy)`` (pixel units from the
+    centre), bilinearly, with the border filled by reflection. One ``affine_grid`` +
+    ``grid_sample``: O(B·H·W·C) with 4 taps per output value, a few kernels for the whole batch.
+    grid_sample reflects about the border's edge (``abc|cba``), where the integer path's
+    ``F.pad(mode="reflect")`` reflects about the edge pixel (``abc|ba``); either invents no
+    values beyond interpolation.
+    """
+    b, _, h, w = x.shape
+    cos, sin = angles.float().cos(), angles.float().sin()
+    # In normalised coordinates ([-1, 1] across each side, align_corners=False) a pixel is 2/w
+    # wide and 2/h high, so a rotation in pixel space is S·R·S⁻¹ with S = diag(2/w, 2/h).
+    theta = torch.stack([torch.stack([cos, -sin * (h / w), -2 * dx.float() / w], dim=1),
+                         torch.stack([sin * (w / h), cos, -2 * dy.float() / h], dim=1)], dim=1)
+    # A horizontal flip of the input negates its x coordinate: the first row of the map.
+    sign = 1 - 2 * flip.float()  # -1 where flipped
+    theta = theta * torch.stack([sign, torch.ones_like(sign)], dim=1).view(b, 2, 1)
+    grid = F.affine_grid(theta, [b, x.shape[1], h, w], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)

@@ -12,7 +12,7 @@ import sys
 from typing import Callable
 
 from xfer.argtypes import (EXIT_OK, EXIT_USAGE, OneLineParser, accuracy_level, check_output_path,
-                           non_negative_int, positive_float, positive_int)
+                           non_negative_float, non_negative_int, positive_float, positive_int)
 from xfer.errors import UsageError
 
 
@@ -71,9 +71,12 @@ def _trial_config(args: argparse.Namespace, *, data: str, image_size: int | None
         data=data, model=args.model, init=args.init, train_layers=args.train_layers,
         weights=args.weights, head=args.head, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
-        schedule=args.schedule, early_stopping_patience=args.early_stopping,
-        label_smoothing=args.label_smoothing, augment=args.augment, image_size=image_size,
-        n=n, seed=args.seed, device=args.device, eval_batch_size=args.eval_batch_size)
+        schedule=args.schedule, lr_constant_epochs=args.lr_constant_epochs,
+        lr_decay_rate=args.lr_decay_rate, plateau_patience=args.plateau_patience,
+        plateau_factor=args.plateau_factor, early_stopping_patience=args.early_stopping,
+        label_smoothing=args.label_smoothing, augment=args.augment,
+        rotate_degrees=args.rotate_degrees, image_size=image_size, n=n, seed=args.seed,
+        device=args.device, eval_batch_size=args.eval_batch_size)
 
 
 def _check_json_out(path: str | None):
@@ -156,8 +159,10 @@ def _add_trial_flags(parser: argparse.ArgumentParser, *, init_required: bool, se
     parser.add_argument("--weights", default=None, metavar="SRC",
                         help="pretrained weights: imagenet, a file (e.g. from `xfer pretrain`), "
                              "s3://BUCKET/KEY or runs:/RUN_ID/PATH (default with --init pretrained: imagenet)")
-    parser.add_argument("--head", default="linear", metavar="linear|gap_mlp",
-                        help="classifier head: linear | gap_mlp (default: linear)")
+    parser.add_argument("--head", default="linear", metavar="linear|gap_mlp|mlp256|mlp3x384",
+                        help="classifier head: linear (the model's own) | gap_mlp (GAP, dense "
+                             "1024, 512) | mlp256 (GAP, dense 256) | mlp3x384 (GAP, 3 x dense "
+                             "384) (default: linear)")
     parser.add_argument("--epochs", type=positive_int, required=True,
                         help="epoch budget; early stopping may run fewer")
     parser.add_argument("--batch-size", type=positive_int, required=True,
@@ -168,8 +173,19 @@ def _add_trial_flags(parser: argparse.ArgumentParser, *, init_required: bool, se
                         help="sgd (momentum 0.9) | adam | adamw (default: sgd)")
     parser.add_argument("--weight-decay", type=float, default=0.0,
                         help="weight decay, >= 0 (default: 0)")
-    parser.add_argument("--schedule", default="constant", metavar="constant|cosine",
-                        help="lr schedule: constant | cosine (to 0 over --epochs) (default: constant)")
+    parser.add_argument("--schedule", default="constant", metavar="constant|cosine|exp_decay|plateau",
+                        help="lr schedule: constant | cosine (to 0 over --epochs) | exp_decay "
+                             "(constant, then x exp(-rate) per epoch) | plateau (cut when "
+                             "val_loss stalls) (default: constant)")
+    parser.add_argument("--lr-constant-epochs", type=non_negative_int, default=10, metavar="EPOCHS",
+                        help="exp_decay: epochs at the full --lr before the decay (default: 10)")
+    parser.add_argument("--lr-decay-rate", type=non_negative_float, default=0.1, metavar="RATE",
+                        help="exp_decay: lr x exp(-RATE) per epoch after those, >= 0 (default: 0.1)")
+    parser.add_argument("--plateau-patience", type=positive_int, default=2, metavar="EPOCHS",
+                        help="plateau: cut the lr after EPOCHS epochs without a val_loss "
+                             "improvement (default: 2)")
+    parser.add_argument("--plateau-factor", type=float, default=0.5,
+                        help="plateau: lr multiplier at each cut, in (0, 1) (default: 0.5)")
     parser.add_argument("--early-stopping", type=non_negative_int, default=0, metavar="PATIENCE",
                         help="stop after PATIENCE epochs without a val_loss improvement; 0 = off (default: 0)")
     parser.add_argument("--label-smoothing", type=float, default=0.0,
@@ -177,6 +193,9 @@ def _add_trial_flags(parser: argparse.ArgumentParser, *, init_required: bool, se
     parser.add_argument("--augment", action="store_true",
                         help="random horizontal flip + small shift on the device (a flip may not "
                              "preserve the label of a plot; off by default)")
+    parser.add_argument("--rotate-degrees", type=float, default=0.0, metavar="DEG",
+                        help="with --augment: also rotate each image by a random angle in "
+                             "+-DEG, in [0, 180] (default: 0)")
     parser.add_argument("--seed", type=int, default=seed_default, help=seed_help)
     parser.add_argument("--device", default="auto",
                         help="auto (cuda when available) | cpu | cuda | cuda:N (default: auto)")

@@ -4,9 +4,23 @@ Everything that decides *what* is trained lives here and nowhere else (STYLE.md,
 
 - ``init`` is the one scratch-vs-pretrained switch. Pretrained weights arrive as a state_dict
   (``xfer.weights`` resolves hub/file/s3/MLflow sources); this module only checks that they fit.
-- ``head`` is ``linear`` (the architecture's own classifier, resized to ``num_classes``) or
-  ``gap_mlp``, the CIFAR-10 study's head: global average pool -> dense 1024 -> ReLU -> dense 512
-  -> ReLU -> dense num_classes, replacing everything after the last conv stage.
+- ``head`` is ``linear`` (the architecture's own classifier, resized to ``num_classes``) or an
+  MLP on globally average-pooled features that replaces everything after the last conv stage
+  (for vgg19/alexnet that includes the pretrained fc6/fc7); the last dense has
+  num_classes outputs. One per study:
+
+  ======== ======================================================= =========================
+  head     layers                                                  study
+  ======== ======================================================= =========================
+  linear   the architecture's own classifier, last layer resized   CIFAR-100 AlexNet
+  gap_mlp  GAP -> dense 1024 -> ReLU -> dense 512 -> ReLU -> dense CIFAR-10 ResNet50
+  mlp256   GAP -> dense 256 -> ReLU -> dense                       CIFAR-100 EfficientNet-B0
+  mlp3x384 GAP -> 3 x (dense 384 -> ReLU) -> dense                 CIFAR-100 ResNet50
+  ======== ======================================================= =========================
+
+  The MLP heads have no dropout, a deliberate simplification: one rule for every backbone, so
+  efficientnet_b0's 0.2 and inception_v3's 0.5 dropout go with the classifier they replace
+  (the study descriptions give only the layer widths). Linear layers keep PyTorch's default init.
 - ``train_layers`` is ``all``, ``head`` (a linear probe: backbone frozen) or ``last_block`` (the
   last conv stage, the one that ends at the final feature resolution, plus everything after it):
 
@@ -49,19 +63,22 @@ MODEL_NAMES = ("alexnet", "efficientnet_b0", "inception_v3", "resnet10", "resnet
                "resnet152", "small_cnn", "vgg19")
 INITS = ("scratch", "pretrained")
 TRAIN_LAYERS = ("all", "head", "last_block")
-HEADS = ("linear", "gap_mlp")
+# Hidden widths of the MLP heads (table above); each ends in a dense num_classes.
+_MLP_HIDDEN = {"gap_mlp": (1024, 512), "mlp256": (256,), "mlp3x384": (384, 384, 384)}
+HEADS = ("linear",) + tuple(_MLP_HIDDEN)
 
-# State-dict key prefixes of the head, per model and head. With gap_mlp the head is everything
-# after the last conv stage, so for vgg/alexnet it also swallows the pretrained fc6/fc7.
-_HEAD_PREFIXES = {
-    "alexnet": {"linear": ("classifier.6.",), "gap_mlp": ("classifier.",)},
-    "vgg19": {"linear": ("classifier.6.",), "gap_mlp": ("classifier.",)},
-    "efficientnet_b0": {"linear": ("classifier.1.",), "gap_mlp": ("classifier.",)},
-    "inception_v3": {"linear": ("fc.", "AuxLogits.fc."), "gap_mlp": ("fc.", "AuxLogits.fc.")},
-    "small_cnn": {"linear": ("classifier.3.",), "gap_mlp": ("classifier.",)},
-    **{name: {"linear": ("fc.",), "gap_mlp": ("fc.",)}
-       for name in ("resnet10", "resnet18", "resnet50", "resnet152")},
+# State-dict key prefixes of the head, per model: (linear head, any MLP head). An MLP head is
+# everything after the last conv stage, so for vgg/alexnet it also swallows fc6/fc7.
+_HEAD_KEYS = {
+    "alexnet": (("classifier.6.",), ("classifier.",)),
+    "vgg19": (("classifier.6.",), ("classifier.",)),
+    "efficientnet_b0": (("classifier.1.",), ("classifier.",)),
+    "inception_v3": (("fc.", "AuxLogits.fc."), ("fc.", "AuxLogits.fc.")),
+    "small_cnn": (("classifier.3.",), ("classifier.",)),
+    **{name: (("fc.",), ("fc.",)) for name in ("resnet10", "resnet18", "resnet50", "resnet152")},
 }
+_HEAD_PREFIXES = {name: {head: linear if head == "linear" else mlp for head in HEADS}
+                  for name, (linear, mlp) in _HEAD_KEYS.items()}
 
 # Module prefixes trained with train_layers="last_block", in addition to the head (table above).
 _LAST_BLOCK_PREFIXES = {
@@ -148,11 +165,13 @@ class SmallCNN(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
-def _gap_mlp(in_features: int, num_classes: int) -> nn.Sequential:
-    """The study's head on globally average-pooled features (PyTorch's default Linear init)."""
-    return nn.Sequential(nn.Linear(in_features, 1024), nn.ReLU(inplace=True),
-                         nn.Linear(1024, 512), nn.ReLU(inplace=True),
-                         nn.Linear(512, num_classes))
+def _mlp_head(in_features: int, hidden: tuple[int, ...], num_classes: int) -> nn.Sequential:
+    """dense -> ReLU for each width in ``hidden``, then dense ``num_classes`` (no dropout)."""
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(in_features, width), nn.ReLU(inplace=True)]
+        in_features = width
+    return nn.Sequential(*layers, nn.Linear(in_features, num_classes))
 
 
 def _build(name: str, num_classes: int, head: str) -> nn.Module:
@@ -170,18 +189,19 @@ def _build(name: str, num_classes: int, head: str) -> nn.Module:
                               transform_input=True, init_weights=True)
     else:  # builds with the torchvision head resized, so the linear head keeps its own init
         model = tvm.get_model(name, weights=None, num_classes=num_classes)
-    if head == "gap_mlp":
+    if head in _MLP_HIDDEN:
+        hidden = _MLP_HIDDEN[head]
         if name in ("alexnet", "vgg19", "small_cnn"):
             convs = [m for m in model.features.modules() if isinstance(m, nn.Conv2d)]
             channels = convs[-1].out_channels
             model.avgpool = nn.AdaptiveAvgPool2d(1)
-            model.classifier = _gap_mlp(channels, num_classes)
-        elif name == "efficientnet_b0":  # drops the 0.2 dropout: the study's head has none
-            model.classifier = _gap_mlp(model.classifier[1].in_features, num_classes)
+            model.classifier = _mlp_head(channels, hidden, num_classes)
+        elif name == "efficientnet_b0":  # already pools globally; its 0.2 dropout goes too
+            model.classifier = _mlp_head(model.classifier[1].in_features, hidden, num_classes)
         else:  # resnet*, inception_v3 already pool globally; inception keeps a linear aux head
             if name == "inception_v3":
                 model.dropout = nn.Identity()
-            model.fc = _gap_mlp(model.fc.in_features, num_classes)
+            model.fc = _mlp_head(model.fc.in_features, hidden, num_classes)
     return model
 
 
@@ -278,7 +298,8 @@ def _trainable_prefixes(name: str, head: str, train_layers: str) -> tuple[str, .
 
 def head_parameter_prefixes(name: str, head: str = "linear") -> tuple[str, ...]:
     """State-dict key prefixes (with the trailing dot) of the head that ``create_model``
-    replaces, e.g. ``("fc.",)`` for resnets or ``("classifier.6.",)`` for vgg19's linear head."""
+    replaces, e.g. ``("fc.",)`` for resnets or ``("classifier.6.",)`` for vgg19's linear head
+    (``("classifier.",)`` for any of its MLP heads)."""
     _check_choice("model", name, MODEL_NAMES)
     _check_choice("head", head, HEADS)
     return _HEAD_PREFIXES[name][head]

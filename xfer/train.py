@@ -35,14 +35,18 @@ from xfer.trial_state import restore, snapshot
 from xfer.weights import resolve_weights
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine", "exp_decay", "plateau")
+# plateau: val_loss "improved" when it fell below best·(1 − 1e-4), torch ReduceLROnPlateau's
+# default (threshold=1e-4, threshold_mode="rel"); a relative margin ignores float noise.
+PLATEAU_THRESHOLD = 1e-4
 SGD_MOMENTUM = 0.9
 AUX_LOSS_WEIGHT = 0.4  # Inception v3's auxiliary classifier (Szegedy et al., 2016, sec. 7)
 # Reported once per epoch. train_loss is the training objective (with label smoothing and
 # inception's aux term, averaged over the epoch's batches as the weights changed); val_loss is
-# plain cross-entropy at the epoch's end. epoch_time_s covers training and validation;
-# images_processed is cumulative.
-EPOCH_METRICS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+# plain cross-entropy at the epoch's end. lr is the learning rate of the epoch's first step
+# (cosine changes it every step; the other schedules hold it for the whole epoch).
+# epoch_time_s covers training and validation; images_processed is cumulative.
+EPOCH_METRICS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
                  "epoch_time_s", "images_processed")
 
 
@@ -59,10 +63,15 @@ class TrialConfig:
     lr: float = 0.01                   # per step, at the schedule's peak
     optimizer: str = "sgd"             # sgd (momentum 0.9) | adam | adamw
     weight_decay: float = 0.0          # L2 coefficient (sgd, adam) or decoupled decay (adamw), x lr per step
-    schedule: str = "constant"         # constant | cosine (to 0 over the full epochs budget)
+    schedule: str = "constant"         # constant | cosine | exp_decay | plateau (learning_rate)
+    lr_constant_epochs: int = 10       # exp_decay: epochs at the full lr before the decay starts
+    lr_decay_rate: float = 0.1         # exp_decay: lr x exp(-rate) per epoch after those
+    plateau_patience: int = 2          # plateau: epochs without a val_loss improvement, then cut
+    plateau_factor: float = 0.5        # plateau: lr multiplier at each cut, in (0, 1)
     early_stopping_patience: int = 0   # epochs without a val_loss improvement; 0 = off
     label_smoothing: float = 0.0       # in [0, 1), training loss only
     augment: bool = False              # random flip + shift of up to 1/16 of the side, on the device
+    rotate_degrees: float = 0.0        # with augment: + a rotation uniform in ±this, in [0, 180]
     image_size: int | None = None      # px fed to the model (resized on the device); None = dataset's
     n: int | None = None               # first n images of the dataset (a stratified subset)
     seed: int = 0                      # init, batch order, augmentation
@@ -93,6 +102,21 @@ class TrialConfig:
             raise UsageError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if not (isinstance(self.label_smoothing, (int, float)) and 0 <= self.label_smoothing < 1):
             raise UsageError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        # The schedule and rotation fields are checked whatever the schedule and augment: a
+        # field that does not apply keeps its (valid) value and is ignored.
+        if not _is_int(self.lr_constant_epochs) or self.lr_constant_epochs < 0:
+            raise UsageError(f"lr_constant_epochs must be an integer >= 0 (epochs at the full lr "
+                             f"before exp_decay decays it), got {self.lr_constant_epochs!r}")
+        if not (_is_number(self.lr_decay_rate) and 0 <= self.lr_decay_rate < math.inf):
+            raise UsageError(f"lr_decay_rate must be a finite number >= 0 (per epoch), "
+                             f"got {self.lr_decay_rate!r}")
+        if not _is_int(self.plateau_patience) or self.plateau_patience < 1:
+            raise UsageError(f"plateau_patience must be an integer >= 1 (epochs), "
+                             f"got {self.plateau_patience!r}")
+        if not (_is_number(self.plateau_factor) and 0 < self.plateau_factor < 1):
+            raise UsageError(f"plateau_factor must be in (0, 1), got {self.plateau_factor!r}")
+        if not (_is_number(self.rotate_degrees) and 0 <= self.rotate_degrees <= 180):
+            raise UsageError(f"rotate_degrees must be in [0, 180], got {self.rotate_degrees!r}")
         if not isinstance(self.early_stopping_patience, int) or self.early_stopping_patience < 0:
             raise UsageError(f"early_stopping_patience must be an integer >= 0 (0 = off), "
                              f"got {self.early_stopping_patience!r}")
@@ -120,6 +144,14 @@ class TrialConfig:
         return replace(self, weights=weights, device=str(resolve_device(self.device)))
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` → ``cuda`` when available, else ``cpu``. UsageError for an unknown or absent one."""
     if name == "auto":
@@ -143,7 +175,8 @@ def print_report(metrics: dict) -> None:
     """The default ``report``: one readable line per epoch."""
     print(f"epoch {metrics['epoch']:3d}  train_loss {metrics['train_loss']:.4f}  "
           f"train_acc {metrics['train_accuracy']:.3f}  val_loss {metrics['val_loss']:.4f}  "
-          f"val_acc {metrics['val_accuracy']:.3f}  {metrics['epoch_time_s']:.1f} s", flush=True)
+          f"val_acc {metrics['val_accuracy']:.3f}  lr {metrics['lr']:.3g}  "
+          f"{metrics['epoch_time_s']:.1f} s", flush=True)
 
 
 # --- the training step, one epoch, evaluation -------------------------------------------------
@@ -174,20 +207,65 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torc
     return loss.detach() * len(y), (logits.argmax(dim=1) == y).sum()
 
 
-def learning_rate(config: TrialConfig, step: int, total_steps: int) -> float:
-    """The lr of optimiser step ``step`` (0-based): a pure function of the step, so a resumed run
-    continues the schedule exactly (nanoGPT's ``get_lr``). Cosine decays to 0 at the end of the
-    full epochs budget (Loshchilov & Hutter, 2017, without restarts)."""
+def learning_rate(config: TrialConfig, step: int, total_steps: int, epoch: int,
+                  plateau_scale: float = 1.0) -> float:
+    """The lr of optimiser step ``step`` (0-based) in ``epoch`` (1-based): a pure function of
+    the step and of ``plateau_scale``, which is itself restored on resume, so a resumed run
+    continues the schedule exactly (nanoGPT's ``get_lr``).
+
+    - constant: ``lr``.
+    - cosine: decays per step to 0 at the end of the full ``epochs`` budget (Loshchilov &
+      Hutter, 2017, without restarts). It depends on the budget, so under ASHA a trial stopped
+      at a rung trained at higher lrs than a shorter-budget run would have.
+    - exp_decay: ``lr`` for the first ``lr_constant_epochs`` epochs, then
+      ``lr·exp(−lr_decay_rate·(epoch − lr_constant_epochs))``: Keras' classic
+      ``LearningRateScheduler`` example (constant for 10 epochs, then ×exp(−0.1) per epoch, the
+      defaults here). Per epoch, and independent of the budget.
+    - plateau: ``lr·plateau_scale``, the scale :func:`plateau_update` keeps from past
+      validation losses (Keras/torch ``ReduceLROnPlateau``). Independent of the budget too.
+
+    exp_decay and plateau depend only on the epoch index and on epochs already run, so the
+    first k epochs of a trial are the same whatever its budget: fair under ASHA, whose early
+    rungs compare trials after a few epochs of the very run that continues.
+    """
     if config.schedule == "cosine":
         return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+    if config.schedule == "exp_decay":
+        return config.lr * math.exp(-config.lr_decay_rate * max(0, epoch - config.lr_constant_epochs))
+    if config.schedule == "plateau":
+        return config.lr * plateau_scale
     return config.lr
+
+
+def plateau_start() -> dict:
+    """The plateau schedule's state before the first epoch (kept in fit's progress dict, so it
+    is checkpointed and restored with it)."""
+    return {"best_val_loss": math.inf, "bad_epochs": 0, "scale": 1.0}
+
+
+def plateau_update(state: dict, val_loss: float, patience: int, factor: float) -> dict:
+    """The plateau state after an epoch that ended with ``val_loss`` (a new dict).
+
+    An improvement is ``val_loss < best·(1 − PLATEAU_THRESHOLD)``; after ``patience`` epochs in
+    a row without one, the lr scale is multiplied by ``factor`` and the count restarts, so the
+    next cut needs another ``patience`` bad epochs. Patience counts as in Keras'
+    ``ReduceLROnPlateau`` (cut on the patience-th bad epoch; torch's cuts one epoch later, so
+    torch patience p equals ours p + 1). No cooldown and no minimum lr. NaN never improves.
+    """
+    if val_loss < state["best_val_loss"] * (1 - PLATEAU_THRESHOLD):
+        return {**state, "best_val_loss": val_loss, "bad_epochs": 0}
+    if state["bad_epochs"] + 1 >= patience:
+        return {**state, "bad_epochs": 0, "scale": state["scale"] * factor}
+    return {**state, "bad_epochs": state["bad_epochs"] + 1}
 
 
 def train_one_epoch(model, optimizer, images: torch.Tensor, labels: torch.Tensor,
                     prep: BatchPrep, config: TrialConfig, epoch: int, first_step: int,
-                    total_steps: int, amp_dtype: torch.dtype | None = None) -> dict:
+                    total_steps: int, amp_dtype: torch.dtype | None = None, *,
+                    plateau_scale: float = 1.0) -> dict:
     """Train over one shuffled pass of the split held on the device of ``images``. One host
-    sync, at the end. ``first_step`` and ``total_steps`` place the epoch on the lr schedule."""
+    sync, at the end. ``epoch``, ``first_step``, ``total_steps`` and ``plateau_scale`` place the
+    epoch on the lr schedule (:func:`learning_rate`); the result's ``lr`` is its first step's."""
     device = images.device
     models.set_train_mode(model, config.train_layers)
     order = epoch_order(len(labels), config.seed, epoch, device)
@@ -196,11 +274,12 @@ def train_one_epoch(model, optimizer, images: torch.Tensor, labels: torch.Tensor
     correct = torch.zeros((), dtype=torch.int64, device=device)
     seen = 0
     step = first_step
+    first_lr = learning_rate(config, first_step, total_steps, epoch, plateau_scale)
     for batch in batch_slices(len(labels), config.batch_size):
         index = order[batch]
         x, y = prep(images[index], generator), labels[index]
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(config, step, total_steps)
+            group["lr"] = learning_rate(config, step, total_steps, epoch, plateau_scale)
         batch_loss, batch_correct = train_step(model, optimizer, x, y, amp_dtype=amp_dtype,
                                                label_smoothing=config.label_smoothing)
         loss_sum += batch_loss
@@ -209,7 +288,7 @@ def train_one_epoch(model, optimizer, images: torch.Tensor, labels: torch.Tensor
         step += 1
     # The epoch's one CPU-GPU sync: .item() waits for every queued step to finish.
     return {"loss": loss_sum.item() / seen, "accuracy": correct.item() / seen,
-            "images": seen, "steps": step - first_step}
+            "images": seen, "steps": step - first_step, "lr": first_lr}
 
 
 def evaluate(model, images: torch.Tensor, labels: torch.Tensor, prep: BatchPrep, *,
@@ -251,7 +330,8 @@ def fit(config: TrialConfig, report: Callable[[dict], None] = print_report, *,
     ASHA may end the trial inside ``report``), with CPU copies of everything ``resume`` needs
     to continue bit-exactly; the copy costs one device-to-host transfer of the model and
     optimiser state per epoch. ``data`` is a preloaded ImageSet (a sweep shares one across
-    trials); ``config.n`` then takes its first n images, as ``load_packed`` would.
+    trials); ``config.n`` then takes its first n images, as ``load_packed`` would. The
+    plateau schedule's state lives in the progress dict, so checkpoints carry it too.
     """
     start = time.perf_counter()
     config = config.validate().resolved()
@@ -285,15 +365,17 @@ def fit(config: TrialConfig, report: Callable[[dict], None] = print_report, *,
             model = model.to(memory_format=torch.channels_last)
         optimizer = _make_optimizer(config, models.trainable_parameters(model))
         prep_train = BatchPrep(mean, std, input_size, device=device, channels_last=cuda,
-                               augment=config.augment)
+                               augment=config.augment, rotate_degrees=config.rotate_degrees)
         prep_eval = BatchPrep(mean, std, input_size, device=device, channels_last=cuda)
         # Each split is copied to the device once, as uint8; batches are gathered there.
         split = {name: tuple(t.to(device) for t in data.split(name)) for name in sizes}
 
         progress = {"epoch": 0, "images_processed": 0, "train_time_s": 0.0, "wall_time_s": 0.0,
-                    "best_val_loss": math.inf, "epochs_since_best": 0, "history": []}
+                    "best_val_loss": math.inf, "epochs_since_best": 0, "history": [],
+                    "plateau": plateau_start()}
         if resume is not None:
             progress = restore(resume, config, model, optimizer)
+            progress.setdefault("plateau", plateau_start())  # a checkpoint from before plateau
         history = progress["history"]
 
         macs = cost.macs_per_image_for(config.model, data.num_classes, config.head, input_size)
@@ -329,6 +411,7 @@ def fit(config: TrialConfig, report: Callable[[dict], None] = print_report, *,
                                                              "val_loss", "val_accuracy")},
                 "history": [dict(h) for h in history],
                 "confusion_matrix": test_metrics["confusion_matrix"],
+                "roc_curve": test_metrics["roc_macro"],  # macro-average one-vs-rest, 101 points
                 "classes": list(data.classes),
                 "config": asdict(config),
                 "weights": None if weights is None else {
@@ -350,7 +433,8 @@ def fit(config: TrialConfig, report: Callable[[dict], None] = print_report, *,
                 break  # a resumed run that had already stopped early
             t0 = _synced_clock(device)
             train = train_one_epoch(model, optimizer, *split["train"], prep_train, config, epoch,
-                                    (epoch - 1) * steps_per_epoch, total_steps, amp_dtype)
+                                    (epoch - 1) * steps_per_epoch, total_steps, amp_dtype,
+                                    plateau_scale=progress["plateau"]["scale"])
             t1 = _synced_clock(device)
             val = evaluate(model, *split["val"], prep_eval, batch_size=config.eval_batch_size,
                            amp_dtype=amp_dtype)
@@ -363,9 +447,12 @@ def fit(config: TrialConfig, report: Callable[[dict], None] = print_report, *,
                 progress["best_val_loss"], progress["epochs_since_best"] = val["loss"], 0
             else:
                 progress["epochs_since_best"] += 1
+            if config.schedule == "plateau":  # decides the next epoch's lr
+                progress["plateau"] = plateau_update(progress["plateau"], val["loss"],
+                                                     config.plateau_patience, config.plateau_factor)
             metrics = {"epoch": epoch, "train_loss": train["loss"],
                        "train_accuracy": train["accuracy"], "val_loss": val["loss"],
-                       "val_accuracy": val["accuracy"], "epoch_time_s": t2 - t0,
+                       "val_accuracy": val["accuracy"], "lr": train["lr"], "epoch_time_s": t2 - t0,
                        "images_processed": progress["images_processed"]}
             history.append(metrics)
             if checkpoint is not None:
@@ -386,7 +473,7 @@ _SWEEP_REPORT_KEYS = ("test_accuracy", "test_precision_macro", "test_recall_macr
                       "test_auc_roc_ovr", "test_loss", "epochs_run", "wall_time_s", "train_time_s",
                       "macs_per_image", "train_macs", "macs_epochs_per_batch", "gpu_seconds",
                       "n_train", "n_val", "n_test", "input_size", "history", "confusion_matrix",
-                      "classes", "weights")
+                      "roc_curve", "classes", "weights")
 
 
 # --- helpers ----------------------------------------------------------------------------------

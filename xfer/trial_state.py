@@ -1,12 +1,15 @@
 """A trial's resumable state: what ``fit`` hands to its ``checkpoint`` callback each epoch and
 takes back as ``resume``. Model, optimiser, every global RNG (torch, CUDA, numpy, python) and the
 progress counters, as CPU copies in plain types, so ``torch.load(weights_only=True)`` reads a
-saved checkpoint back. The learning rate is a function of the step, so no scheduler is saved.
-Cost: one device-to-host copy of the model and optimiser state per epoch.
+saved checkpoint back. The learning rate is a function of the step and of the plateau
+schedule's state (best val_loss, bad epochs, lr scale), which is part of the progress dict, so
+no scheduler object is saved. Cost: one device-to-host copy of the model and optimiser state
+per epoch.
 """
 
 from __future__ import annotations
 
+import copy
 import random
 from dataclasses import asdict
 
@@ -75,6 +78,6 @@ def restore(state: dict, config, model, optimizer) -> dict:
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     _set_rng_state(state["rng"], torch.device(config.device))
-    progress = dict(state["progress"])
-    progress["history"] = [dict(h) for h in progress["history"]]
-    return progress
+    # A deep copy (plain types only): fit updates progress in place, the caller's state must
+    # stay as it was (a retry may resume from it again).
+    return copy.deepcopy(state["progress"])
