@@ -11,7 +11,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `ray job submit` runs from a copy
 
 from xfer.sweep.driver import main  # noqa: E402
-from xfer.sweep.study import OfflinePretrain, PdfData, Preset, Study  # noqa: E402
+from xfer.sweep.sources import PdfData  # noqa: E402
+from xfer.sweep.study import OfflinePretrain, Preset, Study  # noqa: E402
 
 STUDY = Study(
     name="pdf_grid",

@@ -14,7 +14,7 @@ import pytest
 XFER = Path(__file__).resolve().parent.parent / "xfer"
 CORE = ["xfer.train", "xfer.pretrain", "xfer.models", "xfer.weights", "xfer.metrics", "xfer.cost",
         "xfer.batches", "xfer.data.tensors", "xfer.data.pdf.generate", "xfer.data.pdf.audit",
-        "xfer.frontier"]
+        "xfer.frontier", "xfer.embeddings", "xfer.report_sections"]
 
 
 def test_importing_the_core_loads_neither_ray_nor_mlflow_nor_optuna():

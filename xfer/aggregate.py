@@ -32,12 +32,17 @@ def build_report(experiment: str, sweep_id: str | None = None, cost: str = front
         raise NotADirectoryError(f"--out {out} exists and is not a folder")
     sweep = tracking_runs.load_sweep(experiment, sweep_id, tracking_uri=tracking_uri)
     detail = report.detail_run_ids(sweep.runs, cost=cost, config_columns=sweep.config_columns)
+    groups = list(report.group_run_ids(sweep.runs, cost=cost, config_columns=sweep.config_columns).values())
+    uri = sweep.tracking_uri
     path = report.write_report(
         sweep.runs, sweep.failed,
-        tracking_runs.load_histories(detail, tracking_uri=sweep.tracking_uri),
-        tracking_runs.load_confusions(detail, tracking_uri=sweep.tracking_uri),
+        tracking_runs.load_histories(detail, tracking_uri=uri),
+        tracking_runs.load_confusions(detail, tracking_uri=uri),
         out, cost=cost, target_accuracy=target_accuracy, audit=dataset_audit(sweep.runs),
-        title=f"{experiment}: sweep {sweep.sweep_id}", config_columns=sweep.config_columns)
+        title=f"{experiment}: sweep {sweep.sweep_id}", config_columns=sweep.config_columns,
+        rocs=tracking_runs.load_artifact_json(groups, tracking_runs.ROC_ARTIFACT, tracking_uri=uri),
+        embeddings=tracking_runs.load_artifact_json(groups, tracking_runs.EMBEDDINGS_ARTIFACT,
+                                                    tracking_uri=uri))
     if log_to_parent:
         client = MlflowClient(sweep.tracking_uri)
         for name in report.FILE_NAMES:

@@ -22,6 +22,7 @@ from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation, NullFormat
 from matplotlib.transforms import Bbox
 
 from xfer import frontier as fr
+from xfer import report_sections as sections
 from xfer.figures import draw_confusion
 from xfer.frontier import ACCURACY
 
@@ -33,7 +34,8 @@ _OTHER_MARKERS = ("s", "D", "v", "P", "X")
 _LABEL_OFFSETS = ((-4, 4), (6, 0), (-6, 0), (0, 9), (0, -9), (6, 10), (6, -10), (-6, -10),
                   (-10, 20), (10, 20), (10, -20), (-10, -20), (-20, 32), (20, 32), (20, -32), (-20, -32))
 FILE_NAMES = ("report.md", "frontier.csv", "configurations.csv", "frontier.png", "size.png",
-              "learning_curves.png", "confusion_matrices.png")  # everything write_report may write
+              "learning_curves.png", "confusion_matrices.png",
+              *sections.FILE_NAMES)  # everything write_report may write
 LABEL_ALL_POINTS_UP_TO = 15  # more points than this: only frontier points get a label
 
 
@@ -45,16 +47,33 @@ def detail_run_ids(runs: pd.DataFrame, *, cost: str = fr.DEFAULT_COST, config_co
     return list(_best_runs(fr.analyse(runs, cost, None, config_columns)).values())
 
 
+def group_run_ids(runs: pd.DataFrame, *, cost: str = fr.DEFAULT_COST, config_columns=None
+                  ) -> dict[str, str]:
+    """Group label (``model condition``) -> the run standing for the best configuration of
+    each model and condition: whose ROC curves and feature embeddings the report shows."""
+    best = _best_per_model(fr.analyse(runs, cost, None, config_columns))
+    if "representative_run_id" not in best:
+        return {}
+    return {sections.group_label(row): row["representative_run_id"] for _, row in best.iterrows()}
+
+
+def _best_per_model(analysis: fr.Analysis) -> pd.DataFrame:
+    keys = ["model", "condition"] if "model" in analysis.points else ["condition"]
+    return fr.best_per_group(analysis.points, keys, analysis.cost)
+
+
 def write_report(runs: pd.DataFrame, failed: pd.DataFrame, histories: dict[str, pd.DataFrame],
                  confusions: dict[str, dict], out_dir: str | Path, *, cost: str = fr.DEFAULT_COST,
                  target_accuracy: float | None = None, audit: dict | None = None,
-                 title: str = "Sweep report", config_columns=None) -> Path:
+                 title: str = "Sweep report", config_columns=None,
+                 rocs: dict[str, dict] | None = None, embeddings: dict[str, dict] | None = None) -> Path:
     """Write the report into ``out_dir`` and return the path of ``report.md``.
 
     ``runs``: finished runs, one row each; ``failed``: the runs that did not finish (listed,
     never plotted), with ``status`` and ``error``; ``histories``: run id -> per-epoch DataFrame;
     ``confusions``: run id -> {"classes", "matrix"}; ``audit``: the dataset's audit.json, for
-    the accuracy ceiling and the confusable pairs. Raises UsageError (before writing anything)
+    the accuracy ceiling and the confusable pairs; ``rocs`` and ``embeddings``: run id -> the
+    run's ``roc_curve.json`` / ``embeddings.json`` (for the runs of :func:`group_run_ids`). Raises UsageError (before writing anything)
     for an unknown cost, a target outside (0, 1] or no usable run.
     """
     analysis = fr.analyse(runs, cost, target_accuracy, config_columns)
@@ -77,9 +96,17 @@ def write_report(runs: pd.DataFrame, failed: pd.DataFrame, histories: dict[str, 
     if matrices:
         pairs = [tuple(p["classes"]) for p in (audit or {}).get("confusable", [])]
         figures["confusion"] = plot_confusions(matrices, pairs, out / "confusion_matrices.png", names=names)
+    best = _best_per_model(analysis)
+    labels = {r: sections.group_label(row) for _, row in best.iterrows()
+              for r in [row.get("representative_run_id")] if isinstance(r, str)}
+    classes = next(iter(confusions.values()))["classes"] if confusions else []
+    extra = sections.pretraining_gain(analysis.points)
+    extra += sections.roc_section({labels[r]: c for r, c in (rocs or {}).items() if r in labels}, out)
+    extra += sections.separation_section(
+        best, {labels[r]: e for r, e in (embeddings or {}).items() if r in labels}, classes, out)
     path = out / "report.md"
     path.write_text(_markdown(analysis, failed, figures, title, ceiling, target_accuracy, audit,
-                              weights=_weights_lines(runs)))
+                              weights=_weights_lines(runs), extra=extra))
     return path
 
 
@@ -407,7 +434,7 @@ def _weights_lines(runs: pd.DataFrame) -> list[str]:
 
 def _markdown(analysis: fr.Analysis, failed: pd.DataFrame, figures: dict[str, Path], title: str,
               ceiling: float | None, target: float | None, audit: dict | None,
-              weights: list[str] | None = None) -> str:
+              weights: list[str] | None = None, extra: list[str] | None = None) -> str:
     cost = analysis.cost
     points = _with_display_columns(analysis.points)
     by_size = "dataset_size" in points and points["dataset_size"].nunique() > 1
@@ -447,10 +474,15 @@ def _markdown(analysis: fr.Analysis, failed: pd.DataFrame, figures: dict[str, Pa
                                  "test_accuracy_text": "accuracy", "test_precision_macro": "precision (macro)",
                                  "test_recall_macro": "recall (macro)", "test_f1_macro": "F1 (macro)",
                                  "test_auc_roc_ovr": "AUC-ROC (OvR)"})]
-    lines += ["", "## Training time per model", "", _table(training_time(analysis.runs, by_size), {
-        "model": "model", "condition": "condition", "dataset_size": "images", "runs": "runs",
-        "train_time_s": "mean train_time_s", "time_per_epoch_s": "mean s / epoch",
-        "wall_time_s": "mean wall_time_s"})]
+    lines += ["", "## Training time per model", "",
+              "Mean over every finished run; accuracy and recall of the most accurate one; "
+              "\"× s / epoch\" is relative to the fastest row.", "",
+              _table(training_time(analysis.runs, by_size), {
+                  "model": "model", "condition": "condition", "dataset_size": "images", "runs": "runs",
+                  "train_time_s": "mean train_time_s", "time_per_epoch_s": "mean s / epoch",
+                  "relative_time_per_epoch": "× s / epoch", "wall_time_s": "mean wall_time_s",
+                  "best_test_accuracy": "best test acc", "best_test_recall_macro": "its recall (macro)"})]
+    lines += extra or []
     if "curves" in figures:
         lines += ["", "## Learning curves", "", "Best configuration of each condition (the seed closest "
                   "to its mean): train solid, validation dashed.", "", "![learning curves](learning_curves.png)"]
@@ -514,8 +546,12 @@ def training_time(runs: pd.DataFrame, by_size: bool) -> pd.DataFrame:
     table = runs.groupby(keys, dropna=False).agg(
         runs=("train_time_s", "size"), train_time_s=("train_time_s", "mean"),
         time_per_epoch_s=("time_per_epoch_s", "mean"),
-        **({"wall_time_s": ("wall_time_s", "mean")} if "wall_time_s" in runs else {}))
-    return table.reset_index()
+        **({"wall_time_s": ("wall_time_s", "mean")} if "wall_time_s" in runs else {})).reset_index()
+    table["relative_time_per_epoch"] = table["time_per_epoch_s"] / table["time_per_epoch_s"].min()
+    best = runs.sort_values(ACCURACY, ascending=False).groupby(keys, dropna=False).head(1)
+    best = best[keys + [c for c in (ACCURACY, "test_recall_macro") if c in best]].rename(
+        columns={ACCURACY: "best_test_accuracy", "test_recall_macro": "best_test_recall_macro"})
+    return table.merge(best, on=keys, how="left")
 
 
 # --- the generated summary -----------------------------------------------------------------------

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from xfer.argtypes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
@@ -21,9 +21,8 @@ from xfer.errors import UsageError
 from xfer.tracking import redacted_uri
 from xfer.sweep.options import SweepOptions, build_parser, parse_options, visible_gpus
 from xfer.sweep.plan import format_plan, make_plan
-from xfer.sweep.study import OfflinePretrain, Preset, Study
-
-_CONFIG_ONLY = ("dataset_size",)  # axes that are not TrialConfig fields
+from xfer.sweep.sources import DataSource, apply_size_default, source_from_option
+from xfer.sweep.study import SWEEP_ONLY_KEYS, OfflinePretrain, Preset, Study
 
 
 def main(study: Study, argv: list[str] | None = None) -> int:
@@ -47,7 +46,11 @@ def tracking_uri() -> str:
 
 def run_study(study: Study, options: SweepOptions) -> int:
     preset = study.preset(options.preset)
-    trials = _validated_trials(preset, options)
+    if options.scheduler is None:
+        options = replace(options, scheduler=preset.scheduler)
+    source = source_from_option(options.data, preset.data, root=options.data_root,
+                                download=options.download)
+    trials = _validated_trials(preset, options, source)
     uri = tracking_uri()
 
     from xfer.sweep.storage import SweepStore
@@ -62,13 +65,12 @@ def run_study(study: Study, options: SweepOptions) -> int:
     local_ray = not os.environ.get("RAY_ADDRESS")
     parallel = _parallel_trials(options)
     sweep_id = previous["sweep_id"] if previous else _new_sweep_id(options.experiment)
-    max_n = max(t["dataset_size"] for t in trials)
+    sized = apply_size_default(trials, source)
+    max_n = max(t["dataset_size"] for t in sized)
     weights_note = _weights_note(preset, trials)
-    plan = make_plan(trials, options, num_classes=preset.data.num_classes,
-                     dataset_image_size=preset.data.image_size,
-                     parallel_trials=parallel)
+    plan = make_plan(sized, options, source=source, parallel_trials=parallel)
     print(format_plan(plan, options.preset, preset, options,
-                      data_note=f"{preset.data.describe()}, largest size {max_n}",
+                      data_note=f"{source.describe()}, largest size {max_n}",
                       weights_note=weights_note, tracking_uri=redacted_uri(uri),
                       storage=store.display(options.experiment, sweep_id)))
     if options.dry_run:
@@ -77,14 +79,16 @@ def run_study(study: Study, options: SweepOptions) -> int:
     phases = PhaseClock()
     cache = Path(options.cache_dir).expanduser()
     with phases("dataset"):
-        data_dir = preset.data.prepare(cache / "datasets", max_n, progress=print)
+        data_dir = source.prepare(cache / "datasets", max_n, progress=print)
     _print_audit(data_dir)
+    default_size = _size_on_disk(data_dir, trials)
     with phases("weights"):
         weights = _pretrained_weights(preset, trials, cache, options)
     from xfer.sweep.tune_run import launch
 
     outcome = launch(study=study, preset=preset, options=options, store=store, sweep_id=sweep_id,
                      previous=previous, data_dir=data_dir, weights=weights, tracking=uri,
+                     default_size=default_size,
                      local_ray=local_ray, phases=phases)
     print(f"\nsweep {sweep_id}: {outcome['finished']} trials finished, {outcome['failed']} failed, "
           f"in {phases.total():.0f} s ({phases})")
@@ -124,20 +128,43 @@ class PhaseClock:
         return ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.seconds.items())
 
 
-def _validated_trials(preset: Preset, options: SweepOptions) -> list[dict]:
+def _validated_trials(preset: Preset, options: SweepOptions, source: DataSource) -> list[dict]:
     """Every trial's config, checked like `xfer train` checks its flags: an unknown model or
-    an impossible value fails here, before anything starts."""
+    an impossible value fails here, before anything starts. A trial without a dataset_size
+    (the preset does not sweep it) trains on every training image."""
+    from dataclasses import fields
+
     from xfer.train import TrialConfig
 
+    preset.validate(options.preset)
     seeds = (options.num_samples or 1) if options.search == "grid" else 1
     trials = preset.trials(seeds=seeds)
+    known = {f.name for f in fields(TrialConfig)} - {"data", "n", "weights"}
     for trial in trials:
-        fields = {k: v for k, v in trial.items() if k not in _CONFIG_ONLY and k != "weights"}
-        TrialConfig(data="<sweep dataset>", n=trial["dataset_size"], **fields).validate()
-        if not isinstance(trial["dataset_size"], int) or trial["dataset_size"] < 8 * 5:
-            raise UsageError(f"dataset_size must be an integer >= 40 (5 images per class for "
-                             f"the 80:10:10 split), got {trial['dataset_size']!r}")
+        unknown = sorted(set(trial) - known - set(SWEEP_ONLY_KEYS))
+        if unknown:
+            raise UsageError(f"preset {options.preset}: unknown trial setting(s) {unknown} "
+                             f"(valid: {', '.join(sorted(known | set(SWEEP_ONLY_KEYS)))})")
+        values = {k: v for k, v in trial.items() if k in known}
+        TrialConfig(data="<sweep dataset>", **values).validate()
+        if trial.get("dataset_size") is not None:
+            source.check_size(trial["dataset_size"])
     return trials
+
+
+def _size_on_disk(data_dir: Path, trials: list[dict]) -> int | None:
+    """The exact number of training images of the prepared dataset, for trials that train on
+    all of them; UsageError if a swept size is larger (an image folder's unreadable files are
+    only found when it is decoded)."""
+    from xfer.data.tensors import max_n
+
+    available = max_n(json.loads((Path(data_dir) / "dataset.json").read_text()))
+    too_big = sorted({t["dataset_size"] for t in trials
+                      if t.get("dataset_size") is not None and t["dataset_size"] > available})
+    if too_big:
+        raise UsageError(f"dataset_size {too_big[0]} is larger than the {available} training images "
+                         f"of {data_dir}")
+    return available if any(t.get("dataset_size") is None for t in trials) else None
 
 
 def _parallel_trials(options: SweepOptions) -> int:
@@ -171,27 +198,23 @@ def _print_audit(data_dir: Path) -> None:
 
 
 def _pretrained_weights(preset: Preset, trials: list[dict], cache: Path,
-                        options: SweepOptions) -> str | None:
-    """The weights source for init=pretrained trials, made or checked now, not in every trial.
+                        options: SweepOptions) -> dict[str, str]:
+    """The weights source of each model's init=pretrained trials, made or checked now, not in
+    every trial.
 
     ImageNet: resolved once here (downloading into the torch hub cache when online), so an
     offline machine fails now with the pre-staging instructions instead of in every trial.
-    Offline recipe: trained once per machine under a file lock and cached by its recipe.
+    Offline recipe: trained once per machine and model under a file lock, cached by its recipe.
     """
     models = sorted({t["model"] for t in trials if t["init"] == "pretrained"})
-    if not models:
-        return None
     if not isinstance(preset.pretrained, OfflinePretrain):
         from xfer.weights import resolve_weights
 
         for model in models:
             resolve_weights(preset.pretrained, model)
-        return preset.pretrained
-    recipe = preset.pretrained
-    if models != [recipe.model]:
-        raise UsageError(f"the preset's offline weights are for {recipe.model}, but pretrained "
-                         f"trials use {', '.join(models)}")
-    return str(ensure_offline_weights(recipe, cache))
+        return {model: preset.pretrained for model in models}
+    return {model: str(ensure_offline_weights(preset.pretrained.for_model(model), cache))
+            for model in models}
 
 
 def ensure_offline_weights(recipe: OfflinePretrain, cache: Path) -> Path:

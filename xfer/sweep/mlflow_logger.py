@@ -30,9 +30,11 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
-from xfer.sweep.study import trial_name
+from xfer.sweep.study import resolve_trial, trial_name
+from xfer.tracking.runs import EMBEDDINGS_ARTIFACT, ROC_ARTIFACT
 
-EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_time_s")
+EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_time_s",
+                 "lr")  # lr: the schedule in force that epoch (plateau, exp_decay)
 FINAL_METRICS = ("test_accuracy", "test_precision_macro", "test_recall_macro", "test_f1_macro",
                  "test_auc_roc_ovr", "test_loss", "epochs_run", "wall_time_s", "train_time_s",
                  "macs_per_image", "train_macs", "macs_epochs_per_batch", "gpu_seconds",
@@ -40,7 +42,9 @@ FINAL_METRICS = ("test_accuracy", "test_precision_macro", "test_recall_macro", "
 TRIAL_PARAMS = ("model", "init", "train_layers", "weights", "head", "dataset", "dataset_size",
                 "n_train", "image_size", "epochs", "batch_size", "lr", "optimizer", "schedule",
                 "weight_decay", "seed", "dataset_path", "weights_sha256", "input_size",
-                "cpus_per_trial", "gpus_per_trial")
+                "cpus_per_trial", "gpus_per_trial", "arm", "early_stopping_patience", "augment",
+                "rotate_degrees", "lr_constant_epochs", "lr_decay_rate", "plateau_patience",
+                "plateau_factor", "label_smoothing", "embeddings")
 _MAX_ERROR_TAG = 5000  # MLflow tag values are capped (8000 chars in MLflow 3)
 
 
@@ -90,16 +94,16 @@ class MlflowSweepLogger(Callback):
             return
         self._log_epochs(trial, run_id, result)
         if result.get("epoch"):
-            self.echo(f"[{trial_name(trial.config, self.swept_axes)}] epoch {result['epoch']}/"
-                      f"{trial.config['epochs']}  train_acc {result.get('train_accuracy', math.nan):.3f}  "
+            self.echo(f"[{trial_name(_values(trial), self.swept_axes)}] epoch {result['epoch']}/"
+                      f"{_values(trial)['epochs']}  train_acc {result.get('train_accuracy', math.nan):.3f}  "
                       f"val_acc {result.get('val_accuracy', math.nan):.3f}  "
                       f"{result.get('epoch_time_s', math.nan):.1f} s")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         result = self._close(trial, "FINISHED")
         if result is not None:
-            stopped = result.get("epochs_run", 0) < trial.config["epochs"]
-            self.echo(f"[{trial_name(trial.config, self.swept_axes)}] done: test_acc "
+            stopped = result.get("epochs_run", 0) < _values(trial)["epochs"]
+            self.echo(f"[{trial_name(_values(trial), self.swept_axes)}] done: test_acc "
                       f"{result.get('test_accuracy', math.nan):.3f} after {result.get('epochs_run', 0)} "
                       f"epochs{' (stopped early by the scheduler)' if stopped else ''}")
 
@@ -107,7 +111,7 @@ class MlflowSweepLogger(Callback):
         error = _error_text(trial)
         if self._close(trial, "FAILED", error) is not None:
             last_line = error.strip().splitlines()[-1] if error.strip() else "unknown error"
-            self.echo(f"[{trial_name(trial.config, self.swept_axes)}] FAILED: {last_line}")
+            self.echo(f"[{trial_name(_values(trial), self.swept_axes)}] FAILED: {last_line}")
 
     def _close(self, trial, status: str, error: str | None = None) -> dict | None:
         """Log what the trial's last result holds and end its run; None if already final."""
@@ -144,13 +148,14 @@ class MlflowSweepLogger(Callback):
             self.logged_through[trial.trial_id] = max((m.step for m in history), default=0)
         else:
             run = self.client.create_run(
-                self.experiment_id, run_name=trial_name(trial.config, self.swept_axes),
+                self.experiment_id, run_name=trial_name(_values(trial), self.swept_axes),
                 tags={"mlflow.parentRunId": self.parent_run_id, "xfer.sweep_id": self.sweep_id,
                       "xfer.trial_id": trial.trial_id, "xfer.role": "trial"})
             run_id = run.info.run_id
             self.logged_through[trial.trial_id] = 0
-            params = {k: trial.config[k] for k in TRIAL_PARAMS if k in trial.config}
-            if trial.config.get("init") == "scratch":
+            values = _values(trial)
+            params = {k: values[k] for k in TRIAL_PARAMS if k in values}
+            if values.get("init") == "scratch":
                 params["weights"] = "none"  # the sweep's weights apply to the pretrained arm only
             self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
         self.runs[trial.trial_id] = run_id
@@ -180,21 +185,47 @@ class MlflowSweepLogger(Callback):
         metrics = [Metric(key, float(result[key]), now, step) for key in FINAL_METRICS
                    if isinstance(result.get(key), (int, float)) and not isinstance(result.get(key), bool)]
         self.client.log_batch(run_id, metrics=metrics)
-        if result.get("confusion_matrix") is not None:
-            with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp:
+            if result.get("confusion_matrix") is not None:
                 write_confusion_artifacts(result["confusion_matrix"], result.get("classes", []), Path(tmp),
                                           self.confusable)
+            if result.get("roc_curve"):
+                (Path(tmp) / ROC_ARTIFACT).write_text(json.dumps(result["roc_curve"]))
+            if result.get("embeddings"):
+                metrics = write_embedding_artifacts(result["embeddings"], result.get("classes", []), Path(tmp))
+                self.client.log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in metrics.items()])
+            if any(Path(tmp).iterdir()):
                 self.client.log_artifacts(run_id, tmp)
+
+
+def _values(trial) -> dict:
+    return resolve_trial(trial.config)
 
 
 def _params_known_after_start(result: dict) -> dict:
     """Params that only the trial knows (resolved weights, split sizes, input size)."""
     known = {}
     for key in ("dataset", "image_size", "n_train", "input_size", "weights_sha256", "weights_origin",
-                "dataset_path"):
+                "dataset_path", "data_skipped_files"):
         if result.get(key) is not None:
             known[key] = result[key]
     return known
+
+
+def write_embedding_artifacts(embeddings: dict, classes: list[str], out: Path) -> dict[str, float]:
+    """``embeddings.json`` (2-D points, labels and silhouettes per stage) and one
+    ``embedding_<stage>.png`` each; returns the silhouette metrics to log with the run."""
+    from xfer.embeddings import plot_stages
+
+    (out / EMBEDDINGS_ARTIFACT).write_text(json.dumps(embeddings))
+    plot_stages(embeddings, classes, out)
+    metrics = {}
+    for stage, entry in embeddings.get("stages", {}).items():
+        for kind in ("features", "2d"):
+            value = entry.get(f"silhouette_{kind}")
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                metrics[f"silhouette_{stage}_{kind}"] = float(value)
+    return metrics
 
 
 def write_confusion_artifacts(matrix: list[list[int]], classes: list[str], out: Path,

@@ -38,6 +38,9 @@ class SweepOptions:
     cache_dir: Path
     max_failures: int
     report: bool
+    data: str | None = None  # --data: overrides the preset's data source (xfer.sweep.sources)
+    data_root: str | None = None  # where CIFAR archives are, or are downloaded to
+    download: bool = True
 
     @property
     def storage_is_s3(self) -> bool:
@@ -57,9 +60,10 @@ def build_parser(prog: str, description: str, presets: list[str], default_preset
     parser.add_argument("--search", choices=SEARCHES, default="grid",
                         help="grid: every combination once; tpe: Optuna TPE; nsga2: Optuna "
                              "NSGA-II, maximising test_accuracy and minimising cost (default: grid)")
-    parser.add_argument("--scheduler", choices=SCHEDULERS, default="asha",
+    parser.add_argument("--scheduler", choices=SCHEDULERS, default=None,
                         help="asha: stop poor trials early (time unit: the epoch); fifo: run all "
-                             "to their budget (default: asha)")
+                             "to their budget (default: the preset's, asha unless its arms have "
+                             "budgets ASHA cannot compare)")
     parser.add_argument("--max-concurrent", type=positive_int, default=None,
                         help="trials running at once (default: as many as resources allow)")
     parser.add_argument("--gpus-per-trial", type=non_negative_float, default=None,
@@ -79,6 +83,16 @@ def build_parser(prog: str, description: str, presets: list[str], default_preset
                         help="validate, print the plan and its cost estimate, then exit 0")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE,
                         help=f"per-machine cache for datasets and offline weights (default: {DEFAULT_CACHE})")
+    parser.add_argument("--data", default=None, metavar="SOURCE",
+                        help="the images to train on instead of the preset's: pdf, cifar10, cifar100, "
+                             "an image folder (one sub-folder per class) or a folder written by "
+                             "`xfer data ... --out` (default: the preset's)")
+    parser.add_argument("--data-root", default=None, metavar="DIR",
+                        help="CIFAR: the folder holding cifar-10-python.tar.gz / cifar-100-python.tar.gz "
+                             "or their extracted batches; downloaded there when missing "
+                             "(default: <cache-dir>/downloads)")
+    parser.add_argument("--no-download", action="store_true",
+                        help="CIFAR: never download; fail naming the expected files instead")
     parser.add_argument("--max-failures", type=int, default=2,
                         help="retries of a crashed trial, each from its last epoch checkpoint (default: 2)")
     parser.add_argument("--no-report", action="store_true",
@@ -96,7 +110,8 @@ def parse_options(parser: argparse.ArgumentParser, argv: list[str] | None) -> Sw
         preset=preset, num_samples=args.num_samples, search=args.search, scheduler=args.scheduler,
         max_concurrent=args.max_concurrent, gpus_per_trial=gpus, cpus_per_trial=args.cpus_per_trial,
         storage=args.storage, experiment=args.experiment, resume=args.resume, dry_run=args.dry_run,
-        cache_dir=args.cache_dir, max_failures=args.max_failures, report=not args.no_report)
+        cache_dir=args.cache_dir, max_failures=args.max_failures, report=not args.no_report,
+        data=args.data, data_root=args.data_root, download=not args.no_download)
     validate(options)
     return options
 
@@ -111,6 +126,8 @@ def visible_gpus() -> int:
 def validate(options: SweepOptions) -> None:
     if not options.experiment.strip():
         raise UsageError("--experiment must not be empty")
+    if options.data_root and Path(options.data_root).exists() and not Path(options.data_root).is_dir():
+        raise UsageError(f"--data-root {options.data_root} is not a folder")
     if options.max_failures < 0:
         raise UsageError(f"--max-failures must be >= 0, got {options.max_failures}")
     if options.gpus_per_trial > 1 and options.gpus_per_trial != int(options.gpus_per_trial):

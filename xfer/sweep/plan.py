@@ -14,8 +14,8 @@ import math
 import time
 from dataclasses import dataclass
 
-from xfer.data.splits import SPLIT_FRACTIONS
 from xfer.sweep.options import SweepOptions
+from xfer.sweep.sources import DataSource
 from xfer.sweep.study import Preset
 
 CALIBRATION_BUDGET_S = 60.0
@@ -36,30 +36,29 @@ class Plan:
         return self.seconds_serial / max(1, min(self.parallel_trials, self.num_trials))
 
 
-def n_train(dataset_size: int) -> int:
-    return int(round(dataset_size * SPLIT_FRACTIONS[0]))
-
-
-def make_plan(trials: list[dict], options: SweepOptions, num_classes: int,
-              dataset_image_size: int, parallel_trials: int, calibrate: bool = True) -> Plan:
-    """``trials``: the preset's grid (``Preset.trials``), already validated."""
+def make_plan(trials: list[dict], options: SweepOptions, source: DataSource,
+              parallel_trials: int, calibrate: bool = True) -> Plan:
+    """``trials``: the preset's grid (``Preset.trials``), validated, each with its dataset_size;
+    ``source`` says how many of those images train and how many are evaluated each epoch."""
     from xfer import models
     from xfer.cost import macs_per_image_for
 
+    num_classes, dataset_image_size = source.num_classes(), source.image_size
     num_trials = len(trials) if options.search == "grid" else (options.num_samples or len(trials))
     step_seconds = _StepTimer(num_classes) if calibrate else None
     total_macs = total_seconds = 0.0
     for trial in trials:
         input_size = models.input_size_for(trial["model"], trial.get("image_size") or dataset_image_size)
         macs = macs_per_image_for(trial["model"], num_classes, trial.get("head", "linear"), input_size)
-        images = n_train(trial["dataset_size"]) * trial["epochs"]
+        train_images = source.train_images(trial["dataset_size"])
+        images = train_images * trial["epochs"]
         total_macs += 3 * macs * images  # forward + backward ~ 3x forward
         if step_seconds:
             per_step = step_seconds(trial["model"], input_size, trial["batch_size"], macs,
                                     trial.get("train_layers", "all"))
-            steps = math.ceil(n_train(trial["dataset_size"]) / trial["batch_size"]) * trial["epochs"]
+            steps = math.ceil(train_images / trial["batch_size"]) * trial["epochs"]
             # evaluation: val + test each epoch, forward only (~1/3 of a step per image)
-            eval_images = (trial["dataset_size"] - n_train(trial["dataset_size"])) * trial["epochs"]
+            eval_images = source.eval_images(trial["dataset_size"]) * trial["epochs"]
             total_seconds += per_step * (steps + eval_images / trial["batch_size"] / 3)
     if options.search != "grid" and trials:  # sampled: the grid's mean per trial
         total_macs *= num_trials / len(trials)
@@ -141,6 +140,8 @@ def format_plan(plan: Plan, preset_name: str, preset: Preset, options: SweepOpti
         f"plan: preset {preset_name}: {plan.num_trials} trials ({options.search} search, "
         f"{options.scheduler} scheduler)",
         f"  axes: {axes}",
+        *[f"  arm {name}: " + ", ".join(f"{k} {v}" for k, v in values.items())
+          for name, values in preset.arms.items()],
         f"  data: {data_note}",
         f"  pretrained weights: {weights_note}",
         f"  training MACs: {plan.train_macs:.3g} (forward + backward, if no trial stops early)",

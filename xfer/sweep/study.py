@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from xfer.errors import UsageError, choice_error
+from xfer.sweep.sources import DataSource, PdfData
+
+ARM = "arm"  # the config key naming a trial's arm; the arms' values travel in ARMS_TABLE
+ARMS_TABLE = "arms"
+WEIGHTS_BY_MODEL = "weights_by_model"  # model -> the weights source its pretrained trials start from
+SWEEP_ONLY_KEYS = ("dataset_size", ARM)  # trial keys that are not TrialConfig fields
 
 # The axes a preset may sweep. Each maps onto a TrialConfig field; dataset_size becomes `n`.
 AXES = ("model", "init", "train_layers", "head", "epochs", "batch_size", "dataset_size",
@@ -14,30 +19,12 @@ AXES = ("model", "init", "train_layers", "head", "epochs", "batch_size", "datase
 
 
 @dataclass(frozen=True)
-class PdfData:
-    """The PDF-plot dataset, built once per machine (file lock) at the largest swept size;
-    every smaller size is its prefix (see xfer.data.pdf.generate)."""
-    preset: str = "seed"
-    seed: int = 0
-    image_size: int = 256  # px, as generated
-
-    num_classes: int = 8  # the eight density families
-
-    def describe(self) -> str:
-        return f"PDF plots, preset {self.preset}, seed {self.seed}, {self.image_size} px"
-
-    def prepare(self, cache_root: Path, n: int, progress=None) -> Path:
-        from xfer.data.pdf.generate import PdfDatasetSpec, ensure_dataset
-
-        spec = PdfDatasetSpec(n=n, preset=self.preset, seed=self.seed, image_size=self.image_size)
-        return ensure_dataset(cache_root, spec, progress=progress)
-
-
-@dataclass(frozen=True)
 class OfflinePretrain:
     """Weights for the pretrained arm that xfer makes itself, offline, on a SOURCE task that
     differs from the target: the `varied` PDF preset (parameters drawn per image) with another
-    seed. Results say so: the weights source names this file, its sha256 and its source task."""
+    seed. Results say so: the weights source names this file, its sha256 and its source task.
+    ``model`` names the architecture for the description; every model a preset trains with
+    init=pretrained gets the same recipe (``for_model``)."""
     model: str
     source_preset: str = "varied"
     source_seed: int = 1
@@ -52,14 +39,24 @@ class OfflinePretrain:
                 f"{self.n} `{self.source_preset}` PDF plots (seed {self.source_seed}), "
                 "a source task unlike the target; NOT ImageNet")
 
+    def for_model(self, model: str) -> "OfflinePretrain":
+        from dataclasses import replace
+
+        return replace(self, model=model)
+
 
 @dataclass(frozen=True)
 class Preset:
+    """A search space: ``space`` axes crossed with ``arms``. An arm is a named bundle of values
+    that belong together and are not crossed with each other (the CIFAR-10 study's transfer arm
+    is a pretrained ResNet-50 with its head for 6 epochs; its scratch arm a small CNN for 50)."""
     space: dict[str, list]  # axis -> values; categorical values are plain strings or numbers
     fixed: dict[str, object] = field(default_factory=dict)  # other TrialConfig fields
-    data: PdfData = PdfData()
+    data: DataSource = PdfData()
     pretrained: str | OfflinePretrain = "imagenet"  # what init=pretrained starts from
     description: str = ""
+    arms: dict[str, dict] = field(default_factory=dict)  # arm name -> values; none: one plain grid
+    scheduler: str = "asha"  # when --scheduler is not given; fifo where arms' budgets differ
 
     def validate(self, name: str) -> None:
         for axis, values in self.space.items():
@@ -67,17 +64,30 @@ class Preset:
                 raise choice_error(f"axis in preset {name}", axis, AXES)
             if not values or not all(isinstance(v, (str, int, float)) for v in values):
                 raise UsageError(f"preset {name}: axis {axis} needs a list of plain values, got {values!r}")
+        for arm, values in self.arms.items():
+            clash = sorted(set(values) & set(self.space))
+            if clash:
+                raise UsageError(f"preset {name}: arm {arm} sets swept axes {clash}")
+
+    def axes(self) -> dict[str, list]:
+        """The axes Ray sweeps: the space, plus ``arm`` when there are several arms."""
+        return {**self.space, **({ARM: list(self.arms)} if len(self.arms) > 1 else {})}
 
     def grid(self) -> list[dict]:
         """Every combination of the axes, in a stable order."""
-        axes = list(self.space)
-        return [dict(zip(axes, combo)) for combo in itertools.product(*(self.space[a] for a in axes))]
+        axes = self.axes()
+        return [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
+
+    def base(self) -> dict:
+        """The values every trial shares (one arm's values count as shared)."""
+        only_arm = next(iter(self.arms.values())) if len(self.arms) == 1 else {}
+        return {"train_layers": "all", "seed": 0, **self.fixed, **only_arm}
 
     def trials(self, seeds: int = 1) -> list[dict]:
         """Every trial of the grid, each a full set of TrialConfig-style values, repeated
         over ``seeds`` seeds when the preset does not sweep the seed itself."""
         repeats = [{}] if "seed" in self.space else [{"seed": s} for s in range(seeds)]
-        return [{"train_layers": "all", "seed": 0, **self.fixed, **combo, **repeat}
+        return [resolve_trial({**self.base(), ARMS_TABLE: self.arms, **combo, **repeat})
                 for combo in self.grid() for repeat in repeats]
 
 
@@ -95,13 +105,30 @@ class Study:
         return self.presets[name]
 
 
+def resolve_trial(config: dict) -> dict:
+    """A trial's flat values: its arm's values merged in and, for init=pretrained, ``weights``
+    picked by model. Ray hands trials the swept ``arm`` name (plain values keep every searcher,
+    Optuna's included, working); everything that reads a trial's config reads it through here."""
+    config = dict(config)
+    arms = config.pop(ARMS_TABLE, None) or {}
+    if ARM in config and config[ARM] in arms:
+        config.update(arms[config[ARM]])
+    by_model = config.pop(WEIGHTS_BY_MODEL, None)
+    if by_model is not None:
+        config["weights"] = by_model.get(config["model"]) if config.get("init") == "pretrained" else None
+    return config
+
+
 def trial_name(trial: dict, swept: "tuple[str, ...] | list[str]" = ()) -> str:
     """MLflow run names that read like ``resnet50-pretrained-all-n1000-bs4-ep20``; a swept
     learning rate and a non-zero seed are appended so names stay unique."""
+    trial = resolve_trial(trial)
     name = (f"{trial['model']}-{trial['init']}-{trial.get('train_layers', 'all')}"
             f"-n{trial['dataset_size']}-bs{trial['batch_size']}-ep{trial['epochs']}")
     if "lr" in swept:
         name += f"-lr{trial['lr']:g}"
+    if ARM in swept:  # arms may share a model and differ in what the name leaves out (the head)
+        name += f"-{trial[ARM]}"
     if trial.get("seed", 0):
         name += f"-s{trial['seed']}"
     return name

@@ -23,9 +23,8 @@ CHECKPOINT_FILE = "trial_state.pt"
 # first epoch of an attempt resumed past it; on every attempt, or on the first <attempts> only,
 # counted in files under XFER_INJECT_FAULT_DIR (each attempt is a new process).
 FAULT_ENV = "XFER_INJECT_FAULT"
-TRIAL_CONFIG_KEYS = ("model", "init", "train_layers", "weights", "head", "epochs", "batch_size",
-                     "lr", "optimizer", "weight_decay", "schedule", "early_stopping_patience",
-                     "label_smoothing", "augment", "image_size", "seed", "eval_batch_size")
+# TrialConfig fields a sweep never sets per trial: the trial sets them itself
+_NOT_FROM_SWEEP = ("data", "n", "device", "report_test_each_epoch")
 
 
 @dataclass(frozen=True)
@@ -38,18 +37,22 @@ class SharedData:
 
 
 def run_trial(config: dict, shared: SharedData) -> None:
+    from dataclasses import fields
+
     import torch
     from ray import tune
 
     from xfer.data.tensors import from_arrays
+    from xfer.sweep.study import resolve_trial
     from xfer.train import TrialConfig, fit
     from xfer.weights import load_state_file, origin_note
 
+    config = resolve_trial(config)
     torch.set_num_threads(max(1, int(config.get("cpus_per_trial", 1))))
+    keys = {f.name for f in fields(TrialConfig)} - set(_NOT_FROM_SWEEP)
     trial_config = TrialConfig(
         data=shared.meta["path"], n=config["dataset_size"], report_test_each_epoch=True,
-        **{k: config[k] for k in TRIAL_CONFIG_KEYS if k in config and
-           not (k == "weights" and config["init"] == "scratch")})
+        **{k: config[k] for k in keys if k in config})
     resume = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
@@ -70,6 +73,8 @@ def run_trial(config: dict, shared: SharedData) -> None:
         metrics["dataset_path"] = shared.meta["path"]
         metrics["dataset"] = dataset_name
         metrics["image_size"] = config.get("image_size") or shared.meta["image_size"]
+        if shared.meta.get("skipped_count") is not None:  # an image folder's unreadable files
+            metrics["data_skipped_files"] = shared.meta["skipped_count"]
         weights = metrics.pop("weights", None) or {}
         if weights.get("sha256"):
             metrics["weights_sha256"] = weights["sha256"]
@@ -87,7 +92,7 @@ def _maybe_inject_fault(config: dict, epoch: int) -> None:
 
     from xfer.sweep.study import trial_name
 
-    name = trial_name(config)
+    name = trial_name(config)  # config is already resolved (run_trial)
     for item in filter(None, os.environ.get(FAULT_ENV, "").split(",")):
         target, _, when = item.rpartition("@")
         at_epoch, _, attempts = when.partition("*")

@@ -24,15 +24,15 @@ from pathlib import Path
 from xfer.sweep.options import SweepOptions
 from xfer.tracking import redacted_uri
 from xfer.sweep.storage import SweepStore
-from xfer.sweep.study import Preset, Study, trial_name
+from xfer.sweep.study import ARMS_TABLE, WEIGHTS_BY_MODEL, Preset, Study, resolve_trial, trial_name
 from xfer.sweep.trial import SharedData, run_trial
 
 ASHA_REDUCTION_FACTOR = 2  # keep the top half at each rung: gentle, since budgets are short
 
 
 def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepStore,
-           sweep_id: str, previous: dict | None, data_dir, weights: str | None, tracking: str,
-           local_ray: bool, phases) -> dict:
+           sweep_id: str, previous: dict | None, data_dir, weights: dict[str, str], tracking: str,
+           local_ray: bool, phases, default_size: int | None = None) -> dict:
     import mlflow
     import ray
     from ray import tune
@@ -75,7 +75,7 @@ def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepS
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, shared=shared),
             {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
-        swept = [axis for axis in preset.space if len(preset.space[axis]) > 1]
+        swept = [axis for axis, values in preset.axes().items() if len(values) > 1]
         audit_path = Path(data_dir) / "audit.json"
         confusable = ([p["classes"] for p in json.loads(audit_path.read_text())["confusable"]]
                       if audit_path.is_file() else [])
@@ -95,7 +95,7 @@ def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepS
                                        resume_errored=True, storage_filesystem=filesystem)
             print(f"resuming sweep {sweep_id} from {path}")
         else:
-            param_space, tune_config = _search(preset, options, study, weights)
+            param_space, tune_config = _search(preset, options, study, weights, default_size)
             tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
                                run_config=run_config)
         with phases("trials"):
@@ -166,7 +166,7 @@ def _experiment_id(client, name: str) -> str:
 
 
 def _create_parent(client, experiment_id: str, sweep_id: str, options: SweepOptions,
-                   preset: Preset, sha: str, packages: dict, weights: str | None) -> str:
+                   preset: Preset, sha: str, packages: dict, weights: dict[str, str]) -> str:
     from mlflow.entities import Param
 
     run = client.create_run(experiment_id, run_name=f"sweep-{options.preset}-{sweep_id[-20:]}",
@@ -176,20 +176,34 @@ def _create_parent(client, experiment_id: str, sweep_id: str, options: SweepOpti
               "search_space": json.dumps(preset.space), "fixed": json.dumps(preset.fixed, default=str),
               "num_samples": options.num_samples, "max_concurrent": options.max_concurrent,
               "gpus_per_trial": options.gpus_per_trial, "cpus_per_trial": options.cpus_per_trial,
-              "storage": options.storage, "git_sha": sha, "pretrained_weights": weights,
+              "storage": options.storage, "git_sha": sha,
+              "pretrained_weights": _weights_param(weights), "arms": json.dumps(preset.arms),
+              "data": options.data or "preset",
               "packages": json.dumps(packages)}
     client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
     return run.info.run_id
 
 
-def _search(preset: Preset, options: SweepOptions, study: Study, weights: str | None):
-    """Ray's param_space and TuneConfig for --search and --scheduler."""
+def _weights_param(weights: dict[str, str]) -> str | None:
+    """One source for every model (the usual case) reads as that source."""
+    sources = set(weights.values())
+    if not sources:
+        return None
+    return next(iter(sources)) if len(sources) == 1 else json.dumps(weights)
+
+
+def _search(preset: Preset, options: SweepOptions, study: Study, weights: dict[str, str],
+            default_size: int | None = None):
+    """Ray's param_space and TuneConfig for --search and --scheduler. Trials see the axes as
+    plain values and the rest as constants; ``resolve_trial`` turns a config into its values."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    fixed = {"train_layers": "all", "seed": 0, **preset.fixed, "weights": weights or "",
+    fixed = {**preset.base(), ARMS_TABLE: preset.arms, WEIGHTS_BY_MODEL: weights,
              "cpus_per_trial": options.cpus_per_trial, "gpus_per_trial": options.gpus_per_trial}
-    epochs = preset.space.get("epochs", [preset.fixed.get("epochs", 1)])
+    if default_size is not None:
+        fixed.setdefault("dataset_size", default_size)
+    epochs = sorted({t["epochs"] for t in preset.trials()})
     if options.scheduler == "asha":
         scheduler = ASHAScheduler(time_attr="epoch", metric="val_accuracy", mode="max",
                                   max_t=max(epochs), grace_period=min(epochs),
@@ -197,7 +211,7 @@ def _search(preset: Preset, options: SweepOptions, study: Study, weights: str | 
     else:
         scheduler = FIFOScheduler()
     if options.search == "grid":
-        space = {axis: tune.grid_search(values) for axis, values in preset.space.items()}
+        space = {axis: tune.grid_search(values) for axis, values in preset.axes().items()}
         if (options.num_samples or 1) > 1 and "seed" not in preset.space:
             space["seed"] = tune.grid_search(list(range(options.num_samples)))
         return ({**fixed, **space}, tune.TuneConfig(scheduler=scheduler, num_samples=1,
@@ -207,7 +221,7 @@ def _search(preset: Preset, options: SweepOptions, study: Study, weights: str | 
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
-    space = {axis: tune.choice(values) for axis, values in preset.space.items()}
+    space = {axis: tune.choice(values) for axis, values in preset.axes().items()}
     if options.search == "tpe":
         searcher = OptunaSearch(metric="val_accuracy", mode="max",
                                 sampler=optuna.samplers.TPESampler(seed=0))
@@ -229,7 +243,7 @@ def _short_dirname(trial) -> str:
 def _best_per_init(results, swept: list[str]) -> list[str]:
     best: dict[str, tuple] = {}
     for result in results:
-        metrics, config = result.metrics or {}, result.config
+        metrics, config = result.metrics or {}, resolve_trial(result.config)
         score = metrics.get("val_accuracy", -math.inf)
         if config["init"] not in best or score > best[config["init"]][0]:
             best[config["init"]] = (score, metrics, config)

@@ -37,6 +37,8 @@ ERROR_TAG = "xfer.error"
 PARENT_TAG = "mlflow.parentRunId"
 HISTORY_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_time_s")
 CONFUSION_ARTIFACT = "confusion_matrix.json"
+ROC_ARTIFACT = "roc_curve.json"  # written by the sweep's logger: {"fpr", "tpr", "auc"}
+EMBEDDINGS_ARTIFACT = "embeddings.json"  # xfer.embeddings.embed_stages' result
 # Params that name a run's inputs rather than what it was asked to do (the frontier groups
 # seeds by the rest).
 RUN_IDENTITY_PARAMS = ("seed", "dataset_path", "weights_sha256", "weights_origin")
@@ -201,22 +203,30 @@ def load_histories(run_ids, *, tracking_uri: str | None = None,
     return histories
 
 
+def load_artifact_json(run_ids, name: str, *, tracking_uri: str | None = None) -> dict[str, object]:
+    """Per run, the parsed JSON artifact ``name``; runs without a readable one are left out.
+    Cost: one artifact download per run, so pass only the runs a report shows."""
+    client = MlflowClient(tracking_uri)
+    found = {}
+    with tempfile.TemporaryDirectory(prefix="xfer-artifact-") as tmp, _no_progress_bars():
+        for run_id in dict.fromkeys(run_ids):
+            try:
+                path = client.download_artifacts(run_id, name, str(Path(tmp) / run_id))
+                found[run_id] = json.loads(Path(path).read_text())
+            except (MlflowException, OSError, ValueError):
+                continue
+    return found
+
+
 def load_confusions(run_ids, *, tracking_uri: str | None = None) -> dict[str, dict]:
     """Per run, its ``confusion_matrix.json`` ({"classes": [...], "matrix": [[...]]}, rows = true
     class). Runs without a readable, square one are left out."""
-    client = MlflowClient(tracking_uri)
     confusions = {}
-    with tempfile.TemporaryDirectory(prefix="xfer-confusion-") as tmp, _no_progress_bars():
-        for run_id in dict.fromkeys(run_ids):
-            try:
-                path = client.download_artifacts(run_id, CONFUSION_ARTIFACT, str(Path(tmp) / run_id))
-                content = json.loads(Path(path).read_text())
-            except (MlflowException, OSError, ValueError):
-                continue
-            classes, matrix = content.get("classes"), content.get("matrix")
-            if (isinstance(classes, list) and isinstance(matrix, list) and len(matrix) == len(classes)
-                    and all(isinstance(row, list) and len(row) == len(classes) for row in matrix)):
-                confusions[run_id] = {"classes": classes, "matrix": matrix}
+    for run_id, content in load_artifact_json(run_ids, CONFUSION_ARTIFACT, tracking_uri=tracking_uri).items():
+        classes, matrix = content.get("classes"), content.get("matrix")
+        if (isinstance(classes, list) and isinstance(matrix, list) and len(matrix) == len(classes)
+                and all(isinstance(row, list) and len(row) == len(classes) for row in matrix)):
+            confusions[run_id] = {"classes": classes, "matrix": matrix}
     return confusions
 
 

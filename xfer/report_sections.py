@@ -1,0 +1,149 @@
+"""Report sections that appear when a sweep's runs carry what they need.
+
+Each study reuses the one report (``xfer.report``); these sections are how each adds its own
+table without a per-study code path: a sweep that varies the init gets the pretraining gain by
+training-set size (the CIFAR-10 and PDF studies' question), runs that logged a ROC curve get the
+one-vs-rest ROC figure (the image-folder study), and runs that embedded their features get the
+separation table and the embedding grid (the probe-regimes study). Inputs are DataFrames and
+dicts, as ``xfer.tracking.runs`` reads them; no MLflow here.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from xfer.frontier import ACCURACY
+
+DPI = 150
+FILE_NAMES = ("roc_curves.png", "embeddings.png")
+STAGES = ("early", "middle", "late")  # xfer.embeddings.STAGES, without importing sklearn here
+
+
+def group_label(row) -> str:
+    """How a (model, condition) group is named in these sections: ``resnet18 pretrained/head``."""
+    return f"{row['model']} {row['condition']}" if "model" in row else str(row["condition"])
+
+
+# --- pretraining gain ---------------------------------------------------------------------------
+
+def pretraining_gain(points: pd.DataFrame) -> list[str]:
+    """Per training-set size: the best scratch and the best pretrained configuration (mean test
+    accuracy over seeds) and the gain in percentage points. Empty unless both inits ran."""
+    if "init" not in points or not {"scratch", "pretrained"} <= set(points["init"]):
+        return []
+    by = "dataset_size" if "dataset_size" in points else None
+    rows = []
+    for size, group in (points.groupby(by, sort=True) if by else [(None, points)]):
+        best = {init: g.sort_values(ACCURACY, ascending=False).iloc[0]
+                for init, g in group.groupby("init") if init in ("scratch", "pretrained")}
+        if len(best) < 2:
+            continue
+        gain = best["pretrained"][ACCURACY] - best["scratch"][ACCURACY]
+        rows.append(f"| {'' if size is None else size} | {best['scratch'][ACCURACY]:.3f} "
+                    f"(`{best['scratch']['config']}`) | {best['pretrained'][ACCURACY]:.3f} "
+                    f"(`{best['pretrained']['config']}`) | {100 * gain:+.1f} |")
+    if not rows:
+        return []
+    return ["", "## What pretraining is worth, by training-set size", "",
+            "Best mean test accuracy of each init at each size; gain = pretrained − scratch, in "
+            "percentage points.", "",
+            "| training images | scratch | pretrained | gain (pp) |", "|---|---|---|---|", *rows]
+
+
+# --- ROC curves ---------------------------------------------------------------------------------
+
+def roc_section(curves: dict[str, dict], out: Path) -> list[str]:
+    """``curves``: group label -> {"fpr", "tpr", "auc"} (macro-averaged one-vs-rest). Draws
+    ``roc_curves.png``; empty when no run logged a curve."""
+    usable = {k: c for k, c in curves.items() if c.get("fpr") and c.get("tpr")}
+    if not usable:
+        return []
+    figure = Figure(figsize=(5.2, 4.6), dpi=DPI)
+    ax = figure.subplots()
+    ax.plot([0, 1], [0, 1], color="0.7", lw=1, ls=":", label="chance")
+    for label, curve in sorted(usable.items()):
+        ax.plot(curve["fpr"], curve["tpr"], lw=1.5, label=f"{label} (AUC {curve.get('auc', math.nan):.3f})")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate (macro average over classes)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("One-vs-rest ROC, test split, best configuration of each", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(out / "roc_curves.png")
+    return ["", "## One-vs-rest ROC curves", "",
+            "Each class against the rest, averaged over classes on a common false-positive-rate "
+            "grid; the best configuration of each model and condition.", "",
+            "![ROC curves](roc_curves.png)"]
+
+
+# --- feature separation ---------------------------------------------------------------------------
+
+def separation_section(best: pd.DataFrame, embeddings: dict[str, dict], classes: list[str],
+                       out: Path) -> list[str]:
+    """The silhouette of each stage's test-set features (and of their 2-D embedding) for the
+    best run of each group, and ``embeddings.png``: one row of scatter plots per group."""
+    columns = [f"silhouette_{stage}_{kind}" for stage in STAGES for kind in ("features", "2d")]
+    if not any(c in best for c in columns):
+        return []
+    header = "| model / condition | test accuracy | " + " | ".join(
+        f"{stage} (features / 2-D)" for stage in STAGES) + " |"
+    lines = ["", "## Feature separation by stage", "",
+             "Silhouette score of the test set's globally pooled features at an early, a middle and a "
+             "late stage, by true class (−1 to 1; higher: classes form tighter, better separated "
+             "clusters), in the feature space and in its 2-D embedding.", "",
+             header, "|---|---|" + "---|" * len(STAGES)]
+    for _, row in best.iterrows():
+        cells = [f"{_value(row, f'silhouette_{s}_features')} / {_value(row, f'silhouette_{s}_2d')}"
+                 for s in STAGES]
+        lines.append(f"| {group_label(row)} | {row[ACCURACY]:.3f} | " + " | ".join(cells) + " |")
+    if embeddings:
+        _embedding_grid(embeddings, classes, out / "embeddings.png")
+        method = next(iter(embeddings.values())).get("method", "t-SNE")
+        lines += ["", "![embeddings](embeddings.png)", "",
+                  f"Rows: the best run of each model and condition; columns: stages; {method} of "
+                  "the test-set features, coloured by class."]
+    return lines
+
+
+def _value(row, column: str) -> str:
+    value = row.get(column, math.nan)
+    return f"{value:.3f}" if isinstance(value, (int, float)) and math.isfinite(value) else "–"
+
+
+def _embedding_grid(embeddings: dict[str, dict], classes: list[str], path: Path) -> Path:
+    labels = sorted(embeddings)
+    figure = Figure(figsize=(3.0 * len(STAGES), 2.7 * len(labels)), dpi=DPI)
+    axes = np.atleast_2d(figure.subplots(len(labels), len(STAGES), squeeze=False))
+    colours = _class_colours(len(classes) or 1)
+    for r, label in enumerate(labels):
+        stages = embeddings[label].get("stages", {})
+        for c, stage in enumerate(STAGES):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            entry = stages.get(stage)
+            if not entry:
+                ax.set_title(f"{label}: {stage} (none)", fontsize=7)
+                continue
+            points = np.asarray(entry["points"], dtype=float).reshape(-1, 2)
+            classes_of_points = np.asarray(entry["labels"], dtype=int)
+            ax.scatter(points[:, 0], points[:, 1], s=3, c=colours[classes_of_points % len(colours)],
+                       linewidths=0)
+            ax.set_title(f"{label}: {stage}, silhouette {entry.get('silhouette_features', math.nan):.2f}",
+                         fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path)
+    return path
+
+
+def _class_colours(n: int) -> np.ndarray:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20" if n <= 20 else "turbo"]
+    return np.asarray([cmap(i / max(1, n - 1)) if n > 20 else cmap(i) for i in range(n)])

@@ -1,0 +1,282 @@
+"""Where a sweep's images come from: the data sources a preset (or ``--data``) names.
+
+Each source is plain data until ``prepare``, which builds xfer's packed dataset once per machine
+(under a file lock, in the cache) and returns its folder; trials then share it through Ray's
+object store. What ``dataset_size`` means depends on the source, and the sources say so:
+
+================ ============================================ ================================
+source           dataset_size                                 splits
+================ ============================================ ================================
+``PdfData``      all images generated (n), 80% of them train  80:10:10 of the first n, stratified
+``CifarData``    training images (a balanced prefix)           official test set; validation
+                                                              held out of the official train set
+``FolderData``   training images (a balanced prefix)           80:10:10 of the folder, stratified
+``PackedData``   as the packed dataset says (either above)
+================ ============================================ ================================
+
+A preset that does not sweep ``dataset_size`` trains on every training image.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from xfer.errors import UsageError
+
+DATA_CHOICES = ("pdf", "cifar10", "cifar100", "DIR (an image folder or an xfer dataset)")
+_PDF_MIN_PER_CLASS = 5  # the 80:10:10 split needs 5 images of a class to put one in val and test
+
+
+@dataclass(frozen=True)
+class PdfData:
+    """The PDF-plot dataset, built once per machine (file lock) at the largest swept size;
+    every smaller size is its prefix (see xfer.data.pdf.generate)."""
+    preset: str = "seed"
+    seed: int = 0
+    image_size: int = 256  # px, as generated
+
+    fixed_splits = False
+
+    def describe(self) -> str:
+        return f"PDF plots, preset {self.preset}, seed {self.seed}, {self.image_size} px"
+
+    def num_classes(self) -> int:
+        return 8  # the eight density families
+
+    def check_size(self, n) -> None:
+        low = self.num_classes() * _PDF_MIN_PER_CLASS
+        if not isinstance(n, int) or isinstance(n, bool) or n < low:
+            raise UsageError(f"dataset_size must be an integer >= {low} ({_PDF_MIN_PER_CLASS} "
+                             f"images per class for the 80:10:10 split), got {n!r}")
+
+    def train_images(self, n: int) -> int:
+        from xfer.data.splits import SPLIT_FRACTIONS
+
+        return int(round(n * SPLIT_FRACTIONS[0]))
+
+    def eval_images(self, n: int) -> int:
+        return n - self.train_images(n)
+
+    def default_size(self) -> int:
+        raise UsageError("the PDF-plot data needs a dataset_size: generated data has no natural size")
+
+    def prepare(self, cache_root: Path, n: int, progress=None) -> Path:
+        from xfer.data.pdf.generate import PdfDatasetSpec, ensure_dataset
+
+        spec = PdfDatasetSpec(n=n, preset=self.preset, seed=self.seed, image_size=self.image_size)
+        return ensure_dataset(cache_root, spec, progress=progress)
+
+
+class _FixedSplits:
+    """Sources whose ``dataset_size`` counts training images and whose val/test stay fixed."""
+    fixed_splits = True
+
+    def train_pool(self) -> int:  # pragma: no cover - each source defines it
+        raise NotImplementedError
+
+    def eval_pool(self) -> int:  # pragma: no cover
+        raise NotImplementedError
+
+    def check_size(self, n) -> None:
+        pool = self.train_pool()
+        if not isinstance(n, int) or isinstance(n, bool) or not self.num_classes() <= n <= pool:
+            raise UsageError(f"dataset_size (training images) must be an integer from "
+                             f"{self.num_classes()} (one per class) to {pool}, got {n!r}")
+
+    def train_images(self, n: int) -> int:
+        return n
+
+    def eval_images(self, n: int) -> int:
+        return self.eval_pool()
+
+    def default_size(self) -> int:
+        return self.train_pool()
+
+
+_CIFAR = {"cifar10": {"classes": 10, "train": 50_000, "test": 10_000, "val": 5_000},
+          # the CIFAR-100 study held out 10,000 training images for validation
+          "cifar100": {"classes": 100, "train": 50_000, "test": 10_000, "val": 10_000}}
+
+
+@dataclass(frozen=True)
+class CifarData(_FixedSplits):
+    """CIFAR-10 or CIFAR-100 at 32 px, from the python-pickle archive in ``root`` (downloaded
+    there by torchvision when missing and ``download``; offline, place the archive there).
+    ``root`` None: ``<cache>/downloads``. ``val_size`` None: the study's hold-out (table)."""
+    name: str = "cifar10"
+    root: str | None = None
+    val_size: int | None = None
+    download: bool = True
+    seed: int = 0
+    image_size: int = 32
+
+    def __post_init__(self):
+        if self.name not in _CIFAR:
+            raise UsageError(f"unknown CIFAR dataset {self.name!r} (valid: {', '.join(_CIFAR)})")
+
+    @property
+    def holdout(self) -> int:
+        return _CIFAR[self.name]["val"] if self.val_size is None else self.val_size
+
+    def describe(self) -> str:
+        return (f"{self.name.upper()} (official test set; {self.holdout} training images held out "
+                f"for validation), {self.image_size} px")
+
+    def num_classes(self) -> int:
+        return _CIFAR[self.name]["classes"]
+
+    def train_pool(self) -> int:
+        return _CIFAR[self.name]["train"] - self.holdout
+
+    def eval_pool(self) -> int:
+        return self.holdout + _CIFAR[self.name]["test"]
+
+    def prepare(self, cache_root: Path, n: int, progress=None) -> Path:
+        from xfer.data.cifar import ensure_cifar
+
+        root = Path(self.root) if self.root else Path(cache_root).parent / "downloads"
+        return ensure_cifar(cache_root, root, self.name, val_size=self.holdout, seed=self.seed,
+                            download=self.download, progress=progress)
+
+
+@dataclass(frozen=True)
+class FolderData(_FixedSplits):
+    """An image folder, one sub-folder per class (torchvision's ImageFolder layout), decoded
+    once and resized to ``image_size``; unreadable files are reported by name and skipped."""
+    path: str | None = None
+    image_size: int = 224
+    seed: int = 0
+
+    def _summary(self) -> tuple[int, int]:
+        if not self.path:
+            raise UsageError("this study needs --data DIR: an image folder with one sub-folder per class")
+        from xfer.data.folder import folder_summary
+
+        return folder_summary(self.path)
+
+    def describe(self) -> str:
+        classes, images = self._summary()
+        return f"image folder {self.path} ({classes} classes, {images} files), resized to {self.image_size} px"
+
+    def num_classes(self) -> int:
+        return self._summary()[0]
+
+    def train_pool(self) -> int:
+        # before decoding, an estimate: unreadable files are only found then, and the exact
+        # size is checked again once the folder is packed
+        from xfer.data.splits import SPLIT_FRACTIONS
+
+        return max(1, int(self._summary()[1] * SPLIT_FRACTIONS[0]))
+
+    def eval_pool(self) -> int:
+        return self._summary()[1] - self.train_pool()
+
+    def prepare(self, cache_root: Path, n: int, progress=None) -> Path:
+        from xfer.data.folder import ensure_folder
+
+        return ensure_folder(cache_root, self.path, image_size=self.image_size, seed=self.seed,
+                             progress=progress)
+
+
+@dataclass(frozen=True)
+class PackedData(_FixedSplits):
+    """A dataset xfer already wrote (``xfer data pdf|cifar10|cifar100|folder --out DIR``)."""
+    path: str = ""
+
+    def _meta(self) -> dict:
+        from xfer.data.layout import is_packed_dataset
+
+        if not is_packed_dataset(self.path):
+            raise UsageError(f"--data {self.path}: not a complete xfer dataset (no dataset.json)")
+        return json.loads((Path(self.path) / "dataset.json").read_text())
+
+    @property
+    def fixed_splits(self) -> bool:  # type: ignore[override]
+        return "split_ranges" in self._meta()
+
+    @property
+    def image_size(self) -> int:
+        return int(self._meta()["image_size"])
+
+    def describe(self) -> str:
+        meta = self._meta()
+        return f"xfer dataset {self.path} ({meta.get('kind', '?')}, {meta.get('n', '?')} images)"
+
+    def num_classes(self) -> int:
+        from xfer.data.tensors import classes_of
+
+        return len(classes_of(self._meta()))
+
+    def train_pool(self) -> int:
+        from xfer.data.tensors import max_n
+
+        return max_n(self._meta())
+
+    def eval_pool(self) -> int:
+        ranges = self._meta().get("split_ranges", {})
+        return sum(stop - start for name, (start, stop) in ranges.items() if name != "train")
+
+    def check_size(self, n) -> None:
+        if self.fixed_splits:
+            return super().check_size(n)
+        if not isinstance(n, int) or not 0 < n <= self.train_pool():
+            raise UsageError(f"dataset_size must be an integer from 1 to {self.train_pool()}, got {n!r}")
+
+    def train_images(self, n: int) -> int:
+        return n if self.fixed_splits else PdfData().train_images(n)
+
+    def eval_images(self, n: int) -> int:
+        return self.eval_pool() if self.fixed_splits else n - self.train_images(n)
+
+    def prepare(self, cache_root: Path, n: int, progress=None) -> Path:
+        return Path(self.path).resolve()
+
+
+DataSource = PdfData | CifarData | FolderData | PackedData
+
+
+def source_from_option(value: str | None, default: DataSource, *, root: str | None = None,
+                       download: bool = True, image_size: int | None = None) -> DataSource:
+    """The source ``--data VALUE`` names, or the preset's ``default`` when not given.
+
+    ``pdf``, ``cifar10``, ``cifar100``, or a folder: an xfer dataset (has dataset.json) or an
+    image folder. ``--data-root`` and ``--no-download`` apply to CIFAR; ``--image-size`` to a
+    folder (default: the preset's, else 224)."""
+    if value is None:
+        if isinstance(default, CifarData) and (root or not download):
+            from dataclasses import replace
+
+            return replace(default, root=root or default.root, download=download)
+        if isinstance(default, FolderData) and image_size:
+            from dataclasses import replace
+
+            return replace(default, image_size=image_size)
+        return default
+    if value == "pdf":
+        return default if isinstance(default, PdfData) else PdfData()
+    if value in _CIFAR:
+        base = default if isinstance(default, CifarData) and default.name == value else CifarData(value)
+        from dataclasses import replace
+
+        return replace(base, root=root or base.root, download=download)
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise UsageError(f"--data {value}: no such folder (valid: {', '.join(DATA_CHOICES)})")
+    if not path.is_dir():
+        raise UsageError(f"--data {value}: not a folder (valid: {', '.join(DATA_CHOICES)})")
+    if (path / "dataset.json").exists():
+        return PackedData(str(path.resolve()))
+    size = image_size or (default.image_size if isinstance(default, FolderData) else 224)
+    return FolderData(str(path.resolve()), image_size=size)
+
+
+def apply_size_default(trials: list[dict], source: DataSource) -> list[dict]:
+    """Trials of a preset that does not sweep ``dataset_size`` train on every training image."""
+    missing = [t for t in trials if t.get("dataset_size") is None]
+    if not missing:
+        return trials
+    size = source.default_size()
+    return [{**t, "dataset_size": size} if t.get("dataset_size") is None else t for t in trials]
+
