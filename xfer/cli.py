@@ -39,7 +39,49 @@ def _cmd_data_audit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_data_out(path: str):
+    """--out checked before anything is read, decoded or downloaded."""
+    from xfer.data.packing import reusable
+
+    out = check_output_path(path, "--out", folder=True)
+    return out, reusable(out, {})  # {}: only "is it a complete dataset"; pack_* compare identity
+
+
+def _describe_packed(out) -> str:
+    import json
+
+    meta = json.loads((out / "dataset.json").read_text())
+    sizes = {name: stop - start for name, (start, stop) in meta["split_ranges"].items()}
+    skipped = f", {meta['skipped_count']} files skipped" if meta.get("skipped_count") else ""
+    return (f"{meta['n']} images, {len(meta['classes'])} classes, train/val/test "
+            f"{sizes['train']}/{sizes['val']}/{sizes['test']}, {meta['image_size']} px, "
+            f"seed {meta['seed']}{skipped}")
+
+
+def _cmd_data_cifar(args: argparse.Namespace) -> int:
+    from xfer.data.cifar import FORMATS, pack_cifar
+
+    fmt = FORMATS[args.data_command]
+    out, existed = _check_data_out(args.out)
+    val_size = args.val_size or fmt.default_val_size
+    out = pack_cifar(args.root, fmt.name, out, val_size=val_size, seed=args.seed,
+                     download=not args.no_download, progress=print)
+    print(f"{'exists, unchanged' if existed else 'wrote'}: {out} ({fmt.title}: {_describe_packed(out)}; "
+          f"val held out of the official train set)")
+    return EXIT_OK
+
+
+def _cmd_data_folder(args: argparse.Namespace) -> int:
+    from xfer.data.folder import pack_folder
+
+    out, existed = _check_data_out(args.out)
+    out = pack_folder(args.src, out, image_size=args.image_size, seed=args.seed, progress=print)
+    print(f"{'exists, unchanged' if existed else 'wrote'}: {out} ({_describe_packed(out)})")
+    return EXIT_OK
+
+
 def _add_data_commands(sub: argparse._SubParsersAction) -> None:
+    from xfer.data.cifar import FORMATS  # light: numpy only
     from xfer.data.pdf.families import PRESETS  # light: no scipy import at module level
 
     data = sub.add_parser("data", help="write or audit a dataset")
@@ -60,6 +102,38 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     audit = data_sub.add_parser("audit", help="print and write the separability audit of a PDF-plot dataset")
     audit.add_argument("dir", help="dataset folder written by `xfer data pdf`")
     audit.set_defaults(handler=_cmd_data_audit)
+
+    for name, fmt in FORMATS.items():
+        title, val_size = fmt.title, fmt.default_val_size
+        cifar = data_sub.add_parser(
+            name, help=f"pack {title} (python version) with fixed train/val/test splits; "
+                       "--n then counts training images")
+        cifar.add_argument("--root", required=True, metavar="DIR",
+                           help=f"folder holding {title}'s extracted python folder or its .tar.gz "
+                                "archive (downloaded there if neither is present)")
+        cifar.add_argument("--out", required=True, metavar="DIR",
+                           help="output dataset folder (created; must not hold another dataset)")
+        cifar.add_argument("--val-size", type=positive_int, default=None, metavar="N",
+                           help=f"validation images held out of the official train set, stratified; "
+                                f"the official test set is the test split (default: {val_size})")
+        cifar.add_argument("--seed", type=non_negative_int, default=0,
+                           help="seed of the validation holdout and the training order (default: 0)")
+        cifar.add_argument("--no-download", action="store_true",
+                           help="never download; fail, naming the expected files, if they are missing")
+        cifar.set_defaults(handler=_cmd_data_cifar)
+
+    folder = data_sub.add_parser(
+        "folder", help="pack an image folder (one sub-folder per class) with a stratified 80:10:10 split")
+    folder.add_argument("src", metavar="SRC",
+                        help="folder with one sub-folder of images per class (as torchvision's ImageFolder)")
+    folder.add_argument("--out", required=True, metavar="DIR",
+                        help="output dataset folder (created; must not hold another dataset)")
+    folder.add_argument("--image-size", type=positive_int, default=224, metavar="PX",
+                        help="every image is resized to PX x PX, bilinear, aspect not kept; >= 32 "
+                             "(default: 224)")
+    folder.add_argument("--seed", type=non_negative_int, default=0,
+                        help="split seed (default: 0)")
+    folder.set_defaults(handler=_cmd_data_folder)
 
 
 # --- xfer train, xfer pretrain ------------------------------------------------------------

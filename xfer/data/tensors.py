@@ -4,6 +4,14 @@ Every dataset xfer trains on ends up as an :class:`ImageSet`: all images in one 
 (N×3×H×W, 1 byte per channel, so 10,000 PDF plots at 256 px are 1.97 GB and fit on any GPU),
 labels, class names, the deterministic 80:10:10 split, and the identity that produced it.
 Normalisation, resizing and augmentation happen later, on the training device, in batches.
+
+Two split layouts exist on disk (see ``xfer.data.packing``):
+
+- prefix (the PDF plots): ``n`` is the first n images, split 80:10:10 by the dataset's seed.
+- fixed (CIFAR, image folders): dataset.json's ``split_ranges`` fixes contiguous train, val and
+  test ranges. ``n`` is the number of *training* images, the first n of the train range (which
+  is ordered so every prefix is class-balanced); val and test are always complete, so every
+  training-set size is scored on the same test images.
 """
 
 from __future__ import annotations
@@ -17,12 +25,29 @@ import numpy as np
 import torch
 
 from xfer.data.layout import PACKED_DIR, PACKED_IMAGES, PACKED_LABELS, is_packed_dataset
+from xfer.data.packing import SPLIT_NAMES, check_split_ranges
 from xfer.data.splits import stratified_split
 from xfer.errors import UsageError
 
 
+def classes_of(meta: dict) -> list[str]:
+    """Class names of a dataset.json: ``classes``, or ``families`` for the PDF plots."""
+    return list(meta["classes"] if "classes" in meta else meta["families"])
+
+
+def max_n(meta: dict) -> int:
+    """The largest valid ``n`` for a dataset.json: the train range's length with fixed splits,
+    else the dataset's size."""
+    if "split_ranges" in meta:
+        start, stop = meta["split_ranges"]["train"]
+        return int(stop) - int(start)
+    return int(meta["n"])
+
+
 @dataclass
 class ImageSet:
+    # With fixed splits, ``images``/``labels`` may hold rows no split uses (the whole shared
+    # array, viewed without a copy); only ``splits`` says which rows are in play.
     images: torch.Tensor  # uint8, N×3×H×W
     labels: torch.Tensor  # int64, N
     classes: list[str]
@@ -37,9 +62,24 @@ class ImageSet:
     def image_size(self) -> int:
         return int(self.images.shape[-1])
 
+    @property
+    def fixed_splits(self) -> bool:
+        return self.identity.get("split") == "fixed"
+
     def take(self, n: int | None) -> "ImageSet":
         """The first n images with their own stratified split: exactly what
-        ``load_packed(dir, n)`` returns (same prefix, same split seed, the dataset's)."""
+        ``load_packed(dir, n)`` returns (same prefix, same split seed, the dataset's).
+        With fixed splits, the first n training images; val and test stay as they are."""
+        if self.fixed_splits:
+            train = self.splits["train"]
+            if n is None or n == len(train):
+                return self
+            if not 0 < n <= len(train):
+                raise UsageError(f"--n counts training images (this dataset has fixed splits): "
+                                 f"between 1 and {len(train)}, got {n}")
+            return ImageSet(images=self.images, labels=self.labels, classes=self.classes,
+                            identity={**self.identity, "n": n},
+                            splits={**self.splits, "train": train[:n]})
         if n is None or n == len(self.labels):
             return self
         if not 0 < n <= len(self.labels):
@@ -81,7 +121,8 @@ def load_packed(root: str | Path, n: int | None = None, seed: int | None = None)
     stratified, balanced dataset of size n with the same seed (see ``xfer.data.pdf.generate``).
     The arrays are memory-mapped, so only the prefix is read; 10,000 images at 256 px load
     at disk/page-cache speed (about 0.3 s warm here). ``seed`` picks the split; it defaults to
-    the dataset's own seed.
+    the dataset's own seed. With fixed splits (``split_ranges``), ``n`` counts training images
+    and only those plus the val and test ranges are read.
     """
     root = Path(root)
     if not root.is_dir():
@@ -89,7 +130,7 @@ def load_packed(root: str | Path, n: int | None = None, seed: int | None = None)
     if not is_packed_dataset(root):
         raise FileNotFoundError(
             f"{root} is not a complete xfer dataset (no dataset.json or {PACKED_DIR}/{PACKED_IMAGES});"
-            " write one with `xfer data pdf --out DIR --n N`")
+            " write one with `xfer data pdf|cifar10|cifar100|folder ... --out DIR`")
     meta = json.loads((root / "dataset.json").read_text())
     images = np.load(root / PACKED_DIR / PACKED_IMAGES, mmap_mode="r")
     labels = np.load(root / PACKED_DIR / PACKED_LABELS)
@@ -109,7 +150,10 @@ def read_packed_arrays(root: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
 def from_arrays(images: np.ndarray, labels: np.ndarray, meta: dict, n: int | None = None,
                 seed: int | None = None, path: Path | None = None) -> ImageSet:
     """An ImageSet over the first ``n`` images of packed NHWC arrays, without copying them
-    when they are already in memory (a memory map is read; a shared-memory array is viewed)."""
+    when they are already in memory (a memory map is read; a shared-memory array is viewed).
+    With fixed splits, ``n`` is the number of training images (see the module docstring)."""
+    if "split_ranges" in meta:
+        return _from_fixed_splits(images, labels, meta, n=n, seed=seed, path=path)
     total = len(labels)
     if n is None:
         n = total
@@ -118,19 +162,52 @@ def from_arrays(images: np.ndarray, labels: np.ndarray, meta: dict, n: int | Non
     prefix = images[:n]
     if isinstance(prefix, np.memmap):
         prefix = np.array(prefix)  # read the prefix from disk once
+    label_array = np.asarray(labels[:n], dtype=np.int64)
+    split_seed = meta["seed"] if seed is None else seed
+    return ImageSet(images=_nchw(prefix), labels=torch.from_numpy(label_array.copy()),
+                    classes=classes_of(meta), identity=_identity(meta, n, path),
+                    splits=stratified_split(label_array, split_seed))
+
+
+def _from_fixed_splits(images: np.ndarray, labels: np.ndarray, meta: dict, n: int | None,
+                       seed: int | None, path: Path | None) -> ImageSet:
+    ranges = check_split_ranges(meta["split_ranges"], len(labels))
+    if seed is not None and seed != meta.get("seed"):
+        raise UsageError(f"this dataset has fixed splits (split_ranges in dataset.json); its split "
+                         f"cannot be redrawn with seed {seed}")
+    train_start, train_stop = ranges["train"]
+    n = train_stop - train_start if n is None else n
+    if not 0 < n <= train_stop - train_start:
+        raise UsageError(f"--n counts training images (this dataset has fixed splits): between 1 "
+                         f"and the train split's {train_stop - train_start}, got {n}")
+    spans = {"train": (train_start, train_start + n), "val": ranges["val"], "test": ranges["test"]}
+    if isinstance(images, np.memmap):
+        # Read only the rows in play, one contiguous read per split (CIFAR-10 at n=1,000:
+        # 49 MB of train + val + test instead of 184 MB), into one compact array.
+        images = np.concatenate([np.asarray(images[a:b]) for a, b in spans.values()])
+        labels = np.concatenate([np.asarray(labels[a:b]) for a, b in spans.values()])
+        offsets = np.cumsum([0] + [b - a for a, b in spans.values()])
+        splits = {name: np.arange(offsets[i], offsets[i + 1]) for i, name in enumerate(SPLIT_NAMES)}
+    else:
+        # In memory already (e.g. Ray's object store): view the whole array, gather per split.
+        splits = {name: np.arange(a, b) for name, (a, b) in spans.items()}
+    identity = {**_identity(meta, n, path), "split": "fixed"}
+    return ImageSet(images=_nchw(images), labels=torch.from_numpy(np.asarray(labels, dtype=np.int64).copy()),
+                    classes=classes_of(meta), identity=identity, splits=splits)
+
+
+def _nchw(images: np.ndarray) -> torch.Tensor:
     with warnings.catch_warnings():
         # arrays from Ray's object store are read-only; xfer never writes to the source
         # images (batches are gathered copies), so the shared, zero-copy view is safe
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        image_tensor = torch.from_numpy(prefix)
+        image_tensor = torch.from_numpy(images)
     # NHWC in memory -> NCHW view with channels_last strides, which is what CUDA convs prefer.
-    image_tensor = image_tensor.permute(0, 3, 1, 2)
-    label_array = np.asarray(labels[:n], dtype=np.int64)
-    split_seed = meta["seed"] if seed is None else seed
-    identity = {"dataset": meta.get("kind", "pdf"), "preset": meta.get("preset"),
-                "seed": meta.get("seed"), "n": n, "image_size": meta.get("image_size"),
-                "generator_version": meta.get("generator_version"),
-                "path": str(Path(path).resolve()) if path else meta.get("path")}
-    return ImageSet(images=image_tensor, labels=torch.from_numpy(label_array.copy()),
-                    classes=list(meta["families"]), identity=identity,
-                    splits=stratified_split(label_array, split_seed))
+    return image_tensor.permute(0, 3, 1, 2)
+
+
+def _identity(meta: dict, n: int, path: Path | None) -> dict:
+    return {"dataset": meta.get("kind", "pdf"), "preset": meta.get("preset"),
+            "seed": meta.get("seed"), "n": n, "image_size": meta.get("image_size"),
+            "generator_version": meta.get("generator_version"),
+            "path": str(Path(path).resolve()) if path else meta.get("path")}

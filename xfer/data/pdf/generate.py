@@ -11,7 +11,8 @@ of one large build.
 Atomicity. Everything is written into a hidden ``.NAME.partial-*`` sibling and renamed into
 place in one step; ``dataset.json`` is written last. A folder without ``dataset.json`` is never
 a dataset, so a killed build can't be mistaken for a complete one (``ensure_dataset`` deletes
-the leftovers under its lock and rebuilds).
+the leftovers under its lock and rebuilds). Both mechanisms live in ``xfer.data.packing``,
+shared with the CIFAR and image-folder writers.
 
 Cost. Rendering is ~2-3 ms per 256 px image per core (see ``render``); PNG encoding is about
 as much again. Work is split across all cores in chunks; each worker writes its rows straight
@@ -20,12 +21,9 @@ into the memory-mapped packed cache, so no pixel crosses a process boundary.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 import time
-import uuid
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
@@ -35,7 +33,8 @@ from typing import Callable
 import numpy as np
 
 from xfer.data.pdf.families import FAMILY_NAMES, PRESETS, family
-from xfer.data.layout import PACKED_DIR, PACKED_IMAGES, PACKED_LABELS, is_packed_dataset
+from xfer.data.layout import PACKED_DIR, PACKED_IMAGES, PACKED_LABELS
+from xfer.data.packing import created_by, ensure_packed, packed_section, write_atomically
 from xfer.errors import UsageError, choice_error
 
 GENERATOR_VERSION = 1  # bump when images for the same (preset, seed) change
@@ -139,14 +138,6 @@ def _render_chunk(spec: PdfDatasetSpec, root: str, positions: range) -> dict[str
     return entries
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _build(spec: PdfDatasetSpec, root: Path, workers: int,
            progress: Callable[[str], None] | None) -> None:
     (root / "images").mkdir(parents=True)
@@ -182,9 +173,7 @@ def _build(spec: PdfDatasetSpec, root: Path, workers: int,
 
     audit_dataset(root, write=True, require_complete=False)
 
-    from xfer import __version__
     from xfer.data.splits import SPLIT_FRACTIONS
-    from xfer.provenance import git_sha, package_versions
 
     counts = class_counts(spec.n)
     dataset = {
@@ -192,21 +181,13 @@ def _build(spec: PdfDatasetSpec, root: Path, workers: int,
         "families": list(FAMILY_NAMES),
         "class_counts": dict(zip(FAMILY_NAMES, counts)),
         "splits": {"fractions": list(SPLIT_FRACTIONS), "seed": spec.seed, "stratified": True},
-        "packed": {"images": f"{PACKED_DIR}/{PACKED_IMAGES}", "labels": f"{PACKED_DIR}/{PACKED_LABELS}",
-                   "layout": "N x H x W x 3 uint8",
-                   # pixels depend on Pillow/FreeType versions too, so compare within one lock
-                   "images_sha256": _sha256_file(root / PACKED_DIR / PACKED_IMAGES)},
+        "packed": packed_section(root),
         "render_seconds": round(elapsed, 3),
         "render_workers": workers,
-        "created_by": {"xfer": __version__, "git_sha": git_sha(), "packages": package_versions()},
+        "created_by": created_by(),
     }
     # Written last: its presence is what marks the folder as a complete dataset.
     (root / "dataset.json").write_text(json.dumps(dataset, indent=2))
-
-
-def _matches(root: Path, spec: PdfDatasetSpec) -> bool:
-    existing = json.loads((root / "dataset.json").read_text())
-    return all(existing.get(k) == v for k, v in spec.identity().items())
 
 
 def write_dataset(spec: PdfDatasetSpec, out: str | Path, workers: int | None = None,
@@ -214,26 +195,9 @@ def write_dataset(spec: PdfDatasetSpec, out: str | Path, workers: int | None = N
     """Write the dataset to ``out``; returns (path, reused). Reuses an identical complete
     dataset already there; refuses to touch any other non-empty folder."""
     spec.validate()
-    out = Path(out)
-    if is_packed_dataset(out):
-        if _matches(out, spec):
-            return out, True
-        raise UsageError(f"--out {out} already holds a different dataset; choose another folder")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UsageError(f"--out {out} exists and is not an empty folder; choose another folder")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        partial = out.parent / f".{out.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        partial.mkdir()
-    except OSError as exc:
-        raise UsageError(f"--out {out} is not writable: {exc.strerror or exc}") from None
-    try:
-        _build(spec, partial, workers or os.cpu_count() or 1, progress)
-        os.rename(partial, out)  # atomic; replaces `out` only if it is an empty folder
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    return out, False
+    return write_atomically(
+        out, lambda root: _build(spec, root, workers or os.cpu_count() or 1, progress),
+        identity=spec.identity())
 
 
 def ensure_dataset(cache_root: str | Path, spec: PdfDatasetSpec, workers: int | None = None,
@@ -243,18 +207,6 @@ def ensure_dataset(cache_root: str | Path, spec: PdfDatasetSpec, workers: int | 
     Concurrent callers (trials on one node) serialise on a file lock: the first builds, the
     rest wait and reuse. Leftovers of a killed build are deleted under the lock, never read.
     """
-    from filelock import FileLock
-
     spec.validate()
-    cache_root = Path(cache_root)
-    cache_root.mkdir(parents=True, exist_ok=True)
-    target = cache_root / spec.key
-    with FileLock(str(cache_root / f"{spec.key}.lock")):
-        if is_packed_dataset(target):
-            return target
-        for leftover in cache_root.glob(f".{spec.key}.partial-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
-        if target.exists():  # a folder with no dataset.json is never complete
-            shutil.rmtree(target)
-        write_dataset(spec, target, workers=workers, progress=progress)
-    return target
+    return ensure_packed(cache_root, spec.key,
+                         lambda target: write_dataset(spec, target, workers=workers, progress=progress))
