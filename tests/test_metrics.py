@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from xfer.metrics import binary_auc, classification_metrics
+from xfer.metrics import binary_auc, binary_roc_curve, classification_metrics, roc_curve_macro
 
 
 def one_hot_probs(pred, num_classes, confidence=0.9):
@@ -97,3 +97,70 @@ def test_matches_sklearn_on_random_predictions(seed):
     if len(np.unique(y)) == num_classes:
         assert m["auc_roc_ovr"] == pytest.approx(
             skm.roc_auc_score(y, probs, multi_class="ovr", average="macro"))
+
+
+# --- the macro-average ROC curve ---------------------------------------------------------------
+
+def coarse_probs(rng, y, num_classes, signal):
+    """Softmax of rounded logits: many tied scores, some separation."""
+    logits = np.round(rng.normal(size=(len(y), num_classes)) + signal * np.eye(num_classes)[y], 1)
+    return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_binary_roc_curve_is_sklearns_full_curve(seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, size=80).astype(bool)
+    y[:2] = [True, False]
+    scores = np.round(rng.normal(size=80) + y, 1)  # ties
+    fpr, tpr = binary_roc_curve(y, scores)
+    sk_fpr, sk_tpr, _ = skm.roc_curve(y, scores, drop_intermediate=False)
+    np.testing.assert_allclose(fpr, sk_fpr)
+    np.testing.assert_allclose(tpr, sk_tpr)
+    with pytest.raises(ValueError, match="positives and negatives"):
+        binary_roc_curve(np.ones(3, dtype=bool), np.zeros(3))
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("points", [2, 11, 101])
+def test_roc_curve_macro_matches_sklearns_macro_average_recipe(seed, points):
+    rng = np.random.default_rng(seed)
+    num_classes = 5
+    y = rng.integers(0, num_classes - (seed % 2), size=int(rng.integers(20, 200)))  # maybe a class absent
+    probs = coarse_probs(rng, y, num_classes, signal=seed % 3)
+    # scikit-learn's "macro-average ROC" example: roc_curve per class, np.interp, mean, auc.
+    grid = np.linspace(0.0, 1.0, points)
+    curves = []
+    for c in range(num_classes):
+        if 0 < (y == c).sum() < len(y):
+            fpr, tpr, _ = skm.roc_curve(y == c, probs[:, c])
+            curves.append(np.interp(grid, fpr, tpr))
+    expected = np.mean(curves, axis=0)
+    roc = roc_curve_macro(y, probs, num_classes, points=points)
+    np.testing.assert_allclose(roc["fpr"], grid)
+    np.testing.assert_allclose(roc["tpr"], expected, atol=1e-12)
+    assert roc["auc"] == pytest.approx(skm.auc(grid, expected), abs=1e-12)
+
+
+def test_roc_curve_macro_by_hand_and_its_area_approaches_the_exact_auc():
+    y = np.array([0, 0, 1, 1])
+    perfect = one_hot_probs(y, 2)
+    assert roc_curve_macro(y, perfect, 2, points=3) == {"fpr": [0.0, 0.5, 1.0], "tpr": [1.0, 1.0, 1.0],
+                                                        "auc": 1.0}
+    tied = np.full((4, 2), 0.5)  # every threshold takes all or nothing: the diagonal
+    assert roc_curve_macro(y, tied, 2, points=5)["tpr"] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, size=300)
+    probs = coarse_probs(rng, y, 4, signal=1)
+    exact = classification_metrics(y, probs, 4)["auc_roc_ovr"]
+    assert abs(roc_curve_macro(y, probs, 4, points=10_001)["auc"] - exact) < 1e-3
+    assert classification_metrics(y, probs, 4)["roc_macro"] == roc_curve_macro(y, probs, 4)
+
+
+def test_roc_curve_macro_without_any_curve_and_bad_points():
+    empty = roc_curve_macro(np.array([1, 1]), np.full((2, 3), 1 / 3), 3)
+    assert empty["fpr"] == empty["tpr"] == [] and math.isnan(empty["auc"])
+    assert classification_metrics(np.zeros(0, dtype=int), np.zeros((0, 3)), 3)["roc_macro"]["fpr"] == []
+    for points in (1, 2.5, True):
+        with pytest.raises(ValueError, match="points must be an integer >= 2"):
+            roc_curve_macro(np.array([0, 1]), np.eye(2), 2, points=points)

@@ -45,9 +45,14 @@ def _train_step(model: nn.Module, train_layers: str, size: int, num_classes: int
     return logits
 
 
+MLP_HEADS = [head for head in HEADS if head != "linear"]
+
+
 @pytest.mark.parametrize("name,head", [(name, "linear") for name in FAST_MODELS]
                          + [(name, "gap_mlp") for name in ("resnet10", "small_cnn",
-                                                          "efficientnet_b0", "alexnet")])
+                                                          "efficientnet_b0", "alexnet")]
+                         + [(name, head) for head in ("mlp256", "mlp3x384")
+                            for name in ("resnet10", "efficientnet_b0", "small_cnn")])
 def test_every_model_trains_one_step(name, head):
     # No eval-mode check after the step: with 2 images at 32 px the deep BatchNorms see 2
     # values per channel, and one SGD step can legitimately blow resnet50's weights up.
@@ -209,6 +214,90 @@ def test_pretrained_needs_weights_and_scratch_refuses_them():
         create_model("resnet10", 10, "pretrained")
     with pytest.raises(UsageError, match="init is 'scratch'"):
         create_model("resnet10", 10, state_dict=create_model("resnet10", 10).state_dict())
+
+
+# --- the MLP heads ----------------------------------------------------------------------------
+
+def dense(n_in: int, n_out: int) -> int:
+    return n_in * n_out + n_out  # weight + bias
+
+
+# Pooled feature widths, and each head's dense layers written out (module docstring's table).
+FEATURES = {"resnet50": 2048, "efficientnet_b0": 1280}
+HEAD_PARAMS = {
+    "gap_mlp": lambda f, c: dense(f, 1024) + dense(1024, 512) + dense(512, c),
+    "mlp256": lambda f, c: dense(f, 256) + dense(256, c),
+    "mlp3x384": lambda f, c: dense(f, 384) + 2 * dense(384, 384) + dense(384, c),
+}
+
+
+@pytest.mark.parametrize("name", list(FEATURES))
+@pytest.mark.parametrize("num_classes", [10, 100])
+@pytest.mark.parametrize("head", MLP_HEADS)
+def test_mlp_heads_have_the_documented_layers_and_train_alone(name, num_classes, head):
+    with torch.device("meta"):
+        full = create_model(name, num_classes, head=head)
+        linear = create_model(name, num_classes)
+        probe = create_model(name, num_classes, head=head, train_layers="head")
+    prefixes = head_parameter_prefixes(name, head)
+    head_count = sum(p.numel() for n, p in full.named_parameters() if n.startswith(prefixes))
+    assert head_count == HEAD_PARAMS[head](FEATURES[name], num_classes)
+    # The backbone is untouched: only the classifier changed.
+    linear_head = sum(p.numel() for n, p in linear.named_parameters()
+                      if n.startswith(head_parameter_prefixes(name, "linear")))
+    assert (sum(p.numel() for p in full.parameters()) - head_count
+            == sum(p.numel() for p in linear.parameters()) - linear_head)
+    # No dropout in the head (efficientnet_b0's 0.2 goes with its classifier), Linear/ReLU only.
+    module = full.fc if name == "resnet50" else full.classifier
+    assert {type(m) for m in module} == {nn.Linear, nn.ReLU}
+    # head-only training trains exactly the head.
+    trainable = {n: p.numel() for n, p in probe.named_parameters() if p.requires_grad}
+    assert all(n.startswith(prefixes) for n in trainable)
+    assert sum(trainable.values()) == head_count
+
+
+def test_head_parameter_counts_by_hand():
+    """Two of the counts above as plain numbers, in case the formula table is wrong too."""
+    with torch.device("meta"):
+        resnet = create_model("resnet50", 100, head="mlp3x384")
+        effnet = create_model("efficientnet_b0", 100, head="mlp256")
+    assert sum(p.numel() for p in resnet.fc.parameters()) == 1_120_996
+    assert sum(p.numel() for p in effnet.classifier.parameters()) == 353_636
+
+
+@pytest.mark.parametrize("name,head", [("efficientnet_b0", "mlp256"), ("resnet50", "mlp3x384")])
+def test_pretrained_backbone_loads_and_the_new_head_stays_fresh(name, head):
+    source = create_model(name, 1000)  # ImageNet-shaped: a linear 1000-class classifier
+    torch.manual_seed(7)
+    scratch = create_model(name, 100, head=head)
+    torch.manual_seed(7)
+    model = create_model(name, 100, "pretrained", state_dict=source.state_dict(), head=head,
+                         train_layers="head")
+    prefixes = head_parameter_prefixes(name, head)
+    loaded, fresh = source.state_dict(), scratch.state_dict()
+    for key, value in model.state_dict().items():
+        expected = fresh[key] if key.startswith(prefixes) else loaded[key]
+        assert torch.equal(value, expected), key
+    assert not model.xfer_spec.head_loaded
+    # A file with the same head and class count (e.g. from `xfer pretrain`) brings its head.
+    again = create_model(name, 100, "pretrained", state_dict=model.state_dict(), head=head)
+    assert again.xfer_spec.head_loaded
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in again.state_dict().items())
+
+
+def test_an_mlp_head_from_a_file_with_another_head_is_not_loaded():
+    source = create_model("resnet10", 10, head="mlp3x384")
+    model = create_model("resnet10", 10, "pretrained", state_dict=source.state_dict(), head="mlp256")
+    assert not model.xfer_spec.head_loaded and model.fc[0].weight.shape == (256, 512)
+    assert torch.equal(model.layer4[0].conv1.weight, source.layer4[0].conv1.weight)
+
+
+def test_inception_mlp_head_keeps_a_linear_aux_head():
+    with torch.device("meta"):
+        model = create_model("inception_v3", 4, head="mlp256", train_layers="head")
+    assert isinstance(model.dropout, nn.Identity) and isinstance(model.AuxLogits.fc, nn.Linear)
+    assert [m.out_features for m in model.fc if isinstance(m, nn.Linear)] == [256, 4]
+    assert model.AuxLogits.fc.weight.requires_grad and not model.Mixed_7c.branch1x1.conv.weight.requires_grad
 
 
 # --- names, sizes, weights -------------------------------------------------------------------

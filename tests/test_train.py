@@ -14,7 +14,8 @@ from xfer import models
 from xfer.batches import BatchPrep, batch_slices, epoch_order
 from xfer.data.tensors import load_packed
 from xfer.errors import UsageError
-from xfer.train import EPOCH_METRICS, TrialConfig, fit
+from xfer.train import (_SWEEP_REPORT_KEYS, EPOCH_METRICS, TrialConfig, fit, learning_rate,
+                        plateau_start, plateau_update)
 from xfer.weights import save_weights
 
 SPEC_FINAL = ("test_accuracy", "test_precision_macro", "test_recall_macro", "test_f1_macro",
@@ -32,6 +33,43 @@ def blobs(tmp_path_factory):
 def config(blobs):
     return TrialConfig(data=str(blobs), model="resnet10", epochs=2, batch_size=16, lr=0.05,
                        device="cpu")
+
+
+def shuffled_val(path):
+    """The dataset with its validation labels shuffled: as the model fits the training set,
+    val_loss must rise (what early stopping and the plateau schedule react to)."""
+    data = load_packed(path)
+    val = torch.from_numpy(data.splits["val"])
+    data.labels = data.labels.clone()
+    data.labels[val] = data.labels[val].roll(1)
+    return data
+
+
+class Killed(Exception):
+    pass
+
+
+def killed_and_resumed(config, kill_after: int, data=None):
+    """Run ``config``, kill it inside ``report`` after epoch ``kill_after`` (as Ray would),
+    round-trip the last checkpoint through torch.save/torch.load(weights_only=True) (as a Ray
+    checkpoint must survive) and resume it in a fresh-looking process. Returns the resumed
+    result, its reports and the checkpoints taken before the kill."""
+    states = []
+
+    def report(metrics):
+        if metrics["epoch"] == kill_after:
+            raise Killed
+
+    with pytest.raises(Killed):
+        fit(config, report, checkpoint=states.append, data=data)
+    assert [s["progress"]["epoch"] for s in states] == list(range(1, kill_after + 1))
+    buffer = io.BytesIO()
+    torch.save(states[-1], buffer)
+    state = torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
+    torch.manual_seed(12345)  # a fresh process would have other RNG state: resume must restore it
+    reports = []
+    resumed = fit(config, reports.append, resume=state, data=data)
+    return resumed, reports, states
 
 
 def untimed(result):
@@ -83,28 +121,37 @@ def test_interrupted_and_resumed_equals_uninterrupted(config, model, schedule, a
     config = replace(config, model=model, schedule=schedule, augment=augment, epochs=4,
                      optimizer="adam", lr=0.002)
     whole = fit(config, lambda m: None)
-
-    class Killed(Exception):
-        pass
-
-    states = []
-
-    def report(metrics):
-        if metrics["epoch"] == 2:
-            raise Killed
-
-    with pytest.raises(Killed):
-        fit(config, report, checkpoint=states.append)
-    assert [s["progress"]["epoch"] for s in states] == [1, 2]
-    # A checkpoint survives torch.save / torch.load(weights_only=True), as a Ray checkpoint must.
-    buffer = io.BytesIO()
-    torch.save(states[-1], buffer)
-    state = torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
-    torch.manual_seed(12345)  # a fresh process would have other RNG state: resume must restore it
-    resumed_reports = []
-    resumed = fit(config, resumed_reports.append, resume=state)
-    assert [r["epoch"] for r in resumed_reports] == [3, 4]
+    resumed, reports, _ = killed_and_resumed(config, kill_after=2)
+    assert [r["epoch"] for r in reports] == [3, 4]
     assert untimed(resumed) == untimed(whole)
+
+
+@pytest.mark.parametrize("case", ["exp_decay", "plateau", "rotation"])
+def test_resume_is_exact_for_epoch_schedules_and_rotation(config, blobs, case):
+    """The new per-epoch schedules and the rotation augmentation resume bit-exactly too. The
+    plateau run is built so that its lr cut at the end of epoch 3 needs the bad-epoch count
+    of epoch 2, which only the checkpoint carries."""
+    data = None
+    if case == "exp_decay":
+        config = replace(config, model="small_cnn", schedule="exp_decay", lr_constant_epochs=1,
+                         lr_decay_rate=0.5)
+    elif case == "plateau":
+        config = replace(config, schedule="plateau", plateau_patience=2)
+        data = shuffled_val(config.data)
+    else:
+        config = replace(config, model="small_cnn", augment=True, rotate_degrees=20.0,
+                         optimizer="adam", lr=0.002)
+    config = replace(config, epochs=4)
+    whole = fit(config, lambda m: None, data=data)
+    resumed, reports, states = killed_and_resumed(config, kill_after=2, data=data)
+    assert [r["epoch"] for r in reports] == [3, 4]
+    assert untimed(resumed) == untimed(whole)
+    lrs = [h["lr"] for h in whole["history"]]
+    if case == "exp_decay":
+        assert lrs == [0.05 * math.exp(-0.5 * k) for k in range(4)]
+    if case == "plateau":
+        assert states[-1]["progress"]["plateau"]["bad_epochs"] == 1  # val_loss rose in epoch 2
+        assert lrs == [0.05, 0.05, 0.05, 0.025]
 
 
 def test_two_epochs_then_a_longer_budget_continues_like_one_run(config):
@@ -123,11 +170,7 @@ def test_resume_refuses_another_trial(config):
 
 
 def test_early_stopping_stops_when_val_loss_stops_improving(config):
-    # Shuffle the validation labels: as the model fits the training set, val_loss must rise.
-    data = load_packed(config.data)
-    val = torch.from_numpy(data.splits["val"])
-    data.labels = data.labels.clone()
-    data.labels[val] = data.labels[val].roll(1)
+    data = shuffled_val(config.data)
     result = fit(replace(config, epochs=15, early_stopping_patience=2), lambda m: None, data=data)
     losses = [h["val_loss"] for h in result["history"]]
     assert 3 <= result["epochs_run"] < 15
@@ -237,3 +280,94 @@ def test_epoch_order_is_a_seeded_permutation_and_batches_avoid_size_one():
     assert [s.stop - s.start for s in batch_slices(33, 16)] == [16, 16]
     assert [s.stop - s.start for s in batch_slices(34, 16)] == [16, 16, 2]
     assert [s.stop - s.start for s in batch_slices(5, 16)] == [5]
+
+
+# --- learning-rate schedules ---------------------------------------------------------------
+
+def test_exp_decay_lr_sequence_is_exact_and_is_what_the_optimizer_used(config):
+    config = replace(config, model="small_cnn", epochs=5, schedule="exp_decay",
+                     lr_constant_epochs=2, lr_decay_rate=0.3)
+    states = []
+    result = fit(config, lambda m: None, checkpoint=states.append)
+    lrs = [h["lr"] for h in result["history"]]
+    # Keras' recipe: the full lr for lr_constant_epochs epochs, then x exp(-rate) per epoch.
+    assert lrs == [0.05 * math.exp(-0.3 * k) for k in (0, 0, 1, 2, 3)]
+    assert [s["optimizer"]["param_groups"][0]["lr"] for s in states] == lrs
+
+
+def test_epoch_schedules_do_not_depend_on_the_budget(config):
+    """exp_decay and plateau give the first k epochs the same lr whatever the epochs budget
+    (fair under ASHA); cosine, which decays over the budget, does not."""
+    for schedule in ("exp_decay", "plateau"):
+        c = replace(config, schedule=schedule, lr_constant_epochs=1)
+        for step, epoch in [(0, 1), (9, 2), (25, 3)]:
+            assert learning_rate(c, step, 30, epoch, 0.5) == learning_rate(c, step, 3000, epoch, 0.5)
+    cosine = replace(config, schedule="cosine")
+    assert learning_rate(cosine, 25, 30, 3) != learning_rate(cosine, 25, 3000, 3)
+    # A field of another schedule is ignored: constant stays constant.
+    constant = replace(config, lr_decay_rate=5.0, lr_constant_epochs=0, plateau_factor=0.1)
+    assert {learning_rate(constant, s, 30, e, 0.25) for s, e in [(0, 1), (29, 3)]} == {0.05}
+
+
+def test_plateau_update_by_hand():
+    losses = [1.0, 0.9, 0.95, 0.9, 0.89995, 0.5, math.nan, math.nan]
+    # 1.0, 0.9 improve; 0.95 bad 1; 0.9 is not below 0.9*(1-1e-4): bad 2 -> cut; 0.89995 is
+    # not below 0.89991 either: bad 1; 0.5 improves; NaN never improves: bad 1, bad 2 -> cut.
+    state, scales, bad = plateau_start(), [], []
+    for loss in losses:
+        state = plateau_update(state, loss, patience=2, factor=0.5)
+        scales.append(state["scale"])
+        bad.append(state["bad_epochs"])
+    assert scales == [1, 1, 1, 0.5, 0.5, 0.5, 0.5, 0.25]
+    assert bad == [0, 0, 1, 0, 1, 0, 1, 0]
+    assert state["best_val_loss"] == 0.5
+
+
+@pytest.mark.parametrize("patience", [1, 2])
+def test_plateau_halves_the_lr_like_torch_reduce_lr_on_plateau(config, patience):
+    """The lrs fit used equal what torch's ReduceLROnPlateau (rel threshold 1e-4) gives for the
+    same validation losses, with torch's patience one lower (it cuts one epoch later)."""
+    config = replace(config, epochs=6, schedule="plateau", plateau_patience=patience)
+    result = fit(config, lambda m: None, data=shuffled_val(config.data))
+    lrs = [h["lr"] for h in result["history"]]
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=config.lr)
+    reference = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, factor=0.5, patience=patience - 1, threshold=1e-4, threshold_mode="rel")
+    expected = []
+    for h in result["history"]:
+        expected.append(optimizer.param_groups[0]["lr"])
+        reference.step(h["val_loss"])
+    assert lrs == expected
+    assert min(lrs) < config.lr  # the shuffled validation labels did make it cut
+
+
+def test_each_report_carries_the_lr_and_the_roc_curve_for_sweeps(config):
+    reports = []
+    result = fit(replace(config, epochs=2, report_test_each_epoch=True), reports.append)
+    for report in reports:
+        assert set(report) == set(EPOCH_METRICS) | set(_SWEEP_REPORT_KEYS)
+        assert report["lr"] == config.lr
+        roc = report["roc_curve"]
+        assert len(roc["fpr"]) == len(roc["tpr"]) == 101 and roc["fpr"][0] == 0 and roc["fpr"][-1] == 1
+        assert 0 <= roc["auc"] <= 1
+    assert reports[-1]["roc_curve"] == result["roc_curve"]
+    assert abs(result["roc_curve"]["auc"] - result["test_auc_roc_ovr"]) < 0.05
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("lr_constant_epochs", -1, "lr_constant_epochs must be an integer >= 0"),
+    ("lr_constant_epochs", 1.5, "lr_constant_epochs must be an integer"),
+    ("lr_decay_rate", -0.1, "lr_decay_rate must be a finite number >= 0"),
+    ("lr_decay_rate", math.inf, "lr_decay_rate must be a finite number >= 0"),
+    ("plateau_patience", 0, "plateau_patience must be an integer >= 1"),
+    ("plateau_patience", True, "plateau_patience must be an integer >= 1"),
+    ("plateau_factor", 1.0, r"plateau_factor must be in \(0, 1\)"),
+    ("plateau_factor", 0, r"plateau_factor must be in \(0, 1\)"),
+    ("rotate_degrees", 180.5, r"rotate_degrees must be in \[0, 180\]"),
+    ("rotate_degrees", -1, r"rotate_degrees must be in \[0, 180\]"),
+    ("rotate_degrees", math.nan, r"rotate_degrees must be in \[0, 180\]"),
+])
+def test_validate_names_the_new_fields(config, field, value, message):
+    # Checked whatever the schedule: a bad value is a mistake even where it is not used yet.
+    with pytest.raises(UsageError, match=message):
+        replace(config, **{field: value}).validate()
