@@ -150,7 +150,8 @@ def _trial_config(args: argparse.Namespace, *, data: str, image_size: int | None
         plateau_factor=args.plateau_factor, early_stopping_patience=args.early_stopping,
         label_smoothing=args.label_smoothing, augment=args.augment,
         rotate_degrees=args.rotate_degrees, image_size=image_size, n=n, seed=args.seed,
-        device=args.device, eval_batch_size=args.eval_batch_size)
+        device=args.device, eval_batch_size=args.eval_batch_size,
+        embeddings=getattr(args, "embeddings", ""))
 
 
 def _check_json_out(path: str | None):
@@ -289,8 +290,12 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--image-size", type=positive_int, default=None, metavar="PX",
                        help="side in px fed to the model, resized on the device (default: the "
                             "dataset's; inception_v3 always gets 299)")
+    train.add_argument("--embeddings", choices=("tsne", "umap"), default="",
+                       help="after the last epoch, embed the test split's early/middle/late features "
+                            "in 2-D and score their separation (silhouette); in --json-out (default: off)")
     train.add_argument("--n", type=positive_int, default=None,
-                       help="use the first N images, a stratified subset (default: all)")
+                       help="use the first N images, a stratified subset; for CIFAR and image-folder "
+                            "datasets the first N training images, val and test kept whole (default: all)")
     _add_trial_flags(train, init_required=True, seed_default=0,
                      seed_help="seed of init, batch order and augmentation (default: 0)")
     train.set_defaults(handler=_cmd_train)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+MAX_ANNOTATED_CLASSES = 20  # above this, cell counts and every class name would be unreadable
+
 
 def draw_confusion(ax, matrix, classes: list[str], confusable=()) -> None:
     """Counts with row-normalised shading (rows: true class) on ``ax``. Both cells of each
@@ -17,6 +19,13 @@ def draw_confusion(ax, matrix, classes: list[str], confusable=()) -> None:
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     labels = list(classes) if len(classes) == len(counts) else [str(i) for i in range(len(counts))]
     ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    if len(counts) > MAX_ANNOTATED_CLASSES:  # CIFAR-100: shading only, every 10th class named
+        ticks = list(range(0, len(labels), 10))
+        ax.set_xticks(ticks, [labels[t] for t in ticks], rotation=90, fontsize=5)
+        ax.set_yticks(ticks, [labels[t] for t in ticks], fontsize=5)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        return
     for (i, j), n in np.ndenumerate(counts):
         ax.text(j, i, f"{n:.0f}", ha="center", va="center", fontsize=7,
                 color="white" if rates[i, j] > 0.6 else "black")
@@ -36,7 +45,7 @@ def plot_confusion_matrix(matrix, classes: list[str], path: Path, title: str = "
     """One confusion matrix as a PNG: a trial's ``confusion_matrix.png`` artifact."""
     from matplotlib.figure import Figure
 
-    size = max(3.2, 0.5 * len(matrix) + 1.6)
+    size = max(3.2, 0.5 * min(len(matrix), MAX_ANNOTATED_CLASSES) + 1.6)
     figure = Figure(figsize=(size, size * 0.9), dpi=110)
     draw_confusion(figure.subplots(), matrix, classes, confusable)
     if title:

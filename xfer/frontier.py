@@ -369,10 +369,11 @@ def _target_sentences(table: pd.DataFrame, by: str, reference: str, target: floa
 
 
 def common_target(points: pd.DataFrame, by: str = "init") -> float | None:
-    """The highest accuracy every group reaches (the weakest group's best), None with one group:
+    """The highest accuracy every group reaches (the weakest group's best), None with one group
+    or when some group never got a test image right (every group "reaches" 0: nothing to say):
     the level at which "how much cheaper" has an answer for all of them."""
     bests = points.groupby(by)[ACCURACY].max()
-    return float(bests.min()) if len(bests) > 1 else None
+    return float(bests.min()) if len(bests) > 1 and bests.min() > 0 else None
 
 
 # --- everything at once ------------------------------------------------------------------------

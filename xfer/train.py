@@ -35,6 +35,7 @@ from xfer.trial_state import restore, snapshot
 from xfer.weights import resolve_weights
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+EMBEDDING_METHODS = ("", "tsne", "umap")  # "": no embeddings
 SCHEDULES = ("constant", "cosine", "exp_decay", "plateau")
 # plateau: val_loss "improved" when it fell below best·(1 − 1e-4), torch ReduceLROnPlateau's
 # default (threshold=1e-4, threshold_mode="rel"); a relative margin ignores float noise.
@@ -80,6 +81,10 @@ class TrialConfig:
     report_test_each_epoch: bool = False  # each report carries the result so far (test metrics,
                                           # costs, confusion matrix), so a trial a scheduler stops
                                           # after any epoch has final numbers; +1 test pass/epoch
+    embeddings: str = ""               # "" (off) | tsne | umap: after the last epoch, embed the test
+                                       # split's early/middle/late features (xfer.embeddings);
+                                       # ~5 s of t-SNE per stage per 2,000 images on 2 CPU cores
+    embedding_points: int = 2000       # test images embedded at most (a stratified sample)
 
     def validate(self) -> "TrialConfig":
         """Check every field once, at the edge; raises UsageError naming the field and the valid
@@ -92,7 +97,9 @@ class TrialConfig:
                                     ("schedule", self.schedule, SCHEDULES)]:
             if value not in valid:
                 raise choice_error(field, value, valid)
-        for field in ("epochs", "batch_size", "eval_batch_size"):
+        if self.embeddings not in EMBEDDING_METHODS:
+            raise choice_error("embeddings", self.embeddings, EMBEDDING_METHODS)
+        for field in ("epochs", "batch_size", "eval_batch_size", "embedding_points"):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise UsageError(f"{field} must be a positive integer, got {value!r}")
@@ -424,6 +431,18 @@ def fit(config: TrialConfig, report: Callable[[dict], None] = print_report, *,
                 "packages": package_versions(),
             }
 
+        def embed_now() -> dict | None:
+            """Test-split features of three stages, embedded in 2-D with silhouette scores; None
+            when the split is too small to embed."""
+            from xfer.embeddings import MIN_EMBED_POINTS, embed_stages
+
+            images, labels = split["test"]
+            if len(labels) < MIN_EMBED_POINTS:
+                return None
+            return embed_stages(model, config.model, images, labels.cpu().numpy(), list(data.classes),
+                                prep_eval, method=config.embeddings, seed=config.seed,
+                                max_points=config.embedding_points, batch_size=config.eval_batch_size)
+
         final = None
         steps_per_epoch = len(batch_slices(sizes["train"], config.batch_size))
         total_steps = config.epochs * steps_per_epoch
@@ -458,22 +477,29 @@ def fit(config: TrialConfig, report: Callable[[dict], None] = print_report, *,
             if checkpoint is not None:
                 elapsed = progress["wall_time_s"] + time.perf_counter() - start
                 checkpoint(snapshot(config, model, optimizer, {**progress, "wall_time_s": elapsed}))
+            stopping = bool(patience and progress["epochs_since_best"] >= patience)
             if config.report_test_each_epoch:
                 final = result_now()
+                if config.embeddings and (stopping or epoch == config.epochs):
+                    final["embeddings"] = embed_now()
                 report({**metrics, **{k: v for k, v in final.items() if k in _SWEEP_REPORT_KEYS}})
             else:
                 report(dict(metrics))
-            if patience and progress["epochs_since_best"] >= patience:
+            if stopping:
                 break
 
-        return final if final is not None else result_now()
+        if final is None:
+            final = result_now()
+            if config.embeddings:
+                final["embeddings"] = embed_now()
+        return final
 
 
 _SWEEP_REPORT_KEYS = ("test_accuracy", "test_precision_macro", "test_recall_macro", "test_f1_macro",
                       "test_auc_roc_ovr", "test_loss", "epochs_run", "wall_time_s", "train_time_s",
                       "macs_per_image", "train_macs", "macs_epochs_per_batch", "gpu_seconds",
                       "n_train", "n_val", "n_test", "input_size", "history", "confusion_matrix",
-                      "roc_curve", "classes", "weights")
+                      "roc_curve", "classes", "weights", "embeddings")
 
 
 # --- helpers ----------------------------------------------------------------------------------

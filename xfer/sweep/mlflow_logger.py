@@ -33,8 +33,11 @@ from ray.tune import Callback
 from xfer.sweep.study import resolve_trial, trial_name
 from xfer.tracking.runs import EMBEDDINGS_ARTIFACT, ROC_ARTIFACT
 
-EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_time_s",
-                 "lr")  # lr: the schedule in force that epoch (plateau, exp_decay)
+EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_time_s", "lr")
+# The epoch's learning rate (what exp_decay and plateau schedules did) is logged as the metric
+# learning_rate: MLflow keeps params and metrics apart, but tables of runs put both in one row,
+# where a metric "lr" would shadow the param "lr".
+_METRIC_NAMES = {"lr": "learning_rate"}
 FINAL_METRICS = ("test_accuracy", "test_precision_macro", "test_recall_macro", "test_f1_macro",
                  "test_auc_roc_ovr", "test_loss", "epochs_run", "wall_time_s", "train_time_s",
                  "macs_per_image", "train_macs", "macs_epochs_per_batch", "gpu_seconds",
@@ -168,7 +171,7 @@ class MlflowSweepLogger(Callback):
         metrics = []
         for entry in result.get("history", []):
             if entry["epoch"] > done:
-                metrics += [Metric(key, float(entry[key]), now, entry["epoch"])
+                metrics += [Metric(_METRIC_NAMES.get(key, key), float(entry[key]), now, entry["epoch"])
                             for key in EPOCH_METRICS if key in entry]
         params = []
         if trial.trial_id not in self.params_logged:  # logging the same value again is a no-op

@@ -180,7 +180,7 @@ def _typed(values: pd.Series) -> pd.Series:
     ("0.01" -> 0.01, "4" -> 4); anything else ("None", "imagenet", "True") stays text."""
     numbers = pd.to_numeric(values, errors="coerce")
     if numbers[values.notna()].notna().all():
-        integral = not values.dropna().str.contains(r"[.eEnN]").any()  # no ".", exponent, nan, inf
+        integral = not values.dropna().astype(str).str.contains(r"[.eEnN]").any()  # no ".", exponent, nan, inf
         return numbers.astype("int64") if integral and numbers.notna().all() else numbers
     return values
 
