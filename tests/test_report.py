@@ -33,7 +33,10 @@ def run(init, size, bs, acc, *, seed=0, epochs=6, epochs_run=None, lr=0.01) -> d
             "train_accuracy": min(1.0, acc + 0.06), "val_accuracy": acc - 0.01,
             "train_time_s": train_time, "wall_time_s": train_time + 3.0,
             "train_macs": 3.0 * 37e6 * n_train * epochs_run, "macs_epochs_per_batch": 37e6 * epochs_run / bs,
-            "gpu_seconds": 0.0}
+            "gpu_seconds": 0.0,
+            # silhouettes grow with accuracy, so the separation table has numbers to check
+            **{f"silhouette_{stage}_{kind}": round(acc * k - 0.3, 4)
+               for k, stage in ((0.2, "early"), (0.5, "middle"), (0.9, "late")) for kind in ("features", "2d")}}
 
 
 def sweep_runs() -> pd.DataFrame:
@@ -62,15 +65,60 @@ def confusion(accuracy: float) -> dict:
     return {"classes": FAMILIES, "matrix": matrix.tolist()}
 
 
+def roc(auc: float) -> dict:
+    fpr = np.linspace(0, 1, 101)
+    return {"fpr": fpr.tolist(), "tpr": np.clip(fpr ** (1 - auc) , 0, 1).tolist(), "auc": auc}
+
+
+def embedding(n: int = 24) -> dict:
+    rng = np.random.default_rng(0)
+    labels = np.arange(n) % 8
+    return {"method": "tsne", "n": n, "stages": {stage: {
+        "module": stage, "dim": 16, "silhouette_features": 0.1, "silhouette_2d": 0.2,
+        "points": (rng.normal(size=(n, 2)) + labels[:, None]).round(4).tolist(),
+        "labels": labels.tolist()} for stage in ("early", "middle", "late")}}
+
+
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     runs = sweep_runs()
     detail = report.detail_run_ids(runs)
+    groups = report.group_run_ids(runs)
     out = tmp_path_factory.mktemp("report")
     path = report.write_report(runs, FAILED, {r: history(6, 0.9) for r in detail},
                                {r: confusion(0.9) for r in detail}, out, target_accuracy=0.7,
-                               audit=AUDIT, title="test sweep")
+                               audit=AUDIT, title="test sweep",
+                               rocs={r: roc(0.9) for r in groups.values()},
+                               embeddings={r: embedding() for r in groups.values()})
     return path, runs, detail
+
+
+def test_pretraining_gain_section_takes_the_best_of_each_init_per_size(written):
+    path, runs, _ = written
+    table = md_table(path.read_text(), "## What pretraining is worth, by training-set size")
+    assert list(table["training images"]) == ["200", "800"]
+    points = fr.aggregate_seeds(runs)
+    for size, row in zip((200, 800), table.itertuples()):
+        best = points[points["dataset_size"] == size].groupby("init")["test_accuracy"].max()
+        assert row.scratch.startswith(f"{best['scratch']:.3f}")
+        assert row.pretrained.startswith(f"{best['pretrained']:.3f}")
+        assert float(table.loc[row.Index, "gain (pp)"]) == pytest.approx(
+            100 * (best["pretrained"] - best["scratch"]), abs=0.051)
+
+
+def test_roc_and_separation_sections_show_the_best_run_of_each_model_and_condition(written):
+    path, runs, _ = written
+    text = path.read_text()
+    assert "## One-vs-rest ROC curves" in text and "![ROC curves](roc_curves.png)" in text
+    table = md_table(text, "## Feature separation by stage")
+    assert set(table["model / condition"]) == {"resnet18 pretrained", "resnet18 scratch"}
+    points = fr.aggregate_seeds(runs)  # the best configuration, its seeds averaged
+    best = points.sort_values("test_accuracy", ascending=False).groupby("init").head(1)
+    for _, run_row in best.iterrows():
+        row = table[table["model / condition"] == f"resnet18 {run_row['init']}"].iloc[0]
+        assert row["late (features / 2-D)"] == (f"{run_row['silhouette_late_features']:.3f} / "
+                                                f"{run_row['silhouette_late_2d']:.3f}")
+    assert "![embeddings](embeddings.png)" in text
 
 
 def md_table(text: str, heading: str) -> pd.DataFrame:

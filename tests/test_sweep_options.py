@@ -36,3 +36,38 @@ def test_bad_sweep_option_is_one_line_exit_2_and_starts_nothing(case, tmp_path, 
     assert expected in lines[0]
     assert "plan:" not in done.stdout  # failed before planning, let alone launching
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # no mlflow.db, no runs/
+
+
+# (script, arguments, what the one line must say); {tmp} is the test's folder, which holds
+# `a_file`, an empty `empty/` and a one-class image folder `one_class/`
+STUDY_BAD_OPTIONS = {
+    "folder study without --data": ("folder_finetune.py", [], "needs --data DIR"),
+    "--data that does not exist": ("folder_finetune.py", ["--data", "{tmp}/nope"], "no such folder"),
+    "--data that is a file": ("folder_finetune.py", ["--data", "{tmp}/a_file"], "not a folder"),
+    "--data an empty folder": ("folder_finetune.py", ["--data", "{tmp}/empty"], "empty"),
+    "--data a one-class folder": ("folder_finetune.py", ["--data", "{tmp}/one_class"], "class"),
+    "CIFAR offline and absent": ("cifar10_transfer.py", ["--no-download", "--data-root", "{tmp}/empty"],
+                                 "cifar-10-python.tar.gz"),
+    "--data-root that is a file": ("cifar100_archs.py", ["--data-root", "{tmp}/a_file"], "not a folder"),
+    "--data unknown name": ("probe_regimes.py", ["--data", "imagenet"], "valid: pdf, cifar10, cifar100"),
+}
+
+
+@pytest.mark.parametrize("case", list(STUDY_BAD_OPTIONS))
+def test_bad_study_input_is_one_line_exit_2_and_starts_nothing(case, tmp_path, shared_cache):
+    from helpers_data import write_image_folder
+
+    script, args, expected = STUDY_BAD_OPTIONS[case]
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "empty").mkdir()
+    write_image_folder(tmp_path / "one_class", classes=("cat",), per_class=4, corrupt=False)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    argv = [a.format(tmp=tmp_path) for a in args]
+    done = run_sweep(script, ["--preset", "smoke", *argv], tmp_path, shared_cache, timeout=120)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert expected in lines[0], lines[0]
+    assert "plan:" not in done.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no mlflow.db, no runs/
+    assert not any((tmp_path / "empty").iterdir())

@@ -63,7 +63,7 @@ def roc_section(curves: dict[str, dict], out: Path) -> list[str]:
     usable = {k: c for k, c in curves.items() if c.get("fpr") and c.get("tpr")}
     if not usable:
         return []
-    figure = Figure(figsize=(5.2, 4.6), dpi=DPI)
+    figure = Figure(figsize=(6.0, 4.8), dpi=DPI)
     ax = figure.subplots()
     ax.plot([0, 1], [0, 1], color="0.7", lw=1, ls=":", label="chance")
     for label, curve in sorted(usable.items()):

@@ -245,6 +245,16 @@ def _download(root: Path, fmt: CifarFormat) -> None:
     shutil.rmtree(temp, ignore_errors=True)
 
 
+def check_present(root: str | Path, name: str) -> None:
+    """UsageError, naming the expected files, unless ``root`` holds the extracted batches or
+    the archive: what a caller that may not download checks before starting anything."""
+    fmt = cifar_format(name)
+    root = Path(root).expanduser()
+    folder = _folder(root, fmt)
+    if _missing(folder, fmt) and not (root / fmt.archive).is_file():
+        raise _not_found(root, fmt, folder, " and downloading is off")
+
+
 def locate_or_fetch(root: str | Path, name: str, download: bool) -> Path:
     """The complete extracted folder of ``name`` under ``root``: used as it is, else extracted
     from the archive in ``root``, else (``download``) fetched by torchvision. Offline and

@@ -51,6 +51,7 @@ def run_study(study: Study, options: SweepOptions) -> int:
     source = source_from_option(options.data, preset.data, root=options.data_root,
                                 download=options.download)
     trials = _validated_trials(preset, options, source)
+    source.check_available(Path(options.cache_dir).expanduser() / "datasets")
     uri = tracking_uri()
 
     from xfer.sweep.storage import SweepStore

@@ -62,6 +62,9 @@ class PdfData:
     def default_size(self) -> int:
         raise UsageError("the PDF-plot data needs a dataset_size: generated data has no natural size")
 
+    def check_available(self, cache_root: Path) -> None:
+        """Generated on demand: always available."""
+
     def prepare(self, cache_root: Path, n: int, progress=None) -> Path:
         from xfer.data.pdf.generate import PdfDatasetSpec, ensure_dataset
 
@@ -133,12 +136,22 @@ class CifarData(_FixedSplits):
     def eval_pool(self) -> int:
         return self.holdout + _CIFAR[self.name]["test"]
 
+    def _root(self, cache_root: Path) -> Path:
+        return Path(self.root) if self.root else Path(cache_root).parent / "downloads"
+
+    def check_available(self, cache_root: Path) -> None:
+        """Offline (``download`` off): the archive or its batches must be there already.
+        Online, a failed download is reported when the dataset is prepared."""
+        if not self.download:
+            from xfer.data.cifar import check_present
+
+            check_present(self._root(cache_root), self.name)
+
     def prepare(self, cache_root: Path, n: int, progress=None) -> Path:
         from xfer.data.cifar import ensure_cifar
 
-        root = Path(self.root) if self.root else Path(cache_root).parent / "downloads"
-        return ensure_cifar(cache_root, root, self.name, val_size=self.holdout, seed=self.seed,
-                            download=self.download, progress=progress)
+        return ensure_cifar(cache_root, self._root(cache_root), self.name, val_size=self.holdout,
+                            seed=self.seed, download=self.download, progress=progress)
 
 
 @dataclass(frozen=True)
@@ -155,6 +168,9 @@ class FolderData(_FixedSplits):
         from xfer.data.folder import folder_summary
 
         return folder_summary(self.path)
+
+    def check_available(self, cache_root: Path) -> None:
+        self._summary()  # UsageError for a missing, empty or one-class folder
 
     def describe(self) -> str:
         classes, images = self._summary()
@@ -199,6 +215,9 @@ class PackedData(_FixedSplits):
     @property
     def image_size(self) -> int:
         return int(self._meta()["image_size"])
+
+    def check_available(self, cache_root: Path) -> None:
+        self._meta()
 
     def describe(self) -> str:
         meta = self._meta()
