@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
@@ -48,6 +48,7 @@ TRIAL_PARAMS = ("model", "init", "train_layers", "weights", "head", "dataset", "
                 "cpus_per_trial", "gpus_per_trial", "arm", "early_stopping_patience", "augment",
                 "rotate_degrees", "lr_constant_epochs", "lr_decay_rate", "plateau_patience",
                 "plateau_factor", "label_smoothing", "embeddings")
+NODE_TAG = "xfer.node_ip"  # the Ray node that ran the trial's latest epoch
 _MAX_ERROR_TAG = 5000  # MLflow tag values are capped (8000 chars in MLflow 3)
 
 
@@ -65,6 +66,7 @@ class MlflowSweepLogger(Callback):
         self.runs: dict[str, str] = {}  # trial_id -> run_id
         self.logged_through: dict[str, int] = {}  # trial_id -> last epoch logged
         self.params_logged: set[str] = set()
+        self.nodes: dict[str, str] = {}  # trial_id -> node ip of its latest reported epoch
         # trials whose run was already FINISHED when this driver found it: a restored sweep
         # can restart a trial whose completion Ray's last state snapshot missed; its run is
         # final and is neither reopened nor written again
@@ -80,6 +82,7 @@ class MlflowSweepLogger(Callback):
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        self.__dict__.setdefault("nodes", {})  # pickled by an older xfer
         self.client = MlflowClient(self.tracking_uri)
         self.echo = self.echo or print
 
@@ -177,8 +180,13 @@ class MlflowSweepLogger(Callback):
         if trial.trial_id not in self.params_logged:  # logging the same value again is a no-op
             params = [Param(k, str(v)) for k, v in _params_known_after_start(result).items()]
             self.params_logged.add(trial.trial_id)
-        if metrics or params:
-            self.client.log_batch(run_id, metrics=metrics, params=params)
+        tags = []
+        if result.get("node_ip") and self.nodes.get(trial.trial_id) != result["node_ip"]:
+            # the node of the latest epoch; a trial retried on another node says so here
+            self.nodes[trial.trial_id] = result["node_ip"]
+            tags = [RunTag(NODE_TAG, result["node_ip"])]
+        if metrics or params or tags:
+            self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
         if metrics:
             self.logged_through[trial.trial_id] = max(m.step for m in metrics)
 

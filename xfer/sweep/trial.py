@@ -39,6 +39,7 @@ class SharedData:
 def run_trial(config: dict, shared: SharedData) -> None:
     from dataclasses import fields
 
+    import ray
     import torch
     from ray import tune
 
@@ -62,6 +63,7 @@ def run_trial(config: dict, shared: SharedData) -> None:
     gpus = float(config.get("gpus_per_trial", 0))
     dataset_name = f"{shared.meta.get('kind', 'pdf')}-{shared.meta.get('preset')}-seed{shared.meta.get('seed')}"
     latest: dict = {}
+    node_ip = ray.util.get_node_ip_address()
 
     def keep(state: dict) -> None:
         latest["state"] = state
@@ -71,6 +73,7 @@ def run_trial(config: dict, shared: SharedData) -> None:
         # the GPUs this trial held (a fraction when trials share one), not the device's count
         metrics["gpu_seconds"] = metrics.get("wall_time_s", 0.0) * gpus
         metrics["dataset_path"] = shared.meta["path"]
+        metrics["node_ip"] = node_ip  # where the epoch ran: a retried trial may move nodes
         metrics["dataset"] = dataset_name
         metrics["image_size"] = config.get("image_size") or shared.meta["image_size"]
         if shared.meta.get("skipped_count") is not None:  # an image folder's unreadable files
