@@ -345,7 +345,8 @@ def test_each_report_carries_the_lr_and_the_roc_curve_for_sweeps(config):
     reports = []
     result = fit(replace(config, epochs=2, report_test_each_epoch=True), reports.append)
     for report in reports:
-        assert set(report) == set(EPOCH_METRICS) | set(_SWEEP_REPORT_KEYS)
+        # embeddings come only with TrialConfig.embeddings, in the last epoch's report
+        assert set(report) == set(EPOCH_METRICS) | set(_SWEEP_REPORT_KEYS) - {"embeddings"}
         assert report["lr"] == config.lr
         roc = report["roc_curve"]
         assert len(roc["fpr"]) == len(roc["tpr"]) == 101 and roc["fpr"][0] == 0 and roc["fpr"][-1] == 1
@@ -371,3 +372,17 @@ def test_validate_names_the_new_fields(config, field, value, message):
     # Checked whatever the schedule: a bad value is a mistake even where it is not used yet.
     with pytest.raises(UsageError, match=message):
         replace(config, **{field: value}).validate()
+
+
+def test_embeddings_come_once_with_the_last_epochs_report(config):
+    reports = []
+    result = fit(replace(config, epochs=2, report_test_each_epoch=True, embeddings="tsne",
+                         embedding_points=40), reports.append)
+    assert "embeddings" not in reports[0] and "embeddings" in reports[-1]
+    embedded = result["embeddings"]
+    assert set(embedded["stages"]) == {"early", "middle", "late"}
+    n_test = result["n_test"]
+    for stage in embedded["stages"].values():
+        assert len(stage["points"]) == len(stage["labels"]) == min(40, n_test)
+    with pytest.raises(UsageError, match="embeddings"):
+        replace(config, embeddings="pca").validate()
