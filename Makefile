@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: quick test lock clean
+.PHONY: quick test topology-test lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ quick: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
+
+# The production topology on this machine (root): PostgreSQL, S3, MLflow server and a two-node
+# Ray cluster in network namespaces, with the smoke sweep sent by `ray job submit` (infra/local/).
+topology-test: $(STAMP)
+	$(BIN)/python -m pytest tests/test_topology.py -q
 
 # Re-pin the lock from what is installed now.
 lock: $(STAMP)
