@@ -97,10 +97,17 @@ def run_study(study: Study, options: SweepOptions) -> int:
         print(line)
     shown = redacted_uri(uri)
     print(f"MLflow: {shown}  experiment {options.experiment!r}, parent run {outcome['parent_run_id']}"
-          f"  (view: mlflow ui --backend-store-uri {shown})")
+          f"  (view: {_viewer_hint(shown)})")
     if outcome.get("report"):
-        print(f"report: {outcome['report']}")
+        print(f"report: {outcome['report']} (also attached to the parent run)")
     return EXIT_OK if outcome["finished"] else EXIT_FAILED
+
+
+def _viewer_hint(uri: str) -> str:
+    """A tracking server is opened in a browser; a local store through ``mlflow ui``."""
+    if uri.startswith(("http://", "https://", "databricks")):
+        return f"open {uri} in a browser"
+    return f"mlflow ui --backend-store-uri {uri}"
 
 
 class PhaseClock:
