@@ -229,6 +229,25 @@ def test_missing_file_folder_and_unknown_schemes(tmp_path):
             resolve_weights(source, MODEL)
 
 
+def test_a_fifo_or_device_is_refused_without_reading_it(tmp_path):
+    """Reading a FIFO blocks until someone writes to it (forever, for a path typed by mistake);
+    a device may never end. Only regular files are read."""
+    os.mkfifo(tmp_path / "fifo")
+    for source in (str(tmp_path / "fifo"), "/dev/zero"):
+        with pytest.raises(UsageError, match="is not a regular file"):
+            resolve_weights(source, MODEL)
+
+
+def test_a_sha256_pin_in_the_source_is_checked(tmp_path):
+    path = tmp_path / "w.pt"
+    path.write_bytes(torch_bytes(tiny_state_dict()))
+    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert describe_source(f"{path}#sha256={actual}") == "file"
+    assert resolve_weights(f"{path}#sha256={actual}", MODEL).sha256 == actual
+    with pytest.raises(UsageError, match=f"has sha256 {actual}, expected {'a' * 64}"):
+        resolve_weights(f"{path}#sha256={'a' * 64}", MODEL)
+
+
 @pytest.mark.parametrize("source, kind", [
     ("imagenet", "imagenet"), ("ImageNet", "imagenet"), ("/abs/w.pt", "file"), ("w.pt", "file"),
     ("file:///abs/w.pt", "file"), ("s3://b/k.pt", "s3"), ("runs:/abc/weights/model.pt", "mlflow"),

@@ -132,15 +132,21 @@ def validate(options: SweepOptions) -> None:
         raise UsageError(f"--max-failures must be >= 0, got {options.max_failures}")
     if options.gpus_per_trial > 1 and options.gpus_per_trial != int(options.gpus_per_trial):
         raise UsageError(f"--gpus-per-trial above 1 must be a whole number, got {options.gpus_per_trial:g}")
-    # On a cluster (RAY_ADDRESS) the GPUs are counted once Ray is joined; here, before anything starts.
-    if not os.environ.get("RAY_ADDRESS") and options.gpus_per_trial > visible_gpus():
-        raise UsageError(f"--gpus-per-trial {options.gpus_per_trial:g} but this machine has "
-                         f"{visible_gpus()} GPU(s); use 0 on a CPU machine or a fraction <= 1")
+    # On a cluster (RAY_ADDRESS) GPUs and CPUs are counted once Ray is joined; here, before
+    # anything starts (else a trial no node can hold is found after the dataset, the offline
+    # weights and Ray itself were built and started).
+    if not os.environ.get("RAY_ADDRESS"):
+        if options.gpus_per_trial > visible_gpus():
+            raise UsageError(f"--gpus-per-trial {options.gpus_per_trial:g} but this machine has "
+                             f"{visible_gpus()} GPU(s); use 0 on a CPU machine or a fraction <= 1")
+        cpus = os.cpu_count() or 1
+        if options.cpus_per_trial > cpus:
+            raise UsageError(f"--cpus-per-trial {options.cpus_per_trial:g} but this machine has "
+                             f"{cpus} CPU(s); use at most {cpus}")
     if options.storage_is_s3:
         bucket, _, _ = options.storage[len("s3://"):].partition("/")
         if not bucket:
             raise UsageError(f"--storage {options.storage}: an s3:// URI needs a bucket, e.g. s3://bucket/prefix")
     else:
         check_output_path(options.storage, "--storage", folder=True)
-    if options.cache_dir.exists() and not options.cache_dir.is_dir():
-        raise UsageError(f"--cache-dir {options.cache_dir} is not a folder")
+    check_output_path(options.cache_dir, "--cache-dir", folder=True)
