@@ -193,7 +193,13 @@ def _weights_note(preset: Preset, trials: list[dict]) -> str:
         return "none (no pretrained arm)"
     if isinstance(preset.pretrained, OfflinePretrain):
         return preset.pretrained.describe()
-    return f"{preset.pretrained} (torchvision's ImageNet weights via the torch hub cache)"
+    from xfer.weights import split_sha256_pin
+
+    source, pin = split_sha256_pin(preset.pretrained)
+    pinned = f", pinned to sha256 {pin[:12]}…" if pin else ""
+    if source == "imagenet":
+        return f"{preset.pretrained} (torchvision's ImageNet weights via the torch hub cache{pinned})"
+    return f"{source}{pinned}"
 
 
 def _print_audit(data_dir: Path) -> None:

@@ -52,9 +52,7 @@ class PdfData:
                              f"images per class for the 80:10:10 split), got {n!r}")
 
     def train_images(self, n: int) -> int:
-        from xfer.data.splits import SPLIT_FRACTIONS
-
-        return int(round(n * SPLIT_FRACTIONS[0]))
+        return stratified_train_count(n, self.num_classes(), self.seed)
 
     def eval_images(self, n: int) -> int:
         return n - self.train_images(n)
@@ -70,6 +68,17 @@ class PdfData:
 
         spec = PdfDatasetSpec(n=n, preset=self.preset, seed=self.seed, image_size=self.image_size)
         return ensure_dataset(cache_root, spec, progress=progress)
+
+
+def stratified_train_count(n: int, num_classes: int, seed: int) -> int:
+    """Training images the 80:10:10 stratified split gives the first n of a round-robin
+    (balanced) dataset: exact, since per-class rounding matters at small n (8 classes, n=40:
+    24, not 32)."""
+    import numpy as np
+
+    from xfer.data.splits import stratified_split
+
+    return len(stratified_split(np.arange(n) % num_classes, seed)["train"])
 
 
 class _FixedSplits:
@@ -244,7 +253,9 @@ class PackedData(_FixedSplits):
             raise UsageError(f"dataset_size must be an integer from 1 to {self.train_pool()}, got {n!r}")
 
     def train_images(self, n: int) -> int:
-        return n if self.fixed_splits else PdfData().train_images(n)
+        if self.fixed_splits:
+            return n
+        return stratified_train_count(n, self.num_classes(), int(self._meta().get("seed", 0)))
 
     def eval_images(self, n: int) -> int:
         return self.eval_pool() if self.fixed_splits else n - self.train_images(n)
