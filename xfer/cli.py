@@ -357,11 +357,46 @@ def _add_frontier_commands(sub: argparse._SubParsersAction) -> None:
     frontier.set_defaults(handler=_cmd_frontier)
 
 
+# --- xfer replay ----------------------------------------------------------------------------
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from xfer.argtypes import EXIT_FAILED
+    from xfer.tracking.spool import replay_spool
+
+    outcome = replay_spool(args.spool, tracking_uri=args.tracking_uri, echo=print)
+    runs = f" ({outcome.runs_created} runs created, {outcome.runs_found} found)" if outcome.applied else ""
+    skipped = f", {outcome.skipped} of them already in MLflow (their run was FINISHED)" if outcome.skipped else ""
+    print(f"replayed {outcome.applied} records{runs}{skipped}"
+          + (f", {outcome.rejected} refused by MLflow (see rejected.jsonl)" if outcome.rejected else "")
+          + (f"; {outcome.left} still waiting: MLflow is unavailable ({outcome.unavailable}); "
+             "run this again when it answers" if outcome.left else "; nothing is left to replay"))
+    if outcome.report_missing:
+        sweep_id = outcome.header.get("sweep_id")
+        print(f"the sweep ended while MLflow was unavailable and wrote no report; write it with: xfer "
+              f"frontier --experiment {outcome.header.get('experiment')} --sweep-id {sweep_id} "
+              f"--out xfer_reports/{sweep_id} --log-to-parent")
+    return EXIT_FAILED if outcome.left or outcome.rejected else EXIT_OK
+
+
+def _add_replay_commands(sub: argparse._SubParsersAction) -> None:
+    replay = sub.add_parser(
+        "replay", help="write to MLflow what a sweep spooled while its tracking server was "
+                       "unavailable; safe to run twice")
+    replay.add_argument("spool", metavar="SPOOL_PATH",
+                        help="the spool folder the sweep printed (<storage>/<experiment>/<sweep id>/"
+                             "mlflow_spool, or ./xfer_spool/<sweep id> for s3:// storage)")
+    replay.add_argument("--tracking-uri", default=None, metavar="URI",
+                        help="MLflow to replay into: the server the sweep logged to (default: "
+                             "MLFLOW_TRACKING_URI, else the URI recorded in the spool)")
+    replay.set_defaults(handler=_cmd_replay)
+
+
 # --- parser and entry point ---------------------------------------------------------------
 
 _COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [_add_data_commands,
                                                                         _add_train_commands,
-                                                                        _add_frontier_commands]
+                                                                        _add_frontier_commands,
+                                                                        _add_replay_commands]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,6 +12,12 @@ restored sweep opens a second run for every trial, and it has no parent run. Her
   listening are back-filled: each step is logged once.
 - the driver is the only MLflow writer, so trials on worker nodes need no route to the
   tracking server, and a SQLite store never sees concurrent writers.
+- every write goes through a ``SpoolingWriter`` (``xfer.tracking.spool``): while the tracking
+  server does not answer, records go to a durable local journal, and a trial seen for the first
+  time gets a placeholder run id; the journal is replayed in order, placeholders resolved by the
+  same tag search, as soon as the server answers (checked at the next callback, at most every
+  10 s) and at the sweep's end. An outage neither stops nor stalls the sweep, and nothing is
+  dropped or logged twice.
 
 Statuses: a trial that completes, including one ASHA stopped early (``epochs_run`` <
 ``epochs``), is FINISHED; one that exhausts its retries is FAILED with its error as the tag
@@ -26,12 +32,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlflow.entities import Metric, Param, RunTag
-from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
 from xfer.sweep.study import resolve_trial, trial_name
 from xfer.tracking.runs import EMBEDDINGS_ARTIFACT, ROC_ARTIFACT
+from xfer.tracking.spool import SpoolingWriter, placeholder
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_time_s", "lr")
 # The epoch's learning rate (what exp_decay and plateau schedules did) is logged as the metric
@@ -49,14 +54,18 @@ TRIAL_PARAMS = ("model", "init", "train_layers", "weights", "head", "dataset", "
                 "rotate_degrees", "lr_constant_epochs", "lr_decay_rate", "plateau_patience",
                 "plateau_factor", "label_smoothing", "embeddings")
 NODE_TAG = "xfer.node_ip"  # the Ray node that ran the trial's latest epoch
+STEP_MARKER = "val_accuracy"  # every epoch logs it: its latest step is the latest epoch logged
 _MAX_ERROR_TAG = 5000  # MLflow tag values are capped (8000 chars in MLflow 3)
 
 
 class MlflowSweepLogger(Callback):
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, sweep_id: str,
-                 swept_axes: list[str], echo=print, confusable=()):
+                 swept_axes: list[str], echo=print, confusable=(), spool_dir: str | None = None,
+                 spool_header: dict | None = None):
         self.tracking_uri = tracking_uri
-        self.client = MlflowClient(tracking_uri)
+        # spool_dir: where records wait while MLflow is down (tune_run: the sweep's storage folder)
+        self.writer = SpoolingWriter(tracking_uri, spool_dir or Path("xfer_spool", sweep_id).resolve(),
+                                     header=spool_header, echo=echo)
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.sweep_id = sweep_id
@@ -73,18 +82,20 @@ class MlflowSweepLogger(Callback):
         self.closed: set[str] = set()
 
     # Ray pickles the RunConfig, callbacks included, into the sweep's state so that
-    # Tuner.restore brings this logger back; a database-backed client does not pickle.
+    # Tuner.restore brings this logger back; the writer reopens its spool from disk.
     def __getstate__(self):
         state = self.__dict__.copy()
-        del state["client"]
+        state.pop("client", None)
         state["echo"] = None
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         self.__dict__.setdefault("nodes", {})  # pickled by an older xfer
-        self.client = MlflowClient(self.tracking_uri)
         self.echo = self.echo or print
+        if "writer" not in self.__dict__:  # pickled by an xfer without the spool
+            self.writer = SpoolingWriter(self.tracking_uri, Path("xfer_spool", self.sweep_id).resolve())
+        self.writer.echo = self.echo
 
     # --- Tune hooks ---------------------------------------------------------------------------
 
@@ -129,73 +140,70 @@ class MlflowSweepLogger(Callback):
         if result:
             self._log_final(run_id, result)
         if error is not None:
-            self.client.set_tag(run_id, "xfer.error", error[:_MAX_ERROR_TAG])
-        self.client.set_terminated(run_id, status)
+            self.writer.submit({"op": "log_batch", "run": run_id,
+                                "tags": {"xfer.error": error[:_MAX_ERROR_TAG]}})
+        self.writer.submit({"op": "set_terminated", "run": run_id, "status": status,
+                            "end_time": _now_ms()})
         return result
 
     # --- runs ---------------------------------------------------------------------------------
 
     def _run_for(self, trial) -> str:
-        """This trial's child run: cached, else found by tags, else created (exactly once)."""
+        """This trial's child run: cached, else found by tags, else created (exactly once). A
+        FAILED run (a failed trial retried) is reopened; a FINISHED one is final. While MLflow
+        is down: a placeholder id, resolved by the same search when the spool is replayed."""
         if trial.trial_id in self.runs:
             return self.runs[trial.trial_id]
-        found = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=(f"tags.`xfer.sweep_id` = '{self.sweep_id}' and "
-                           f"tags.`xfer.trial_id` = '{trial.trial_id}'"),
-            max_results=1)
-        if found:
-            run_id = found[0].info.run_id
-            if found[0].info.status == "FINISHED":
-                self.closed.add(trial.trial_id)
-            elif found[0].info.status != "RUNNING":  # a failed trial retried: open it again
-                self.client.update_run(run_id, status="RUNNING")
-            history = self.client.get_metric_history(run_id, "val_accuracy")
-            self.logged_through[trial.trial_id] = max((m.step for m in history), default=0)
+        values = _values(trial)
+        params = {k: values[k] for k in TRIAL_PARAMS if k in values}
+        if values.get("init") == "scratch":
+            params["weights"] = "none"  # the sweep's weights apply to the pretrained arm only
+        opened = self.writer.submit({
+            "op": "open_run", "run": placeholder(trial.trial_id), "experiment_id": self.experiment_id,
+            "match_tags": {"xfer.sweep_id": self.sweep_id, "xfer.trial_id": trial.trial_id},
+            "run_name": trial_name(values, self.swept_axes), "start_time": _now_ms(),
+            "tags": {"mlflow.parentRunId": self.parent_run_id, "xfer.sweep_id": self.sweep_id,
+                     "xfer.trial_id": trial.trial_id, "xfer.role": "trial"},
+            "params": params, "marker": STEP_MARKER})
+        if opened is None:  # spooled: the run is new as far as this driver can tell
+            run_id, self.logged_through[trial.trial_id] = placeholder(trial.trial_id), 0
         else:
-            run = self.client.create_run(
-                self.experiment_id, run_name=trial_name(_values(trial), self.swept_axes),
-                tags={"mlflow.parentRunId": self.parent_run_id, "xfer.sweep_id": self.sweep_id,
-                      "xfer.trial_id": trial.trial_id, "xfer.role": "trial"})
-            run_id = run.info.run_id
-            self.logged_through[trial.trial_id] = 0
-            values = _values(trial)
-            params = {k: values[k] for k in TRIAL_PARAMS if k in values}
-            if values.get("init") == "scratch":
-                params["weights"] = "none"  # the sweep's weights apply to the pretrained arm only
-            self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+            run_id, self.logged_through[trial.trial_id] = opened["run_id"], opened["through"]
+            if opened["closed"]:
+                self.closed.add(trial.trial_id)
         self.runs[trial.trial_id] = run_id
         return run_id
 
     def _log_epochs(self, trial, run_id: str, result: dict) -> None:
         """Per-epoch metrics (step = epoch) for epochs MLflow does not have yet."""
         done = self.logged_through.get(trial.trial_id, 0)
-        now = int(time.time() * 1000)
+        now = _now_ms()
         metrics = []
         for entry in result.get("history", []):
             if entry["epoch"] > done:
-                metrics += [Metric(_METRIC_NAMES.get(key, key), float(entry[key]), now, entry["epoch"])
+                metrics += [[_METRIC_NAMES.get(key, key), float(entry[key]), now, int(entry["epoch"])]
                             for key in EPOCH_METRICS if key in entry]
-        params = []
+        params = {}
         if trial.trial_id not in self.params_logged:  # logging the same value again is a no-op
-            params = [Param(k, str(v)) for k, v in _params_known_after_start(result).items()]
+            params = {k: str(v) for k, v in _params_known_after_start(result).items()}
             self.params_logged.add(trial.trial_id)
-        tags = []
+        tags = {}
         if result.get("node_ip") and self.nodes.get(trial.trial_id) != result["node_ip"]:
             # the node of the latest epoch; a trial retried on another node says so here
             self.nodes[trial.trial_id] = result["node_ip"]
-            tags = [RunTag(NODE_TAG, result["node_ip"])]
+            tags = {NODE_TAG: result["node_ip"]}
         if metrics or params or tags:
-            self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
-        if metrics:
-            self.logged_through[trial.trial_id] = max(m.step for m in metrics)
+            # after_step_of: a replay skips epochs the run already has (a run found again)
+            self.writer.submit({"op": "log_batch", "run": run_id, "metrics": metrics, "params": params,
+                                "tags": tags, "after_step_of": STEP_MARKER})
+        if metrics:  # in MLflow or in the spool, which replays it: either way, logged
+            self.logged_through[trial.trial_id] = max(m[3] for m in metrics)
 
     def _log_final(self, run_id: str, result: dict) -> None:
-        now = int(time.time() * 1000)
+        now = _now_ms()
         step = int(result.get("epochs_run", 0))
-        metrics = [Metric(key, float(result[key]), now, step) for key in FINAL_METRICS
+        metrics = [[key, float(result[key]), now, step] for key in FINAL_METRICS
                    if isinstance(result.get(key), (int, float)) and not isinstance(result.get(key), bool)]
-        self.client.log_batch(run_id, metrics=metrics)
         with tempfile.TemporaryDirectory() as tmp:
             if result.get("confusion_matrix") is not None:
                 write_confusion_artifacts(result["confusion_matrix"], result.get("classes", []), Path(tmp),
@@ -203,10 +211,16 @@ class MlflowSweepLogger(Callback):
             if result.get("roc_curve"):
                 (Path(tmp) / ROC_ARTIFACT).write_text(json.dumps(result["roc_curve"]))
             if result.get("embeddings"):
-                metrics = write_embedding_artifacts(result["embeddings"], result.get("classes", []), Path(tmp))
-                self.client.log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in metrics.items()])
+                silhouettes = write_embedding_artifacts(result["embeddings"], result.get("classes", []),
+                                                        Path(tmp))
+                metrics += [[k, v, now, step] for k, v in silhouettes.items()]
+            self.writer.submit({"op": "log_batch", "run": run_id, "metrics": metrics})
             if any(Path(tmp).iterdir()):
-                self.client.log_artifacts(run_id, tmp)
+                self.writer.submit({"op": "log_artifacts", "run": run_id}, files=tmp)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _values(trial) -> dict:

@@ -40,6 +40,7 @@ def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepS
     from xfer.data.tensors import read_packed_arrays
     from xfer.provenance import git_sha, package_versions
     from xfer.sweep.mlflow_logger import MlflowSweepLogger
+    from xfer.tracking.spool import SpoolingWriter, set_driver_client_env
 
     # Tune's own CSV/JSON/TensorBoard loggers duplicate what MLflow records; skip their I/O
     # (and the warning that the results they would have written cannot be read back).
@@ -48,21 +49,30 @@ def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepS
     # Checkpoints come every epoch and epochs can take a second: Tune's state snapshots
     # follow them by design (num_to_keep forces one), so its "too frequent" warning is noise.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    env = {"MLFLOW_TRACKING_URI": tracking}
+    env = _trial_env(tracking)
     started_ray = not ray.is_initialized()
     if started_ray:
         with phases("ray start"):
             _start_ray(local_ray, env)
     try:
         _check_cluster_resources(options)
+        # A failed MLflow call costs seconds, not MLflow's default ~4 minutes of retries; the
+        # sweep needs the server to start, then rides out outages with the spool.
+        set_driver_client_env()
         client = mlflow.tracking.MlflowClient(tracking)
         experiment_id = _experiment_id(client, options.experiment)
         if previous:
             parent_run_id = previous["parent_run_id"]
-            client.update_run(parent_run_id, status="RUNNING")
         else:
             parent_run_id = _create_parent(client, experiment_id, sweep_id, options, preset,
                                            git_sha(), package_versions(), weights)
+        spool_dir = spool_folder(store, options.experiment, sweep_id)
+        spool_header = {"sweep_id": sweep_id, "experiment": options.experiment,
+                        "experiment_id": experiment_id, "parent_run_id": parent_run_id,
+                        "tracking_uri": redacted_uri(tracking)}
+        if previous:  # after what a killed driver left in the spool, if anything
+            SpoolingWriter(tracking, spool_dir, spool_header).submit(
+                {"op": "update_run", "run": parent_run_id, "status": "RUNNING"})
         meta = {"sweep_id": sweep_id, "parent_run_id": parent_run_id, "experiment": options.experiment,
                 "experiment_id": experiment_id, "tracking_uri": redacted_uri(tracking),
                 "preset": options.preset,
@@ -80,7 +90,8 @@ def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepS
         confusable = ([p["classes"] for p in json.loads(audit_path.read_text())["confusable"]]
                       if audit_path.is_file() else [])
         logger = MlflowSweepLogger(tracking, experiment_id, parent_run_id, sweep_id, swept,
-                                   confusable=confusable)
+                                   confusable=confusable, spool_dir=str(spool_dir),
+                                   spool_header=spool_header)
         run_config = tune.RunConfig(
             name=sweep_id, storage_path=store.experiment_root(options.experiment),
             storage_filesystem=store.fs if store.is_s3 else None,
@@ -103,15 +114,50 @@ def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepS
 
         finished = [r for r in results if r.error is None]
         failed = [r for r in results if r.error is not None]
+        # The callback that logged the trials may be a copy Tuner.restore unpickled; the
+        # spool on disk is the one truth. Replay what waits, now, whatever the retry interval.
+        writer = SpoolingWriter(tracking, spool_dir, spool_header)
+        writer.drain()
+        report = None
         with phases("report"):
-            report = _report(options, study, sweep_id, tracking) if finished and options.report else None
-        client.set_terminated(parent_run_id, "FINISHED" if finished else "FAILED")
+            if finished and options.report and writer.pending:
+                print(f"report skipped: MLflow does not have the sweep's records yet; after the replay "
+                      f"below, run: xfer frontier --experiment {options.experiment} --sweep-id "
+                      f"{sweep_id} --out {_report_dir(sweep_id)} --log-to-parent")
+            elif finished and options.report:
+                report = _report(options, study, sweep_id, tracking)
+        writer.submit({"op": "set_terminated", "run": parent_run_id,
+                       "status": "FINISHED" if finished else "FAILED",
+                       "end_time": int(time.time() * 1000),
+                       "report_missing": bool(finished and options.report and report is None)})
+        _print_spool(writer, store.display(options.experiment, sweep_id))
         store.write_meta(options.experiment, sweep_id, {**meta, "finished": True})
         return {"finished": len(finished), "failed": len(failed), "parent_run_id": parent_run_id,
                 "best": _best_per_init(finished, swept), "report": report}
     finally:
         if started_ray:
             ray.shutdown()
+
+
+def spool_folder(store: SweepStore, experiment: str, sweep_id: str) -> Path:
+    """Where MLflow records wait while the tracking server is down: next to the sweep's Ray
+    state for local storage; for S3, ``xfer_spool/<sweep id>`` in the driver's working
+    directory, since an S3 object cannot be appended to and fsynced line by line."""
+    if store.is_s3:
+        return Path("xfer_spool", sweep_id).resolve()
+    return Path(store.sweep_path(experiment, sweep_id)) / "mlflow_spool"
+
+
+def _print_spool(writer, ray_storage: str) -> None:
+    if writer.pending:
+        uri = redacted_uri(writer.tracking_uri)
+        print(f"MLflow at {uri} is unavailable: {writer.pending} records of this sweep (runs, params, "
+              f"metrics, artifacts, statuses) are spooled at {writer.folder}; the trials' results "
+              f"and checkpoints are in {ray_storage}. Replay them into MLflow when it answers "
+              f"(safe to repeat): xfer replay {writer.folder} --tracking-uri {uri}")
+    elif writer.spooled:
+        print(f"MLflow was unavailable during the sweep: {writer.spooled} records were spooled at "
+              f"{writer.folder} and replayed; none is missing")
 
 
 def _start_ray(local: bool, env: dict) -> None:
@@ -123,8 +169,34 @@ def _start_ray(local: bool, env: dict) -> None:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
                  runtime_env={"env_vars": env})
-    else:  # `ray job submit` or RAY_ADDRESS: join the cluster; the job sets the env vars
-        ray.init(logging_level=logging.WARNING, log_to_driver=False)
+    else:  # `ray job submit` or RAY_ADDRESS: join the cluster
+        missing = _env_not_set_by_job(env)
+        ray.init(logging_level=logging.WARNING, log_to_driver=False,
+                 runtime_env={"env_vars": missing} if missing else None)
+
+
+def _trial_env(tracking: str) -> dict:
+    """What every trial on every node gets (SPEC): the tracking URI, without a user:password
+    part, since Ray writes runtime envs into every node's logs. Trials do not write to MLflow;
+    one that reads from it (runs:/ weights) uses MLFLOW_TRACKING_USERNAME/PASSWORD if its node
+    has them."""
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(tracking)
+    if parts.username is None and parts.password is None:
+        return {"MLFLOW_TRACKING_URI": tracking}
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return {"MLFLOW_TRACKING_URI": urllib.parse.urlunsplit(parts._replace(netloc=netloc))}
+
+
+def _env_not_set_by_job(env: dict) -> dict:
+    """The env vars the trials need that a submitted job's runtime env does not already set
+    (Ray refuses a ray.init runtime env that sets the same variable as the job's). A driver
+    that joins with RAY_ADDRESS outside a job has no runtime env: without this its trials on
+    other nodes would not see MLFLOW_TRACKING_URI."""
+    job = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
+    job_env = (job.get("runtime_env") or {}).get("env_vars") or {}
+    return {key: value for key, value in env.items() if key not in job_env}
 
 
 def _report(options: SweepOptions, study: Study, sweep_id: str, tracking: str):
@@ -132,7 +204,7 @@ def _report(options: SweepOptions, study: Study, sweep_id: str, tracking: str):
     is printed, not raised: the sweep's runs are safe in MLflow and `xfer frontier` redoes it."""
     from xfer.aggregate import build_report
 
-    out = os.path.abspath(os.path.join("xfer_reports", sweep_id))
+    out = _report_dir(sweep_id)
     try:
         return build_report(options.experiment, sweep_id, cost=study.cost_metric, out_dir=out,
                             tracking_uri=tracking, log_to_parent=True)
@@ -140,6 +212,10 @@ def _report(options: SweepOptions, study: Study, sweep_id: str, tracking: str):
         print(f"report failed ({type(exc).__name__}: {exc}); rerun: xfer frontier "
               f"--experiment {options.experiment} --sweep-id {sweep_id} --out {out}")
         return None
+
+
+def _report_dir(sweep_id: str) -> str:
+    return os.path.abspath(os.path.join("xfer_reports", sweep_id))
 
 
 def _check_cluster_resources(options: SweepOptions) -> None:
