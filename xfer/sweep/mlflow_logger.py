@@ -141,7 +141,7 @@ class MlflowSweepLogger(Callback):
             self._log_final(run_id, result)
         if error is not None:
             self.writer.submit({"op": "log_batch", "run": run_id,
-                                "tags": {"xfer.error": error[:_MAX_ERROR_TAG]}})
+                                "tags": {"xfer.error": _tail(error, _MAX_ERROR_TAG)}})
         self.writer.submit({"op": "set_terminated", "run": run_id, "status": status,
                             "end_time": _now_ms()})
         return result
@@ -261,6 +261,11 @@ def write_confusion_artifacts(matrix: list[list[int]], classes: list[str], out: 
     from xfer.figures import plot_confusion_matrix
 
     plot_confusion_matrix(matrix, classes, out / "confusion_matrix.png", confusable=confusable)
+
+
+def _tail(text: str, limit: int) -> str:
+    """The end of a long traceback: the exception itself is its last line."""
+    return text if len(text) <= limit else "…" + text[-(limit - 1):]
 
 
 def _error_text(trial) -> str:

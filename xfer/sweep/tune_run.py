@@ -25,7 +25,7 @@ from xfer.sweep.options import SweepOptions
 from xfer.tracking import redacted_uri
 from xfer.sweep.storage import SweepStore
 from xfer.sweep.study import ARMS_TABLE, WEIGHTS_BY_MODEL, Preset, Study, resolve_trial, trial_name
-from xfer.sweep.trial import SharedData, run_trial
+from xfer.sweep.trial import SharedData, run_trial, shareable_weights
 
 ASHA_REDUCTION_FACTOR = 2  # keep the top half at each rung: gentle, since budgets are short
 
@@ -81,7 +81,9 @@ def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepS
         store.write_meta(options.experiment, sweep_id, meta)
 
         images, labels, dataset_meta = read_packed_arrays(data_dir)
-        shared = SharedData(images=images, labels=labels, meta=dataset_meta)
+        # offline-pretrained weights live in this machine's cache: ship their bytes to every node
+        shared = SharedData(images=images, labels=labels, meta=dataset_meta,
+                            weight_files=shareable_weights(weights.values()))
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, shared=shared),
             {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
@@ -167,8 +169,10 @@ def _start_ray(local: bool, env: dict) -> None:
         # A single-machine Ray bound to 127.0.0.1; without this Ray opens its ports on the
         # machine's network interface even for a laptop run.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
-                 runtime_env={"env_vars": env})
+        # address="local": always a new instance; a bare init() would join any `ray start`
+        # cluster already running on this machine (another user's, with other resources).
+        ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING,
+                 log_to_driver=False, runtime_env={"env_vars": env})
     else:  # `ray job submit` or RAY_ADDRESS: join the cluster
         missing = _env_not_set_by_job(env)
         ray.init(logging_level=logging.WARNING, log_to_driver=False,
