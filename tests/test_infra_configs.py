@@ -205,7 +205,7 @@ def test_mlflow_compose_intent():
     assert command[:2] == ["mlflow", "server"]
     assert "--app-name=basic-auth" in command
     backend = [c for c in command if c.startswith("--backend-store-uri=")]
-    assert backend and backend[0].split("=", 1)[1].startswith("postgresql://")
+    assert backend and backend[0].split("=", 1)[1].startswith("postgresql+psycopg2://")
     artifacts = [c for c in command if c.startswith(("--artifacts-destination=",
                                                       "--default-artifact-root="))]
     assert artifacts and artifacts[0].split("=", 1)[1].startswith("s3://")
@@ -223,7 +223,7 @@ def test_basic_auth_ini_uses_postgres_and_holds_no_password():
 
     ini = configparser.ConfigParser()
     ini.read(INFRA / "mlflow" / "basic_auth.ini")
-    assert ini["mlflow"]["database_uri"].startswith("postgresql://")
+    assert ini["mlflow"]["database_uri"].startswith("postgresql+psycopg2://")
     assert "admin_password" not in ini["mlflow"]
     _assert_no_secrets(INFRA / "mlflow" / "basic_auth.ini")
     assert "mlflow_auth" in (INFRA / "mlflow" / "initdb" / "10-auth-db.sql").read_text()

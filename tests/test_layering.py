@@ -50,3 +50,23 @@ def test_the_core_never_imports_upward(module):
     upward = {n for n in _imports(XFER / module)
               if n.startswith(("xfer.sweep", "xfer.cli", "xfer.report", "xfer.aggregate"))}
     assert not upward, f"xfer/{module} imports {sorted(upward)}"
+
+
+def test_the_trial_path_imports_with_only_torch_and_torchvision():
+    """The GPU machine has torch and torchvision but not scipy, ptflops, matplotlib, ray,
+    mlflow, optuna, pandas or sklearn: `import xfer.train` and `xfer train --help` must work
+    there (ptflops is carried as a small wheel and imported only when MACs are counted)."""
+    code = (
+        "import sys\n"
+        # None in sys.modules: `import x` fails and find_spec(x) says absent, as when not installed
+        "for name in ('scipy', 'ptflops', 'matplotlib', 'ray', 'mlflow', 'optuna', 'pandas', "
+        "'sklearn'):\n"
+        "    sys.modules[name] = None\n"
+        "import xfer.train, xfer.cli\n"
+        "try:\n"
+        "    xfer.cli.main(['train', '--help'])\n"
+        "except SystemExit as exit:\n"
+        "    print('exit', exit.code)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "usage: xfer train" in done.stdout and done.stdout.strip().endswith("exit 0")

@@ -20,7 +20,6 @@ import functools
 import io
 
 import torch
-from ptflops import get_model_complexity_info
 from torch import nn
 
 from xfer.errors import UsageError
@@ -34,6 +33,8 @@ def macs_per_image(model: nn.Module, input_size: int) -> int:
     statistics are untouched. Costs one model copy and one CPU forward pass (about 0.3 s for
     resnet50 at 224 px on 2 cores); the trainer uses the cached :func:`macs_per_image_for`.
     """
+    from ptflops import get_model_complexity_info  # here: `import xfer.train` works without it
+
     counted = copy.deepcopy(model).cpu().eval()
     log = io.StringIO()
     # ptflops prints (and swallows) errors; keep its output off the console and in our error.

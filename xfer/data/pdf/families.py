@@ -12,7 +12,20 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy import special  # ~0.3 s to import; scipy.stats would be ~2 s
+
+
+class _LazySpecial:
+    """``scipy.special``, imported on first use (~0.3 s; scipy.stats would be ~2 s), so that
+    listing the presets (``xfer --help``, ``xfer train`` on a machine without scipy) needs no
+    scipy."""
+
+    def __getattr__(self, name: str):
+        from scipy import special as module
+
+        return getattr(module, name)
+
+
+special = _LazySpecial()
 
 
 @dataclass(frozen=True)
