@@ -6,8 +6,10 @@ own MLflow store, and checks the store afterwards.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -241,10 +243,19 @@ def test_optuna_searches_sample_the_space_through_the_same_stack(search, tmp_pat
 def test_no_secret_from_the_environment_reaches_mlflow_or_the_sweep_files(tmp_path, shared_cache):
     secrets = {"AWS_ACCESS_KEY_ID": "AKIAXFERFAKEKEY12345", "AWS_SECRET_ACCESS_KEY": "xfer-fake-secret-9f8e7d",
                "MLFLOW_TRACKING_PASSWORD": "xfer-fake-mlflow-pw-4c3b", "RAY_AUTH_TOKEN": "xferfaketoken0a1b2c3d4e5f"}
-    env = {**sweep_env(tmp_path), **secrets, "MLFLOW_TRACKING_USERNAME": "xfer-driver"}
-    done = run_sweep("pdf_grid.py", ["--preset", "smoke", "--scheduler", "fifo"], tmp_path,
-                     shared_cache, env=env)
+    ray_tmp = Path(tempfile.mkdtemp(prefix="xr", dir="/tmp"))  # short: Ray's socket paths are capped
+    env = {**sweep_env(tmp_path), **secrets, "MLFLOW_TRACKING_USERNAME": "xfer-driver",
+           "RAY_TMPDIR": str(ray_tmp)}
+    try:
+        done = run_sweep("pdf_grid.py", ["--preset", "smoke", "--scheduler", "fifo"], tmp_path,
+                         shared_cache, env=env)
+        # Ray's own logs of this sweep: runtime envs, worker output, the GCS and raylet
+        ray_logs = [path.read_bytes().decode(errors="replace") for path in ray_tmp.rglob("*")
+                    if path.is_file() and not path.is_symlink() and path.stat().st_size < 50 << 20]
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert len(ray_logs) > 10, "Ray wrote no logs under RAY_TMPDIR: nothing was searched"
     client, parents, children = _runs(tmp_path)
     texts = [done.stdout, done.stderr]
     for run in parents + children:
@@ -259,5 +270,6 @@ def test_no_secret_from_the_environment_reaches_mlflow_or_the_sweep_files(tmp_pa
     for path in (tmp_path / "xfer_reports").rglob("*"):
         if path.is_file():
             texts.append(path.read_bytes().decode(errors="replace"))
+    texts += ray_logs
     leaked = {name for name, value in secrets.items() for text in texts if value in text}
     assert not leaked, f"secrets leaked: {sorted(leaked)}"

@@ -42,6 +42,7 @@ def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepS
     from xfer.sweep.mlflow_logger import MlflowSweepLogger
     from xfer.tracking.spool import SpoolingWriter, set_driver_client_env
 
+    _keep_credentials_out_of_runtime_envs()
     # Tune's own CSV/JSON/TensorBoard loggers duplicate what MLflow records; skip their I/O
     # (and the warning that the results they would have written cannot be read back).
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -160,6 +161,20 @@ def _print_spool(writer, ray_storage: str) -> None:
     elif writer.spooled:
         print(f"MLflow was unavailable during the sweep: {writer.spooled} records were spooled at "
               f"{writer.folder} and replayed; none is missing")
+
+
+# What Ray Tune copies from the driver's environment into every trial's runtime env, and so
+# into every node's runtime_env_agent.log, verbatim (seen on a real two-node cluster).
+_CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN")
+
+
+def _keep_credentials_out_of_runtime_envs() -> None:
+    """Stop Tune from putting the driver's AWS keys into trials' runtime envs. Trials get
+    credentials from their node instead: on one machine they inherit the driver's environment
+    through the Ray it starts; on a cluster, from an instance role or a credentials file."""
+    from ray.tune.execution import class_cache
+
+    class_cache.ENV_VARS_TO_PROPAGATE.difference_update(_CREDENTIAL_VARS)
 
 
 def _start_ray(local: bool, env: dict) -> None:
