@@ -48,3 +48,17 @@ def kill_group(process: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     process.wait(timeout=30)
+
+
+def pids_naming(text: str) -> list[int]:
+    """Processes whose command line contains ``text``: a Ray instance's processes all name its
+    private temp dir, so tests can stop exactly what they started."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if text.encode() in (proc / "cmdline").read_bytes():
+                    pids.append(int(proc.name))
+            except OSError:
+                pass
+    return pids

@@ -25,23 +25,10 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO, kill_group, sweep_env
+from conftest import REPO, kill_group, pids_naming, sweep_env
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_time_s")
 SMOKE_TRIALS = 8
-
-
-def _pids_under(temp_dir: str) -> list[int]:
-    """Processes of this Ray cluster: their command lines name its private temp dir."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if temp_dir.encode() in (proc / "cmdline").read_bytes():
-                    pids.append(int(proc.name))
-            except OSError:
-                pass
-    return pids
 
 
 def _children(pid: int) -> list[int]:
@@ -101,13 +88,13 @@ def ray_cluster(monkeypatch):
                 cluster.shutdown()
             except Exception as exc:  # noqa: BLE001 - the sweep above failed; kill what is left
                 print(f"cluster.shutdown: {exc!r}")
-        for pid in _pids_under(temp_dir):
+        for pid in pids_naming(temp_dir):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         time.sleep(1)
-        left = _pids_under(temp_dir)
+        left = pids_naming(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
         assert not left, f"Ray processes survived the teardown: {left}"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO
+from conftest import REPO, pids_naming
 
 pytestmark = pytest.mark.slow
 
@@ -27,19 +27,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _ray_pids(temp_dir: str) -> list[int]:
-    """Processes of this Ray instance: their command lines name its private temp dir."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if temp_dir.encode() in (proc / "cmdline").read_bytes():
-                    pids.append(int(proc.name))
-            except OSError:
-                pass
-    return pids
 
 
 @pytest.fixture
@@ -63,14 +50,14 @@ def ray_head(tmp_path):
         assert re.fullmatch(r"[0-9a-f]{32,}", token), "no Ray auth token"
         yield env, f"http://127.0.0.1:{dashboard_port}", token
     finally:
-        pids = _ray_pids(temp_dir)
+        pids = pids_naming(temp_dir)
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         time.sleep(1)
-        assert not _ray_pids(temp_dir), "Ray processes survived the teardown"
+        assert not pids_naming(temp_dir), "Ray processes survived the teardown"
 
 
 def test_ray_job_submit_runs_the_smoke_sweep(ray_head, tmp_path, shared_cache):
