@@ -49,6 +49,7 @@ import torch
 from torch import nn
 
 from xfer.errors import UsageError, choice_error
+from xfer.figures import class_colours
 from xfer.models import MODEL_NAMES
 
 STAGES = ("early", "middle", "late")
@@ -198,16 +199,6 @@ def separation(features: np.ndarray, labels: np.ndarray) -> float:
 
 # --- figures ---------------------------------------------------------------------------------
 
-def _class_colours(n_classes: int) -> np.ndarray:
-    from matplotlib import colormaps
-
-    if n_classes <= 10:
-        return colormaps["tab10"](np.arange(n_classes))
-    if n_classes <= 20:
-        return colormaps["tab20"](np.arange(n_classes))
-    return colormaps["turbo"](np.linspace(0, 1, n_classes))  # no legend: too many to read
-
-
 def plot_embedding(points: np.ndarray, labels: np.ndarray, classes: list[str], path: Path | str,
                    *, title: str = "") -> Path:
     """A scatter of N×2 ``points`` coloured by class (``labels`` index ``classes``), as a PNG
@@ -215,7 +206,7 @@ def plot_embedding(points: np.ndarray, labels: np.ndarray, classes: list[str], p
     from matplotlib.figure import Figure
 
     points, labels = np.asarray(points, dtype=float), np.asarray(labels)
-    colours = _class_colours(len(classes))
+    colours = class_colours(len(classes))
     figure = Figure(figsize=(5.2, 4.4))
     ax = figure.subplots()
     for index, name in enumerate(classes):

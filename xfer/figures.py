@@ -9,6 +9,18 @@ import numpy as np
 MAX_ANNOTATED_CLASSES = 20  # above this, cell counts and every class name would be unreadable
 
 
+def class_colours(n_classes: int) -> np.ndarray:
+    """One RGBA colour per class: tab10/tab20's distinct colours, a continuous map beyond 20
+    (where no legend is drawn: too many to read)."""
+    from matplotlib import colormaps
+
+    if n_classes <= 10:
+        return colormaps["tab10"](np.arange(n_classes))
+    if n_classes <= 20:
+        return colormaps["tab20"](np.arange(n_classes))
+    return colormaps["turbo"](np.linspace(0, 1, n_classes))
+
+
 def draw_confusion(ax, matrix, classes: list[str], confusable=()) -> None:
     """Counts with row-normalised shading (rows: true class) on ``ax``. Both cells of each
     ``confusable`` class pair (from the dataset's audit) are outlined in red: errors there are

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from xfer.figures import class_colours
 from xfer.frontier import ACCURACY
 
 DPI = 150
@@ -120,7 +121,7 @@ def _embedding_grid(embeddings: dict[str, dict], classes: list[str], path: Path)
     labels = sorted(embeddings)
     figure = Figure(figsize=(3.0 * len(STAGES), 2.7 * len(labels)), dpi=DPI)
     axes = np.atleast_2d(figure.subplots(len(labels), len(STAGES), squeeze=False))
-    colours = _class_colours(len(classes) or 1)
+    colours = class_colours(len(classes) or 1)
     for r, label in enumerate(labels):
         stages = embeddings[label].get("stages", {})
         for c, stage in enumerate(STAGES):
@@ -140,10 +141,3 @@ def _embedding_grid(embeddings: dict[str, dict], classes: list[str], path: Path)
     figure.tight_layout()
     figure.savefig(path)
     return path
-
-
-def _class_colours(n: int) -> np.ndarray:
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab10" if n <= 10 else "tab20" if n <= 20 else "turbo"]
-    return np.asarray([cmap(i / max(1, n - 1)) if n > 20 else cmap(i) for i in range(n)])
