@@ -19,8 +19,9 @@ A preset that does not sweep ``dataset_size`` trains on every training image.
 
 from __future__ import annotations
 
+import functools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from xfer.errors import UsageError
@@ -174,9 +175,7 @@ class FolderData(_FixedSplits):
     def _summary(self) -> tuple[int, int]:
         if not self.path:
             raise UsageError("this study needs --data DIR: an image folder with one sub-folder per class")
-        from xfer.data.folder import folder_summary
-
-        return folder_summary(self.path)
+        return _folder_summary(self.path)
 
     def check_available(self, cache_root: Path) -> None:
         self._summary()  # UsageError for a missing, empty or one-class folder
@@ -211,11 +210,7 @@ class PackedData(_FixedSplits):
     path: str = ""
 
     def _meta(self) -> dict:
-        from xfer.data.layout import is_packed_dataset
-
-        if not is_packed_dataset(self.path):
-            raise UsageError(f"--data {self.path}: not a complete xfer dataset (no dataset.json)")
-        return json.loads((Path(self.path) / "dataset.json").read_text())
+        return _packed_meta(self.path)
 
     @property
     def fixed_splits(self) -> bool:  # type: ignore[override]
@@ -267,6 +262,28 @@ class PackedData(_FixedSplits):
 DataSource = PdfData | CifarData | FolderData | PackedData
 
 
+# Validation and planning ask a source for its classes, sizes and description several times per
+# trial; a folder scan lists every file (and imports torchvision), so each is done once per path.
+@functools.lru_cache(maxsize=8)
+def _folder_summary(path: str) -> tuple[int, int]:
+    from xfer.data.folder import folder_summary
+
+    return folder_summary(path)
+
+
+@functools.lru_cache(maxsize=8)
+def _packed_meta_text(path: str) -> str:
+    from xfer.data.layout import is_packed_dataset
+
+    if not is_packed_dataset(path):
+        raise UsageError(f"--data {path}: not a complete xfer dataset (no dataset.json)")
+    return (Path(path) / "dataset.json").read_text()
+
+
+def _packed_meta(path: str) -> dict:
+    return json.loads(_packed_meta_text(path))  # a fresh dict per call: callers may not share one
+
+
 def source_from_option(value: str | None, default: DataSource, *, root: str | None = None,
                        download: bool = True, image_size: int | None = None) -> DataSource:
     """The source ``--data VALUE`` names, or the preset's ``default`` when not given.
@@ -276,20 +293,14 @@ def source_from_option(value: str | None, default: DataSource, *, root: str | No
     folder (default: the preset's, else 224)."""
     if value is None:
         if isinstance(default, CifarData) and (root or not download):
-            from dataclasses import replace
-
             return replace(default, root=root or default.root, download=download)
         if isinstance(default, FolderData) and image_size:
-            from dataclasses import replace
-
             return replace(default, image_size=image_size)
         return default
     if value == "pdf":
         return default if isinstance(default, PdfData) else PdfData()
     if value in _CIFAR:
         base = default if isinstance(default, CifarData) and default.name == value else CifarData(value)
-        from dataclasses import replace
-
         return replace(base, root=root or base.root, download=download)
     path = Path(value).expanduser()
     if not path.exists():

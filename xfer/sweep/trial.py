@@ -48,9 +48,10 @@ def shareable_weights(sources) -> dict[str, bytes]:
     from xfer.weights import split_sha256_pin
 
     files = {}
-    for source in set(sources):
-        if source and Path(split_sha256_pin(source)[0]).is_file():
-            files[source] = Path(split_sha256_pin(source)[0]).read_bytes()
+    for source in set(filter(None, sources)):
+        path = Path(split_sha256_pin(source)[0])
+        if path.is_file():
+            files[source] = path.read_bytes()
     return files
 
 
