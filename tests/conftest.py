@@ -62,3 +62,16 @@ def pids_naming(text: str) -> list[int]:
             except OSError:
                 pass
     return pids
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint(request) -> str:
+    """A real S3-compatible server (moto) on loopback, one per test module. A module that needs
+    a bucket made for it per test defines its own ``s3_endpoint`` (tests/test_sweep_s3.py)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    request.addfinalizer(server.stop)
+    host, port = server.get_host_and_port()
+    return f"http://{host}:{port}"

@@ -122,17 +122,6 @@ def test_only_a_trailing_sha256_fragment_is_a_pin(tmp_path, weights_file):
         resolve_weights(f"{path}#sha256={sha}", MODEL, expected_sha256="f" * 64)
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint(request) -> str:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    request.addfinalizer(server.stop)
-    host, port = server.get_host_and_port()
-    return f"http://{host}:{port}"
-
-
 def test_a_pinned_s3_object(s3_endpoint, weights_file, monkeypatch, tmp_path):
     import boto3
 

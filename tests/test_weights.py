@@ -282,17 +282,6 @@ def test_weights_py_holds_the_only_unpickling_call_in_xfer():
 
 # --- s3:// against a real S3-compatible server on loopback ---------------------------------
 
-@pytest.fixture(scope="module")
-def s3_endpoint(request) -> str:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    request.addfinalizer(server.stop)
-    host, port = server.get_host_and_port()
-    return f"http://{host}:{port}"
-
-
 def isolate_aws_config(monkeypatch, tmp_path) -> None:
     """No AWS settings from the machine: no env credentials, no config files, no instance role
     (the metadata service at 169.254.169.254 is never asked)."""
