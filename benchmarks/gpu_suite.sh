@@ -14,10 +14,10 @@
 # cut short (SIGINT: trials are killed, what was printed stays) or skipped. Needs only python3 with
 # torch, torchvision and numpy (no ray, mlflow, ptflops or scipy: stubs stand in, see packing.py).
 #
-#   OUT=/tmp/gpu bash benchmarks/gpu_suite.sh    # default OUT /tmp/xfer-gpu-suite, SUITE_BUDGET_S 480
+#   OUT=DIR bash benchmarks/gpu_suite.sh    # OUT: the device tool sets it; else a new temp dir. SUITE_BUDGET_S 480
 set -u
 cd "$(dirname "$0")/.."
-OUT="${OUT:-/tmp/xfer-gpu-suite}"
+OUT="${OUT:-$(mktemp -d -t xfer-gpu-suite.XXXXXX)}"
 BUDGET_S="${SUITE_BUDGET_S:-480}"
 PY="${PYTHON:-python3}"
 export PYTHONUNBUFFERED=1  # a step cut short keeps every line it printed

@@ -124,7 +124,7 @@ def test_the_driver_passes_the_tracking_uri_to_trials_when_it_joins_a_cluster(mo
     # Ray logs runtime envs on every node: a basic-auth password never goes in one
     assert tune_run._trial_env("https://driver:s3cret@mlflow.internal/") == {
         "MLFLOW_TRACKING_URI": "https://mlflow.internal/"}
-    assert tune_run._trial_env("sqlite:////tmp/mlflow.db") == {"MLFLOW_TRACKING_URI": "sqlite:////tmp/mlflow.db"}
+    assert tune_run._trial_env("sqlite:///mlflow.db") == {"MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"}
 
 
 def _epochs(log: str, trial: str) -> list[int]:

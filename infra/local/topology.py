@@ -52,6 +52,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -60,9 +61,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # the venv's bin: ray, mlflow, moto_server, python
-DEFAULT_STATE_DIR = "/tmp/xfer-topology"  # short: Ray's unix socket paths must stay < 108 bytes
+# the system temp dir ($TMPDIR, else /tmp), kept short: Ray's unix socket paths must stay < 108 bytes
+DEFAULT_STATE_DIR = str(Path(tempfile.gettempdir()) / "xfer-topology")
 STATE_FILE = "state.json"
-LOCK_FILE = "/tmp/xfer-topology.lock"  # serialises subnet choice between concurrent `up`s
+LOCK_FILE = str(Path(tempfile.gettempdir()) / "xfer-topology.lock")  # serialises subnet choice between `up`s
 SUBNET_PREFIX = "10.213"
 BUCKET = "xfer-topology"
 GCS_PORT = 6380  # inside the head's namespace; 6379 is Redis's on dev machines
