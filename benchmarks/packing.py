@@ -306,6 +306,9 @@ def _collect(entry: _Running, end_s: float, log, verbose: bool) -> Finished:
         finished.result = {key: full[key] for key in RESULT_KEYS}
         finished.result["history"] = [{key: h[key] for key in ("epoch", "epoch_time_s", "images_processed")}
                                       for h in full["history"]]
+        finished.result["milestones"] = {  # --epoch-milestones: the shorter budgets' results
+            epoch: {key: entry[key] for key in ("epochs_run", "train_time_s", "wall_time_s", "test_accuracy")}
+            for epoch, entry in full.get("milestones", {}).items()}
         if verbose:
             log(f"  {entry.trial.name}: {finished.proc_wall_s:.1f} s, "
                 f"{finished.result['images_processed']} training images", flush=True)

@@ -24,6 +24,11 @@ epoch times (epoch_time_s: training plus validation):
     wall     = the makespan of the 54 T_c on k slots, longest first (what this script's own
                scheduler does); sum(T_c) / k is its lower bound
 
+With epoch milestones (``--epoch-milestones`` in a sweep), the 54 configurations are 18 runs
+of the longest budget, each also reporting epochs 10 and 20, so the grid's wall is the makespan
+of the 18 ``T_r`` at E = 50 (plus two test passes each, a forward pass over 10% of n: inside the
+noise). Both predictions are printed; ``--full --milestones`` runs those 18 as they are.
+
 The epoch times are measured under the same packing k the prediction assumes, except in the
 tail of the measured run, where fewer than k runs are left and each goes faster: the prediction
 is optimistic by that much. The first epoch is kept apart because it carries cuDNN's autotuning.
@@ -37,6 +42,7 @@ weights file format (the GPU machine is offline): the same loading path and the 
     python benchmarks/seed_grid.py --k 4                 # CUDA: 18 runs x 2 epochs, extrapolated
     python benchmarks/seed_grid.py --k 4 --epochs-run 2,2,1   # n 10000 runs 1 epoch (GPU suite)
     python benchmarks/seed_grid.py --k 4 --full          # CUDA: the real 54 configurations
+    python benchmarks/seed_grid.py --k 4 --full --milestones   # CUDA: 18 runs of 50 epochs = the 54
     python benchmarks/seed_grid.py --smoke               # CPU: resnet10, 32 px, 4 configs, 2 runs
 
 Needs only torch, torchvision and numpy: see benchmarks/packing.py for the stubs used when
@@ -131,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
                              "one per dataset size, comma-separated (default: 2)")
     parser.add_argument("--full", action="store_true",
                         help="run all 54 configurations with their own epochs: nothing extrapolated")
+    parser.add_argument("--milestones", action="store_true",
+                        help="with --full: 18 runs of the longest budget, each also reporting the "
+                             "shorter ones (--epoch-milestones), instead of 54 runs")
     parser.add_argument("--sizes", default=None,
                         help="only these dataset sizes, comma-separated (e.g. 100,1000); the "
                              "prediction then covers only them")
@@ -154,7 +163,15 @@ def main(argv: list[str] | None = None) -> int:
         grid = {**grid, "dataset_size": sizes}
     all_configs = configs(grid)
     epochs_run = epochs_per_size(args.epochs_run, grid["dataset_size"])
-    if args.full:
+    longest, shorter = max(grid["epochs"]), sorted(grid["epochs"])[:-1]
+    if args.milestones and not args.full:
+        fail("--milestones runs the grid as it is: use it with --full (without --full both "
+             "predictions are printed anyway)")
+    if args.full and args.milestones:  # one run per (batch, init, n) of the longest budget
+        runs = {}
+        for c in all_configs:
+            runs.setdefault(run_name(c, longest), {**c, "epochs": longest, "milestones": shorter})
+    elif args.full:
         runs = {run_name(c, c["epochs"]): c for c in all_configs}
     else:  # one run per (batch, init, n), of epochs_run[n] epochs
         measured = {}
@@ -183,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
                      "--lr", str(fixed["lr"]), "--optimizer", fixed["optimizer"], "--device", device]
             if c["init"] == "pretrained":
                 flags += ["--weights", str(weights)]
+            if c.get("milestones"):
+                flags += ["--epoch-milestones", ",".join(map(str, c["milestones"]))]
             trials.append(Trial(name, flags, cost=c["epochs"] * c["dataset_size"]))
         started = time.perf_counter()
         with GpuSampler(device == "cuda") as gpu:
@@ -208,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     images = sum(f.result.get("images_processed", 0) for f in finished)
     gpu_summary = gpu.summary()
     summary = {"benchmark": "seed_grid", "device": device, "k": args.k, "full": args.full,
+               "milestones": args.milestones,
                "epochs_run": None if args.full else {str(n): e for n, e in epochs_run.items()},
                "model": fixed["model"],
                "image_size": fixed["image_size"], "grid": grid, "configs": len(all_configs),
@@ -225,17 +245,30 @@ def main(argv: list[str] | None = None) -> int:
         if args.full:
             predicted, bound = wall, sum(by_name[n]["proc_wall_s"] for n in runs) / args.k
         else:
-            durations = [predict(c, by_name[run_name(c, epochs_run[c["dataset_size"]])])
-                         for c in all_configs]
+            measured_run = {run_key(c): by_name[run_name(c, epochs_run[c["dataset_size"]])]
+                            for c in all_configs}
+            durations = [predict(c, measured_run[run_key(c)]) for c in all_configs]
             predicted, bound = makespan(durations, args.k), sum(durations) / args.k
+            folded = [predict({"epochs": longest}, run) for run in measured_run.values()]
+            summary.update(predicted_milestones_wall_s=makespan(folded, args.k),
+                           predicted_milestones_lower_bound_s=sum(folded) / args.k)
         summary.update(predicted_grid_wall_s=predicted, predicted_lower_bound_s=bound,
                        predicted_images_per_s=grid_images / predicted)
         target = ("" if args.smoke else
                   f"; issue 9's {TARGET_WALL_S // 60}-min target needs {grid_images / TARGET_WALL_S:.1f} "
                   f"images/s: {'met' if predicted <= TARGET_WALL_S else 'not met'}")
         print(f"{'grid wall (measured)' if args.full else 'predicted grid wall'}: {predicted / 60:.1f} min "
-              f"for {len(all_configs)} configurations at k {args.k} (sum / k: {bound / 60:.1f} min), "
-              f"{grid_images / predicted:.1f} images/s{target}")
+              f"for {len(all_configs)} configurations at k {args.k}"
+              + (f" as {len(runs)} runs with epoch milestones" if args.milestones else "")
+              + f" (sum / k: {bound / 60:.1f} min), {grid_images / predicted:.1f} images/s"
+              + ("" if args.milestones else target))
+        if "predicted_milestones_wall_s" in summary:
+            folded_wall = summary["predicted_milestones_wall_s"]
+            print(f"predicted grid wall with epoch milestones ({len(measured_run)} runs of {longest} "
+                  f"epochs): {folded_wall / 60:.1f} min at k {args.k} (sum / k: "
+                  f"{summary['predicted_milestones_lower_bound_s'] / 60:.1f} min)"
+                  + ("" if args.smoke else f"; {TARGET_WALL_S // 60}-min target "
+                     f"{'met' if folded_wall <= TARGET_WALL_S else 'not met'}"))
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(json.dumps(summary, indent=2))

@@ -121,6 +121,14 @@ CASES: dict[str, Case] = {
     "train: s3 endpoint on a closed port": Case(
         "xfer", [*PRETRAINED, "s3://bucket/w.pt"], ("cannot reach the S3 endpoint", "AWS_ENDPOINT_URL"),
         env=S3_CLOSED),
+    "train: --epoch-milestones not numbers": Case("xfer", [*SCRATCH, "--epoch-milestones", "ten"],
+                                                  ("argument --epoch-milestones: must be whole epochs",)),
+    "train: an epoch milestone at or past --epochs": Case(
+        "xfer", [*SCRATCH, "--epochs", "3", "--epoch-milestones", "2,5"],
+        ("epoch_milestones must increase, each in 1..2 (below epochs 3), got [2, 5]",)),
+    "train: epoch milestones with a cosine schedule": Case(
+        "xfer", [*SCRATCH, "--epochs", "3", "--epoch-milestones", "1", "--schedule", "cosine"],
+        ("schedule 'cosine'", "depends on the 3-epoch budget")),
     # --- xfer pretrain, xfer frontier -----------------------------------------------------------
     "pretrain: --out under a file": Case(
         "xfer", ["pretrain", "--out", "{file}/w.pt", "--model", "small_cnn", "--epochs", "1",

@@ -113,9 +113,28 @@ def test_seed_grid_smoke_runs_on_a_machine_without_ptflops_or_scipy(tmp_path):
     assert min(result["measured_wall_s"], result["images_per_s"], result["predicted_grid_wall_s"],
                result["predicted_lower_bound_s"]) > 0
     assert result["predicted_grid_wall_s"] >= result["predicted_lower_bound_s"]
+    # folded into 2 runs of 3 epochs: less than the 4 runs of 1 and 3 epochs
+    assert re.search(r"^predicted grid wall with epoch milestones \(2 runs of 3 epochs\): [\d.]+ min at k 2",
+                     done.stdout, flags=re.M), done.stdout
+    assert 0 < result["predicted_milestones_wall_s"] < result["predicted_grid_wall_s"]
     for trial in result["trials"].values():
         assert trial["returncode"] == 0 and trial["result"]["images_processed"] == 64
         assert trial["result"]["macs_per_image"] == 0  # the stub ptflops counts nothing
+
+
+@pytest.mark.slow
+def test_seed_grid_full_with_milestones_runs_one_trial_per_epochs_group(tmp_path):
+    out = tmp_path / "seed_grid.json"
+    done = _bench("seed_grid.py", "--smoke", "--full", "--milestones", "--k", "2", "--json-out", str(out),
+                  "--workdir", str(tmp_path / "work"), env=_gpu_machine_env(tmp_path))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert re.search(r"^grid wall \(measured\): [\d.]+ min for 4 configurations at k 2 as 2 runs with "
+                     r"epoch milestones", done.stdout, flags=re.M), done.stdout
+    result = json.loads(out.read_text())
+    assert (result["configs"], result["runs"], result["failed"]) == (4, 2, 0)
+    for trial in result["trials"].values():  # 3 epochs, and the 1-epoch result inside them
+        assert trial["result"]["epochs_run"] == 3 and list(trial["result"]["milestones"]) == ["1"]
+        assert trial["result"]["milestones"]["1"]["epochs_run"] == 1
 
 
 def test_seed_grid_is_the_sweeps_seed_preset(monkeypatch):

@@ -50,6 +50,8 @@ STUDY_BAD_OPTIONS = {
                                  "cifar-10-python.tar.gz"),
     "--data-root that is a file": ("cifar100_archs.py", ["--data-root", "{tmp}/a_file"], "not a folder"),
     "--data unknown name": ("probe_regimes.py", ["--data", "imagenet"], "valid: pdf, cifar10, cifar100"),
+    "--epoch-milestones without an epochs axis": ("cifar10_transfer.py", ["--epoch-milestones"],
+                                                  "preset smoke does not sweep epochs"),
 }
 
 

@@ -56,6 +56,15 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def epoch_list(text: str) -> tuple[int, ...]:
+    """``10,20``: whole epochs, comma-separated (their order and range are TrialConfig's to check)."""
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be whole epochs separated by commas, e.g. 10,20, "
+                                         f"got {text!r}") from None
+
+
 def accuracy_level(text: str) -> float:
     value = _number(text, float)
     if not 0 < value <= 1:

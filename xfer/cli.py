@@ -12,7 +12,8 @@ import sys
 from typing import Callable
 
 from xfer.argtypes import (EXIT_OK, EXIT_USAGE, OneLineParser, accuracy_level, check_output_path,
-                           non_negative_float, non_negative_int, positive_float, positive_int)
+                           epoch_list, non_negative_float, non_negative_int, positive_float,
+                           positive_int)
 from xfer.errors import UsageError
 
 
@@ -151,7 +152,8 @@ def _trial_config(args: argparse.Namespace, *, data: str, image_size: int | None
         label_smoothing=args.label_smoothing, augment=args.augment,
         rotate_degrees=args.rotate_degrees, image_size=image_size, n=n, seed=args.seed,
         device=args.device, eval_batch_size=args.eval_batch_size,
-        embeddings=getattr(args, "embeddings", ""))
+        embeddings=getattr(args, "embeddings", ""),
+        epoch_milestones=getattr(args, "epoch_milestones", ()))
 
 
 def _check_json_out(path: str | None):
@@ -181,6 +183,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = _trial_config(args, data=args.data, image_size=args.image_size, n=args.n).validate()
     json_out = _check_json_out(args.json_out)
     result = fit(config)
+    for epoch, entry in result["milestones"].items():
+        print(f"milestone epoch {epoch}: test_accuracy {entry['test_accuracy']:.4f}  "
+              f"epochs_run {entry['epochs_run']}  train_time_s {entry['train_time_s']:.1f}  "
+              f"wall_time_s {entry['wall_time_s']:.1f}")
     print(_summary(result))
     if result["weights"] is not None:
         print(f"weights {result['weights']['source']} sha256 {result['weights']['sha256']}")
@@ -293,6 +299,11 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--embeddings", choices=("tsne", "umap"), default="",
                        help="after the last epoch, embed the test split's early/middle/late features "
                             "in 2-D and score their separation (silhouette); in --json-out (default: off)")
+    train.add_argument("--epoch-milestones", type=epoch_list, default=(), metavar="E1,E2",
+                       help="also report the result as of these epochs (each below --epochs): with "
+                            "a constant, exp_decay or plateau schedule, exactly what runs of those "
+                            "budgets give, for the price of this one run; refused with cosine "
+                            "(default: none)")
     train.add_argument("--n", type=positive_int, default=None,
                        help="use the first N images, a stratified subset; for CIFAR and image-folder "
                             "datasets the first N training images, val and test kept whole (default: all)")

@@ -572,7 +572,7 @@ def summary(analysis: fr.Analysis, failed: pd.DataFrame | None, ceiling: float |
     n_failed = 0 if failed is None else len(failed)
     sentences = [f"{_runs(len(runs))} finished ({stopped} stopped early by the scheduler) in "
                  f"{len(points)} configurations; {_runs(n_failed)} did not finish; conditions: "
-                 f"{', '.join(sorted(points['condition'].unique()))}."]
+                 f"{', '.join(sorted(points['condition'].unique()))}.", _milestone_sentence(runs)]
     sizes = sorted(points["dataset_size"].unique()) if "dataset_size" in points else [None]
     for size in sizes:
         here = points if size is None else points[points["dataset_size"] == size]
@@ -587,6 +587,17 @@ def summary(analysis: fr.Analysis, failed: pd.DataFrame | None, ceiling: float |
         sentences.append(f"The dataset audit's Bayes accuracy ceiling is {fr.percent(ceiling)}; the best "
                          f"mean test accuracy is {fr.percent(best[ACCURACY])} ({best['config']}).")
     return [s for s in sentences if s]
+
+
+def _milestone_sentence(runs: pd.DataFrame) -> str:
+    """Say which runs were measured inside longer ones (``--epoch-milestones``)."""
+    milestones = int(runs["milestone_of"].notna().sum()) if "milestone_of" in runs else 0
+    if not milestones:
+        return ""
+    return (f"{_runs(milestones)} of these {'are epoch milestones' if milestones > 1 else 'is an epoch milestone'}: "
+            "the result as of epoch m inside a longer run of the same configuration "
+            "(--epoch-milestones), which, with an lr schedule that ignores the budget, is exactly "
+            "what the m-epoch run gives; its times and costs count up to epoch m.")
 
 
 def _winner_sentence(points: pd.DataFrame, cost: str, size) -> str:

@@ -37,6 +37,15 @@ from xfer.weights import resolve_weights
 OPTIMIZERS = ("sgd", "adam", "adamw")
 EMBEDDING_METHODS = ("", "tsne", "umap")  # "": no embeddings
 SCHEDULES = ("constant", "cosine", "exp_decay", "plateau")
+# Schedules whose lr at epoch e depends on the total budget: with them the first e epochs of a
+# long run are not an e-epoch run, so epoch milestones are refused.
+BUDGET_DEPENDENT_SCHEDULES = ("cosine",)
+MILESTONES_NOTE = (
+    "An epoch milestone m of an E-epoch run is its result as of epoch m: test metrics, costs "
+    "and time up to then. With a schedule that ignores the budget (constant, exp_decay, "
+    "plateau) the first m epochs of the run are exactly the m-epoch run (same seed, same batch "
+    "order and augmentation per epoch, same early stopping), so it is that run's result, and "
+    "epochs {10, 20, 50} cost one 50-epoch run instead of 80 epochs.")
 # plateau: val_loss "improved" when it fell below best·(1 − 1e-4), torch ReduceLROnPlateau's
 # default (threshold=1e-4, threshold_mode="rel"); a relative margin ignores float noise.
 PLATEAU_THRESHOLD = 1e-4
@@ -85,6 +94,10 @@ class TrialConfig:
                                        # split's early/middle/late features (xfer.embeddings);
                                        # ~5 s of t-SNE per stage per 2,000 images on 2 CPU cores
     embedding_points: int = 2000       # test images embedded at most (a stratified sample)
+    epoch_milestones: tuple[int, ...] = ()  # also keep the result (test metrics, costs) as of
+                                            # these epochs, each < epochs: what a run with that
+                                            # budget would have given (MILESTONES_NOTE); +1 test
+                                            # pass per milestone
 
     def validate(self) -> "TrialConfig":
         """Check every field once, at the edge; raises UsageError naming the field and the valid
@@ -138,17 +151,37 @@ class TrialConfig:
             if not isinstance(self.image_size, int) or self.image_size <= 0:
                 raise UsageError(f"image_size must be a positive integer (px), got {self.image_size!r}")
             models.input_size_for(self.model, self.image_size)  # UsageError when too small
+        self._check_milestones()
         resolve_device(self.device)
         if not self.data:
             raise UsageError("data must name a dataset folder")
         return self
+
+    def _check_milestones(self) -> None:
+        milestones = self.epoch_milestones
+        if not isinstance(milestones, (list, tuple)) or not all(_is_int(m) for m in milestones):
+            raise UsageError(f"epoch_milestones must be a list of whole epochs, got {milestones!r}")
+        if not milestones:
+            return
+        if list(milestones) != sorted(set(milestones)) or milestones[0] < 1 or milestones[-1] >= self.epochs:
+            raise UsageError(f"epoch_milestones must increase, each in 1..{self.epochs - 1} (below "
+                             f"epochs {self.epochs}), got {list(milestones)}")
+        if self.schedule in BUDGET_DEPENDENT_SCHEDULES:
+            raise UsageError(f"epoch_milestones with schedule {self.schedule!r}: its lr at epoch "
+                             f"{milestones[0]} depends on the {self.epochs}-epoch budget, so a "
+                             f"milestone would not be the {milestones[0]}-epoch run; use "
+                             "constant, exp_decay or plateau, or separate runs")
+        if self.embeddings:
+            raise UsageError("epoch_milestones with embeddings: embeddings are computed after the "
+                             "last epoch only, so the milestones would lack them; run them apart")
 
     def resolved(self) -> "TrialConfig":
         """The config with its defaults made explicit, as recorded with the run."""
         weights = self.weights
         if self.init == "pretrained" and weights is None:
             weights = "imagenet"
-        return replace(self, weights=weights, device=str(resolve_device(self.device)))
+        return replace(self, weights=weights, device=str(resolve_device(self.device)),
+                       epoch_milestones=tuple(self.epoch_milestones))
 
 
 def _is_int(value: object) -> bool:
@@ -379,10 +412,11 @@ def fit(config: TrialConfig, report: Callable[[dict], None] = print_report, *,
 
         progress = {"epoch": 0, "images_processed": 0, "train_time_s": 0.0, "wall_time_s": 0.0,
                     "best_val_loss": math.inf, "epochs_since_best": 0, "history": [],
-                    "plateau": plateau_start()}
+                    "plateau": plateau_start(), "milestones": {}}
         if resume is not None:
             progress = restore(resume, config, model, optimizer)
             progress.setdefault("plateau", plateau_start())  # a checkpoint from before plateau
+            progress.setdefault("milestones", {})  # ... or from before epoch milestones
         history = progress["history"]
 
         macs = cost.macs_per_image_for(config.model, data.num_classes, config.head, input_size)
@@ -426,6 +460,7 @@ def fit(config: TrialConfig, report: Callable[[dict], None] = print_report, *,
                 "normalization": {"mean": [float(v) for v in mean], "std": [float(v) for v in std],
                                   "from": norm_from},
                 "dataset": _jsonable(data.identity),
+                "milestones": {epoch: dict(entry) for epoch, entry in progress["milestones"].items()},
                 "device": _device_name(device),
                 "git_sha": git_sha(),
                 "packages": package_versions(),
@@ -474,12 +509,22 @@ def fit(config: TrialConfig, report: Callable[[dict], None] = print_report, *,
                        "val_accuracy": val["accuracy"], "lr": train["lr"], "epoch_time_s": t2 - t0,
                        "images_processed": progress["images_processed"]}
             history.append(metrics)
+            stopping = bool(patience and progress["epochs_since_best"] >= patience)
+            # Milestones reached now: this epoch's, and on an early stop every later one (the
+            # shorter runs would have stopped here too). Kept before the checkpoint, so a
+            # resumed run still has them.
+            reached = [m for m in config.epoch_milestones if str(m) not in progress["milestones"]
+                       and (m == epoch or (stopping and m > epoch))]
+            final = None
+            if config.report_test_each_epoch or reached:
+                final = result_now()
+                for m in reached:
+                    progress["milestones"][str(m)] = milestone_entry(final)
+                final["milestones"] = {k: dict(v) for k, v in progress["milestones"].items()}
             if checkpoint is not None:
                 elapsed = progress["wall_time_s"] + time.perf_counter() - start
                 checkpoint(snapshot(config, model, optimizer, {**progress, "wall_time_s": elapsed}))
-            stopping = bool(patience and progress["epochs_since_best"] >= patience)
             if config.report_test_each_epoch:
-                final = result_now()
                 if config.embeddings and (stopping or epoch == config.epochs):
                     final["embeddings"] = embed_now()
                 report({**metrics, **{k: v for k, v in final.items() if k in _SWEEP_REPORT_KEYS}})
@@ -488,7 +533,7 @@ def fit(config: TrialConfig, report: Callable[[dict], None] = print_report, *,
             if stopping:
                 break
 
-        if final is None:
+        if final is None or final["epochs_run"] != len(history):
             final = result_now()
             if config.embeddings:
                 final["embeddings"] = embed_now()
@@ -499,7 +544,20 @@ _SWEEP_REPORT_KEYS = ("test_accuracy", "test_precision_macro", "test_recall_macr
                       "test_auc_roc_ovr", "test_loss", "epochs_run", "wall_time_s", "train_time_s",
                       "macs_per_image", "train_macs", "macs_epochs_per_batch", "gpu_seconds",
                       "n_train", "n_val", "n_test", "input_size", "history", "confusion_matrix",
-                      "roc_curve", "classes", "weights", "embeddings")
+                      "roc_curve", "classes", "weights", "embeddings", "milestones")
+# What a milestone keeps of the result as of its epoch: the numbers a run with that budget
+# reports, without the history (the full run's holds it) or the provenance (the same).
+MILESTONE_KEYS = ("test_accuracy", "test_precision_macro", "test_recall_macro", "test_f1_macro",
+                  "test_auc_roc_ovr", "test_loss", "epochs_run", "wall_time_s", "train_time_s",
+                  "macs_per_image", "train_macs", "macs_epochs_per_batch", "gpu_seconds",
+                  "images_processed", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                  "confusion_matrix", "roc_curve")
+
+
+def milestone_entry(result: dict) -> dict:
+    """The part of ``result`` a milestone keeps, in plain types (it goes into checkpoints,
+    which are read back with ``torch.load(weights_only=True)``)."""
+    return _jsonable({key: result[key] for key in MILESTONE_KEYS if key in result})
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -46,6 +46,8 @@ def tracking_uri() -> str:
 
 def run_study(study: Study, options: SweepOptions) -> int:
     preset = study.preset(options.preset)
+    if options.epoch_milestones:
+        preset = preset.with_epoch_milestones(options.preset)
     if options.scheduler is None:
         options = replace(options, scheduler=preset.scheduler)
     source = source_from_option(options.data, preset.data, root=options.data_root,

@@ -19,6 +19,14 @@ restored sweep opens a second run for every trial, and it has no parent run. Her
   10 s) and at the sweep's end. An outage neither stops nor stalls the sweep, and nothing is
   dropped or logged twice.
 
+Epoch milestones (``--epoch-milestones``): a trial that also keeps its result as of epochs
+m < E gets one more child run per milestone, as soon as a report carries it: named and
+param'd as the m-epoch trial it stands for (``epochs`` = m), with that run's epochs, final
+metrics and artifacts, tagged ``xfer.milestone_of`` (the trial's id) and
+``xfer.milestone_epoch``, ``xfer.role=milestone``, and FINISHED at once. Every report carries
+every milestone reached so far, so a milestone missed while no driver listened is logged from
+a later report; found again by those tags, it is written once.
+
 Statuses: a trial that completes, including one ASHA stopped early (``epochs_run`` <
 ``epochs``), is FINISHED; one that exhausts its retries is FAILED with its error as the tag
 ``xfer.error``.
@@ -35,7 +43,7 @@ from pathlib import Path
 from ray.tune import Callback
 
 from xfer.sweep.study import resolve_trial, trial_name
-from xfer.tracking.runs import EMBEDDINGS_ARTIFACT, ROC_ARTIFACT
+from xfer.tracking.runs import EMBEDDINGS_ARTIFACT, MILESTONE_OF_TAG, ROC_ARTIFACT
 from xfer.tracking.spool import SpoolingWriter, placeholder
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_time_s", "lr")
@@ -54,6 +62,8 @@ TRIAL_PARAMS = ("model", "init", "train_layers", "weights", "head", "dataset", "
                 "rotate_degrees", "lr_constant_epochs", "lr_decay_rate", "plateau_patience",
                 "plateau_factor", "label_smoothing", "embeddings")
 NODE_TAG = "xfer.node_ip"  # the Ray node that ran the trial's latest epoch
+MILESTONE_EPOCH_TAG = "xfer.milestone_epoch"
+MILESTONES_TAG = "xfer.epoch_milestones"  # on a trial's run: "10,20"
 STEP_MARKER = "val_accuracy"  # every epoch logs it: its latest step is the latest epoch logged
 _MAX_ERROR_TAG = 5000  # MLflow tag values are capped (8000 chars in MLflow 3)
 
@@ -80,6 +90,7 @@ class MlflowSweepLogger(Callback):
         # can restart a trial whose completion Ray's last state snapshot missed; its run is
         # final and is neither reopened nor written again
         self.closed: set[str] = set()
+        self.milestones_logged: set[tuple[str, str]] = set()  # (trial_id, epoch)
 
     # Ray pickles the RunConfig, callbacks included, into the sweep's state so that
     # Tuner.restore brings this logger back; the writer reopens its spool from disk.
@@ -92,6 +103,7 @@ class MlflowSweepLogger(Callback):
     def __setstate__(self, state):
         self.__dict__.update(state)
         self.__dict__.setdefault("nodes", {})  # pickled by an older xfer
+        self.__dict__.setdefault("milestones_logged", set())
         self.echo = self.echo or print
         if "writer" not in self.__dict__:  # pickled by an xfer without the spool
             self.writer = SpoolingWriter(self.tracking_uri, Path("xfer_spool", self.sweep_id).resolve())
@@ -110,6 +122,7 @@ class MlflowSweepLogger(Callback):
         if trial.trial_id in self.closed:
             return
         self._log_epochs(trial, run_id, result)
+        self._log_milestones(trial, result)
         if result.get("epoch"):
             self.echo(f"[{trial_name(_values(trial), self.swept_axes)}] epoch {result['epoch']}/"
                       f"{_values(trial)['epochs']}  train_acc {result.get('train_accuracy', math.nan):.3f}  "
@@ -137,6 +150,7 @@ class MlflowSweepLogger(Callback):
             return None
         result = trial.last_result or {}
         self._log_epochs(trial, run_id, result)
+        self._log_milestones(trial, result)
         if result:
             self._log_final(run_id, result)
         if error is not None:
@@ -155,16 +169,11 @@ class MlflowSweepLogger(Callback):
         if trial.trial_id in self.runs:
             return self.runs[trial.trial_id]
         values = _values(trial)
-        params = {k: values[k] for k in TRIAL_PARAMS if k in values}
-        if values.get("init") == "scratch":
-            params["weights"] = "none"  # the sweep's weights apply to the pretrained arm only
-        opened = self.writer.submit({
-            "op": "open_run", "run": placeholder(trial.trial_id), "experiment_id": self.experiment_id,
-            "match_tags": {"xfer.sweep_id": self.sweep_id, "xfer.trial_id": trial.trial_id},
-            "run_name": trial_name(values, self.swept_axes), "start_time": _now_ms(),
-            "tags": {"mlflow.parentRunId": self.parent_run_id, "xfer.sweep_id": self.sweep_id,
-                     "xfer.trial_id": trial.trial_id, "xfer.role": "trial"},
-            "params": params, "marker": STEP_MARKER})
+        tags = {"xfer.trial_id": trial.trial_id, "xfer.role": "trial"}
+        if values.get("epoch_milestones"):
+            tags[MILESTONES_TAG] = ",".join(str(m) for m in values["epoch_milestones"])
+        opened = self._open(placeholder(trial.trial_id), values, tags,
+                            match={"xfer.trial_id": trial.trial_id})
         if opened is None:  # spooled: the run is new as far as this driver can tell
             run_id, self.logged_through[trial.trial_id] = placeholder(trial.trial_id), 0
         else:
@@ -174,15 +183,47 @@ class MlflowSweepLogger(Callback):
         self.runs[trial.trial_id] = run_id
         return run_id
 
+    def _open(self, run: str, values: dict, tags: dict, match: dict) -> dict | None:
+        """Find or create the child run for ``values`` (see ``_run_for``); None when spooled."""
+        params = {k: values[k] for k in TRIAL_PARAMS if k in values}
+        if values.get("init") == "scratch":
+            params["weights"] = "none"  # the sweep's weights apply to the pretrained arm only
+        return self.writer.submit({
+            "op": "open_run", "run": run, "experiment_id": self.experiment_id,
+            "match_tags": {"xfer.sweep_id": self.sweep_id, **match},
+            "run_name": trial_name(values, self.swept_axes), "start_time": _now_ms(),
+            "tags": {"mlflow.parentRunId": self.parent_run_id, "xfer.sweep_id": self.sweep_id, **tags},
+            "params": params, "marker": STEP_MARKER})
+
+    def _log_milestones(self, trial, result: dict) -> None:
+        """One finished child run per milestone the result carries and this driver has not
+        logged: the m-epoch trial's run, measured inside this one (module docstring)."""
+        for epoch, entry in sorted((result.get("milestones") or {}).items(), key=lambda kv: int(kv[0])):
+            if (trial.trial_id, epoch) in self.milestones_logged:
+                continue
+            self.milestones_logged.add((trial.trial_id, epoch))
+            values = {**_values(trial), "epochs": int(epoch)}
+            values.pop("epoch_milestones", None)
+            match = {MILESTONE_OF_TAG: trial.trial_id, MILESTONE_EPOCH_TAG: epoch}
+            run = placeholder(f"{trial.trial_id}@ep{epoch}")
+            opened = self._open(run, values, {**match, "xfer.role": "milestone"}, match)
+            if opened is not None:
+                if opened["closed"]:
+                    continue  # logged whole by an earlier driver
+                run = opened["run_id"]
+            history = [h for h in result.get("history", []) if h["epoch"] <= entry.get("epochs_run", 0)]
+            now = _now_ms()
+            self.writer.submit({
+                "op": "log_batch", "run": run, "after_step_of": STEP_MARKER,
+                "metrics": _epoch_metrics(history, now),
+                "params": {k: str(v) for k, v in _params_known_after_start(result).items()}})
+            self._log_final(run, {**entry, "classes": result.get("classes", [])})
+            self.writer.submit({"op": "set_terminated", "run": run, "status": "FINISHED", "end_time": now})
+
     def _log_epochs(self, trial, run_id: str, result: dict) -> None:
         """Per-epoch metrics (step = epoch) for epochs MLflow does not have yet."""
         done = self.logged_through.get(trial.trial_id, 0)
-        now = _now_ms()
-        metrics = []
-        for entry in result.get("history", []):
-            if entry["epoch"] > done:
-                metrics += [[_METRIC_NAMES.get(key, key), float(entry[key]), now, int(entry["epoch"])]
-                            for key in EPOCH_METRICS if key in entry]
+        metrics = _epoch_metrics([h for h in result.get("history", []) if h["epoch"] > done], _now_ms())
         params = {}
         if trial.trial_id not in self.params_logged:  # logging the same value again is a no-op
             params = {k: str(v) for k, v in _params_known_after_start(result).items()}
@@ -221,6 +262,12 @@ class MlflowSweepLogger(Callback):
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _epoch_metrics(history: list[dict], now: int) -> list[list]:
+    """MLflow metric records (key, value, timestamp, step = epoch) for these epochs."""
+    return [[_METRIC_NAMES.get(key, key), float(entry[key]), now, int(entry["epoch"])]
+            for entry in history for key in EPOCH_METRICS if key in entry]
 
 
 def _values(trial) -> dict:

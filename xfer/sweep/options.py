@@ -41,6 +41,7 @@ class SweepOptions:
     data: str | None = None  # --data: overrides the preset's data source (xfer.sweep.sources)
     data_root: str | None = None  # where CIFAR archives are, or are downloaded to
     download: bool = True
+    epoch_milestones: bool = False  # fold the epochs axis into its longest budget (Preset.with_epoch_milestones)
 
     @property
     def storage_is_s3(self) -> bool:
@@ -93,6 +94,11 @@ def build_parser(prog: str, description: str, presets: list[str], default_preset
                              "(default: <cache-dir>/downloads)")
     parser.add_argument("--no-download", action="store_true",
                         help="CIFAR: never download; fail naming the expected files instead")
+    parser.add_argument("--epoch-milestones", action="store_true",
+                        help="train each configuration once, for the longest of the preset's epoch "
+                             "budgets, and log its result at the shorter ones as their own runs "
+                             "(exact for the constant, exp_decay and plateau schedules; refused for "
+                             "cosine); e.g. epochs 10,20,50 cost 50 epochs instead of 80")
     parser.add_argument("--max-failures", type=int, default=2,
                         help="retries of a crashed trial, each from its last epoch checkpoint (default: 2)")
     parser.add_argument("--no-report", action="store_true",
@@ -111,7 +117,8 @@ def parse_options(parser: argparse.ArgumentParser, argv: list[str] | None) -> Sw
         max_concurrent=args.max_concurrent, gpus_per_trial=gpus, cpus_per_trial=args.cpus_per_trial,
         storage=args.storage, experiment=args.experiment, resume=args.resume, dry_run=args.dry_run,
         cache_dir=args.cache_dir, max_failures=args.max_failures, report=not args.no_report,
-        data=args.data, data_root=args.data_root, download=not args.no_download)
+        data=args.data, data_root=args.data_root, download=not args.no_download,
+        epoch_milestones=args.epoch_milestones)
     validate(options)
     return options
 

@@ -142,6 +142,7 @@ def format_plan(plan: Plan, preset_name: str, preset: Preset, options: SweepOpti
         f"  axes: {axes}",
         *[f"  arm {name}: " + ", ".join(f"{k} {v}" for k, v in values.items())
           for name, values in preset.arms.items()],
+        *_milestone_lines(preset, plan),
         f"  data: {data_note}",
         f"  pretrained weights: {weights_note}",
         f"  training MACs: {plan.train_macs:.3g} (forward + backward, if no trial stops early)",
@@ -153,6 +154,16 @@ def format_plan(plan: Plan, preset_name: str, preset: Preset, options: SweepOpti
     lines += [f"  MLflow: {tracking_uri} (experiment {options.experiment})",
               f"  trial storage: {storage}"]
     return "\n".join(lines)
+
+
+def _milestone_lines(preset: Preset, plan: Plan) -> list[str]:
+    milestones = preset.fixed.get("epoch_milestones")
+    if not milestones:
+        return []
+    longest = max(preset.space["epochs"])
+    return [f"  epoch milestones: each trial trains {longest} epochs and is also logged as its "
+            f"{', '.join(map(str, milestones))}-epoch run: {plan.num_trials * (1 + len(milestones))} "
+            f"configurations from {plan.num_trials} trials"]
 
 
 def _duration(seconds: float) -> str:

@@ -69,6 +69,20 @@ class Preset:
             if clash:
                 raise UsageError(f"preset {name}: arm {arm} sets swept axes {clash}")
 
+    def with_epoch_milestones(self, name: str) -> "Preset":
+        """The preset with its epochs axis folded into its longest budget: each configuration
+        trains once, for the longest budget, and keeps its result as of the shorter ones as
+        epoch milestones (``xfer.train.MILESTONES_NOTE``), cutting the axis' compute from the
+        sum of the budgets to the largest. UsageError when the preset does not sweep epochs."""
+        from dataclasses import replace
+
+        budgets = sorted(set(self.space.get("epochs", [])))
+        if len(budgets) < 2:
+            raise UsageError(f"--epoch-milestones: preset {name} does not sweep epochs "
+                             f"(its axes: {', '.join(self.space) or 'none'}), so there is nothing to fold")
+        return replace(self, space={**self.space, "epochs": budgets[-1:]},
+                       fixed={**self.fixed, "epoch_milestones": budgets[:-1]})
+
     def axes(self) -> dict[str, list]:
         """The axes Ray sweeps: the space, plus ``arm`` when there are several arms."""
         return {**self.space, **({ARM: list(self.arms)} if len(self.arms) > 1 else {})}

@@ -117,6 +117,8 @@ def run_trial(config: dict, shared: SharedData) -> None:
         metrics = dict(metrics)
         # the GPUs this trial held (a fraction when trials share one), not the device's count
         metrics["gpu_seconds"] = metrics.get("wall_time_s", 0.0) * gpus
+        metrics["milestones"] = {epoch: {**entry, "gpu_seconds": entry.get("wall_time_s", 0.0) * gpus}
+                                 for epoch, entry in (metrics.get("milestones") or {}).items()}
         metrics["dataset_path"] = shared.meta["path"]
         metrics["node_ip"] = node_ip  # where the epoch ran: a retried trial may move nodes
         metrics["dataset"] = dataset_name

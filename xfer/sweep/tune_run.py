@@ -298,7 +298,9 @@ def _search(preset: Preset, options: SweepOptions, study: Study, weights: dict[s
              "cpus_per_trial": options.cpus_per_trial, "gpus_per_trial": options.gpus_per_trial}
     if default_size is not None:
         fixed.setdefault("dataset_size", default_size)
-    epochs = sorted({t["epochs"] for t in preset.trials()})
+    # ASHA's rungs span every budget a result is reported for, epoch milestones included:
+    # with --epoch-milestones a 50-epoch trial also stands for the 10- and 20-epoch ones.
+    epochs = sorted({e for t in preset.trials() for e in (t["epochs"], *t.get("epoch_milestones", ()))})
     if options.scheduler == "asha":
         scheduler = ASHAScheduler(time_attr="epoch", metric="val_accuracy", mode="max",
                                   max_t=max(epochs), grace_period=min(epochs),

@@ -34,6 +34,7 @@ SWEEP_TAG = "xfer.sweep_id"
 ROLE_TAG = "xfer.role"
 TRIAL_TAG = "xfer.trial_id"
 ERROR_TAG = "xfer.error"
+MILESTONE_OF_TAG = "xfer.milestone_of"  # an epoch milestone's run: the trial it was measured in
 PARENT_TAG = "mlflow.parentRunId"
 HISTORY_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_time_s")
 CONFUSION_ARTIFACT = "confusion_matrix.json"
@@ -151,7 +152,8 @@ def _search(client: MlflowClient, experiment_id: str, filter_string: str) -> lis
             return runs
 
 
-_BASE_COLUMNS = ("run_id", "run_name", "status", "trial_id", "error", "start_time", "end_time")
+_BASE_COLUMNS = ("run_id", "run_name", "status", "trial_id", "milestone_of", "error", "start_time",
+                 "end_time")
 
 
 def _runs_table(runs: list) -> pd.DataFrame:
@@ -162,6 +164,7 @@ def _runs_table(runs: list) -> pd.DataFrame:
         info, data = run.info, run.data
         rows.append({"run_id": info.run_id, "run_name": info.run_name, "status": info.status,
                      "trial_id": data.tags.get(TRIAL_TAG), "error": data.tags.get(ERROR_TAG),
+                     "milestone_of": data.tags.get(MILESTONE_OF_TAG),
                      "start_time": info.start_time, "end_time": info.end_time,
                      **data.params, **data.metrics})
     table = pd.DataFrame(rows)
