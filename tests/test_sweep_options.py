@@ -73,3 +73,27 @@ def test_bad_study_input_is_one_line_exit_2_and_starts_nothing(case, tmp_path, s
     assert "plan:" not in done.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no mlflow.db, no runs/
     assert not any((tmp_path / "empty").iterdir())
+
+
+def test_resume_when_s3_storage_does_not_answer_is_one_line_exit_1(tmp_path, shared_cache):
+    """Not exit 2: the storage may hold an interrupted sweep that a retry would find, and
+    KubeRay's entrypoint (infra/k8s/rayjob.yaml) reads 2 from --resume as "nothing to resume"."""
+    import socket
+
+    from conftest import sweep_env
+
+    with socket.socket() as sock:  # a loopback port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    env = {k: v for k, v in sweep_env(tmp_path).items() if not k.startswith("AWS_")}
+    env.update({"AWS_ENDPOINT_URL": f"http://127.0.0.1:{closed}", "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_EC2_METADATA_DISABLED": "true"})
+    done = run_sweep("pdf_grid.py", ["--preset", "smoke", "--resume", "--storage", "s3://bucket/runs"],
+                     tmp_path, shared_cache, timeout=120, env=env)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "--resume: cannot list s3://bucket/runs/pdf_grid/" in lines[0]
+    assert "check AWS_ENDPOINT_URL and the AWS credentials" in lines[0]
+    assert list(tmp_path.iterdir()) == []  # no mlflow.db, nothing launched

@@ -17,7 +17,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from xfer.argtypes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from xfer.errors import UsageError
+from xfer.errors import Unavailable, UsageError
 from xfer.tracking import redacted_uri
 from xfer.sweep.options import SweepOptions, build_parser, parse_options, visible_gpus
 from xfer.sweep.plan import format_plan, make_plan
@@ -35,6 +35,9 @@ def main(study: Study, argv: list[str] | None = None) -> int:
     except (UsageError, FileNotFoundError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Unavailable as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def tracking_uri() -> str:

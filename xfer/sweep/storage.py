@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
+from xfer.errors import Unavailable
+
 META_FILE = "xfer_sweep.json"
 
 
@@ -64,8 +66,16 @@ class SweepStore:
     def latest_unfinished(self, experiment: str) -> dict | None:
         """The most recently started sweep of ``experiment`` that did not finish."""
         selector = pafs.FileSelector(self.experiment_root(experiment), allow_not_found=True)
+        try:
+            listing = self.fs.get_file_info(selector)
+        except OSError as exc:  # pyarrow: endpoint down, no or wrong credentials, no such bucket
+            if not self.is_s3:
+                raise
+            reason = str(exc).split("; Details:")[0].strip()
+            raise Unavailable(f"--resume: cannot list s3://{self.experiment_root(experiment)}/ "
+                              f"({reason}); check AWS_ENDPOINT_URL and the AWS credentials") from None
         metas = []
-        for info in self.fs.get_file_info(selector):
+        for info in listing:
             if info.type != pafs.FileType.Directory:
                 continue
             try:
