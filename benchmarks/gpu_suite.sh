@@ -7,7 +7,7 @@
 #      (setup time, steps/s, break-even steps)
 #   3. packing: aggregate images/s for k = 1, 2, 4, 8 concurrent `xfer train`s, batch 4 and 16
 #   4. seed_grid: the 54 configurations as 18 runs (2 epochs; 1 at n 10000), extrapolated,
-#      at the k that step 3 recommends for batch 4
+#      at the k that step 3 recommends for batch 4: as 54 runs, and as 18 with epoch milestones
 #   5. (if time is left) step_speed with torch.compile(mode="reduce-overhead") at 256 px, batch 4
 #
 # Each step's output goes to $OUT/<step>.txt (and .json); a step that would overrun the budget is
