@@ -185,6 +185,8 @@ CASES: dict[str, Case] = {
     "probe_regimes: unknown dataset": Case(
         "probe_regimes.py", ["--smoke-test", "--data", "imagenet"],
         ("--data imagenet: no such folder", "valid: pdf, cifar10, cifar100")),
+    "probe_regimes: --epoch-milestones on a preset without an epochs axis": Case(
+        "probe_regimes.py", ["--smoke-test", "--epoch-milestones"], ("preset smoke does not sweep epochs",)),
     "probe_regimes: fractional GPUs above one": Case(
         "probe_regimes.py", ["--smoke-test", "--gpus-per-trial", "1.5"], ("whole number",)),
 }
