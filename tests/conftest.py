@@ -13,6 +13,14 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="module")
+def blobs(tmp_path_factory):
+    """A tiny learnable packed dataset (160 images, 4 classes, 32 px), one per test module."""
+    from helpers_data import write_blob_dataset
+
+    return write_blob_dataset(tmp_path_factory.mktemp("data") / "blobs", n=160, num_classes=4)
+
+
 @pytest.fixture(scope="session")
 def shared_cache(tmp_path_factory) -> Path:
     """One dataset/offline-weights cache for every sweep test: built once, like a real node's."""

@@ -12,15 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers_data import write_blob_dataset
 from xfer import models
 from xfer.cli import main
 from xfer.weights import save_weights
-
-
-@pytest.fixture(scope="module")
-def blobs(tmp_path_factory):
-    return write_blob_dataset(tmp_path_factory.mktemp("data") / "blobs", n=160, num_classes=4)
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,7 @@ into a SQLite store.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import socket
 import subprocess
 import sys

@@ -10,7 +10,6 @@ from dataclasses import replace
 import pytest
 import torch
 
-from helpers_data import write_blob_dataset
 from xfer.cli import main
 from xfer.errors import UsageError
 from xfer.train import MILESTONE_KEYS, TrialConfig, fit
@@ -18,11 +17,6 @@ from test_train import shuffled_val
 
 # Timings differ between any two runs; everything else of a milestone must match exactly.
 TIMED = ("wall_time_s", "train_time_s", "gpu_seconds")
-
-
-@pytest.fixture(scope="module")
-def blobs(tmp_path_factory):
-    return write_blob_dataset(tmp_path_factory.mktemp("data") / "blobs", n=160, num_classes=4)
 
 
 @pytest.fixture

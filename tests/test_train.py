@@ -9,7 +9,6 @@ from dataclasses import replace
 import pytest
 import torch
 
-from helpers_data import write_blob_dataset
 from xfer import models
 from xfer.batches import BatchPrep, batch_slices, epoch_order
 from xfer.data.tensors import load_packed
@@ -22,11 +21,6 @@ SPEC_FINAL = ("test_accuracy", "test_precision_macro", "test_recall_macro", "tes
               "test_auc_roc_ovr", "epochs_run", "wall_time_s", "train_time_s", "macs_per_image",
               "train_macs", "macs_epochs_per_batch", "gpu_seconds")
 TIMES = ("epoch_time_s", "wall_time_s", "train_time_s")
-
-
-@pytest.fixture(scope="module")
-def blobs(tmp_path_factory):
-    return write_blob_dataset(tmp_path_factory.mktemp("data") / "blobs", n=160, num_classes=4)
 
 
 @pytest.fixture
