@@ -37,15 +37,13 @@ from xfer.weights import resolve_weights
 OPTIMIZERS = ("sgd", "adam", "adamw")
 EMBEDDING_METHODS = ("", "tsne", "umap")  # "": no embeddings
 SCHEDULES = ("constant", "cosine", "exp_decay", "plateau")
-# Schedules whose lr at epoch e depends on the total budget: with them the first e epochs of a
-# long run are not an e-epoch run, so epoch milestones are refused.
+# Epoch milestones. A milestone m of an E-epoch run is its result as of epoch m: test metrics,
+# costs and time up to then. With a schedule that ignores the budget (constant, exp_decay,
+# plateau) the first m epochs of the run are exactly the m-epoch run (same seed, same batch
+# order and augmentation per epoch, same early stopping), so it is that run's result, and
+# epochs {10, 20, 50} cost one 50-epoch run instead of 80 epochs. A schedule whose lr at epoch
+# e depends on the total budget breaks that, so milestones are refused with it:
 BUDGET_DEPENDENT_SCHEDULES = ("cosine",)
-MILESTONES_NOTE = (
-    "An epoch milestone m of an E-epoch run is its result as of epoch m: test metrics, costs "
-    "and time up to then. With a schedule that ignores the budget (constant, exp_decay, "
-    "plateau) the first m epochs of the run are exactly the m-epoch run (same seed, same batch "
-    "order and augmentation per epoch, same early stopping), so it is that run's result, and "
-    "epochs {10, 20, 50} cost one 50-epoch run instead of 80 epochs.")
 # plateau: val_loss "improved" when it fell below best·(1 − 1e-4), torch ReduceLROnPlateau's
 # default (threshold=1e-4, threshold_mode="rel"); a relative margin ignores float noise.
 PLATEAU_THRESHOLD = 1e-4
@@ -96,8 +94,8 @@ class TrialConfig:
     embedding_points: int = 2000       # test images embedded at most (a stratified sample)
     epoch_milestones: tuple[int, ...] = ()  # also keep the result (test metrics, costs) as of
                                             # these epochs, each < epochs: what a run with that
-                                            # budget would have given (MILESTONES_NOTE); +1 test
-                                            # pass per milestone
+                                            # budget would have given (see "Epoch
+                                            # milestones" above); +1 test pass per milestone
 
     def validate(self) -> "TrialConfig":
         """Check every field once, at the edge; raises UsageError naming the field and the valid

@@ -72,7 +72,7 @@ class Preset:
     def with_epoch_milestones(self, name: str) -> "Preset":
         """The preset with its epochs axis folded into its longest budget: each configuration
         trains once, for the longest budget, and keeps its result as of the shorter ones as
-        epoch milestones (``xfer.train.MILESTONES_NOTE``), cutting the axis' compute from the
+        epoch milestones (see "Epoch milestones" in ``xfer.train``), cutting the axis' compute from the
         sum of the budgets to the largest. UsageError when the preset does not sweep epochs."""
         from dataclasses import replace
 
