@@ -217,6 +217,19 @@ def test_summary_states_the_numbers(written):
     assert "Bayes accuracy ceiling is 93.75%" in summary
 
 
+def test_summary_counts_epoch_milestone_runs_only_when_there_are_some(written, tmp_path):
+    path, _, _ = written
+    assert "epoch milestone" not in path.read_text()  # runs without the milestone_of column
+    runs = sweep_runs().assign(milestone_of=None)
+    runs.loc[[0, 2], "milestone_of"] = "trial_a"  # two runs measured inside a longer one
+    text = report.write_report(runs, FAILED, {}, {}, tmp_path).read_text()
+    assert ("- 2 runs of these are epoch milestones: the result as of epoch m inside a longer run "
+            "of the same configuration (--epoch-milestones)") in text
+    assert "their times and costs count up to epoch m." in text
+    runs["milestone_of"] = None  # a sweep without milestones: no sentence
+    assert "epoch milestone" not in report.write_report(runs, FAILED, {}, {}, tmp_path / "b").read_text()
+
+
 def test_failed_runs_are_listed_with_their_error_not_plotted(written):
     path, _, _ = written
     table = md_table(path.read_text(), "## Runs left out")

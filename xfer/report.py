@@ -594,10 +594,12 @@ def _milestone_sentence(runs: pd.DataFrame) -> str:
     milestones = int(runs["milestone_of"].notna().sum()) if "milestone_of" in runs else 0
     if not milestones:
         return ""
-    return (f"{_runs(milestones)} of these {'are epoch milestones' if milestones > 1 else 'is an epoch milestone'}: "
+    plural = milestones > 1
+    return (f"{_runs(milestones)} of these {'are epoch milestones' if plural else 'is an epoch milestone'}: "
             "the result as of epoch m inside a longer run of the same configuration "
             "(--epoch-milestones), which, with an lr schedule that ignores the budget, is exactly "
-            "what the m-epoch run gives; its times and costs count up to epoch m.")
+            f"what the m-epoch run gives; {'their' if plural else 'its'} times and costs count up "
+            "to epoch m.")
 
 
 def _winner_sentence(points: pd.DataFrame, cost: str, size) -> str:
