@@ -39,11 +39,27 @@ def _runs(tmp: Path):
     return client, parents, children
 
 
+# Fake credentials in the smoke sweep's environment, as a cluster's driver would have real ones:
+# test_no_secret_... searches everything the sweep wrote for them (one sweep serves both).
+SECRETS = {"AWS_ACCESS_KEY_ID": "AKIAXFERFAKEKEY12345", "AWS_SECRET_ACCESS_KEY": "xfer-fake-secret-9f8e7d",
+           "MLFLOW_TRACKING_PASSWORD": "xfer-fake-mlflow-pw-4c3b", "RAY_AUTH_TOKEN": "xferfaketoken0a1b2c3d4e5f"}
+
+
 @pytest.fixture(scope="module")
-def smoke_sweep(tmp_path_factory, shared_cache):
+def smoke_ray_tmp():
+    """The smoke sweep's RAY_TMPDIR, kept until the module ends so its Ray logs can be read."""
+    ray_tmp = Path(tempfile.mkdtemp(prefix="xr", dir="/tmp"))  # short: Ray's socket paths are capped
+    yield ray_tmp
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def smoke_sweep(tmp_path_factory, shared_cache, smoke_ray_tmp):
     tmp = tmp_path_factory.mktemp("smoke")
+    env = {**sweep_env(tmp), **SECRETS, "MLFLOW_TRACKING_USERNAME": "xfer-driver",
+           "RAY_TMPDIR": str(smoke_ray_tmp)}
     started = time.perf_counter()
-    done = run_sweep("pdf_grid.py", ["--preset", "smoke"], tmp, shared_cache)
+    done = run_sweep("pdf_grid.py", ["--preset", "smoke"], tmp, shared_cache, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return tmp, done, time.perf_counter() - started
 
@@ -240,21 +256,12 @@ def test_optuna_searches_sample_the_space_through_the_same_stack(search, tmp_pat
         assert {"test_accuracy", "train_macs"} <= set(child.data.metrics)
 
 
-def test_no_secret_from_the_environment_reaches_mlflow_or_the_sweep_files(tmp_path, shared_cache):
-    secrets = {"AWS_ACCESS_KEY_ID": "AKIAXFERFAKEKEY12345", "AWS_SECRET_ACCESS_KEY": "xfer-fake-secret-9f8e7d",
-               "MLFLOW_TRACKING_PASSWORD": "xfer-fake-mlflow-pw-4c3b", "RAY_AUTH_TOKEN": "xferfaketoken0a1b2c3d4e5f"}
-    ray_tmp = Path(tempfile.mkdtemp(prefix="xr", dir="/tmp"))  # short: Ray's socket paths are capped
-    env = {**sweep_env(tmp_path), **secrets, "MLFLOW_TRACKING_USERNAME": "xfer-driver",
-           "RAY_TMPDIR": str(ray_tmp)}
-    try:
-        done = run_sweep("pdf_grid.py", ["--preset", "smoke", "--scheduler", "fifo"], tmp_path,
-                         shared_cache, env=env)
-        # Ray's own logs of this sweep: runtime envs, worker output, the GCS and raylet
-        ray_logs = [path.read_bytes().decode(errors="replace") for path in ray_tmp.rglob("*")
-                    if path.is_file() and not path.is_symlink() and path.stat().st_size < 50 << 20]
-    finally:
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+def test_no_secret_from_the_environment_reaches_mlflow_or_the_sweep_files(smoke_sweep, smoke_ray_tmp):
+    tmp_path, done, _ = smoke_sweep  # run with SECRETS in its environment
+    secrets = SECRETS
+    # Ray's own logs of this sweep: runtime envs, worker output, the GCS and raylet
+    ray_logs = [path.read_bytes().decode(errors="replace") for path in smoke_ray_tmp.rglob("*")
+                if path.is_file() and not path.is_symlink() and path.stat().st_size < 50 << 20]
     assert len(ray_logs) > 10, "Ray wrote no logs under RAY_TMPDIR: nothing was searched"
     client, parents, children = _runs(tmp_path)
     texts = [done.stdout, done.stderr]
@@ -263,7 +270,7 @@ def test_no_secret_from_the_environment_reaches_mlflow_or_the_sweep_files(tmp_pa
         for artifact in client.list_artifacts(run.info.run_id):
             if not artifact.is_dir:
                 texts.append(Path(client.download_artifacts(run.info.run_id, artifact.path,
-                                                            str(tmp_path / "dl"))).read_bytes().decode(errors="replace"))
+                                                            str(tmp_path / "dl-secrets"))).read_bytes().decode(errors="replace"))
     for path in (tmp_path / "runs").rglob("*"):  # Ray's sweep state, xfer_sweep.json, reports
         if path.is_file() and path.suffix in (".json", ".pkl", ".csv", ".md", ".txt", ".log", ""):
             texts.append(path.read_bytes().decode(errors="replace"))
