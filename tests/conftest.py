@@ -13,6 +13,19 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+def load_topology():
+    """infra/local/topology.py as a module (it is a script, not part of the package)."""
+    import importlib.util
+
+    name = "xfer_local_topology"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "infra" / "local" / "topology.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses resolve the module's annotations through it
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 @pytest.fixture(scope="module")
 def blobs(tmp_path_factory):
     """A tiny learnable packed dataset (160 images, 4 classes, 32 px), one per test module."""

@@ -10,7 +10,6 @@ and 130 s measured (topology up ~45 s, the job ~45-60 s, teardown ~10 s).
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
@@ -22,14 +21,11 @@ import boto3
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO
+from conftest import REPO, load_topology
 
 pytestmark = pytest.mark.slow
 
-_spec = importlib.util.spec_from_file_location("xfer_local_topology", REPO / "infra" / "local" / "topology.py")
-topology = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = topology  # dataclasses resolve the module's annotations through it
-_spec.loader.exec_module(topology)
+topology = load_topology()
 
 RAY = str(Path(sys.executable).with_name("ray"))
 JOB_TIMEOUT_S = 420
