@@ -537,9 +537,15 @@ def write_json(args: argparse.Namespace, stubs: list[str], rows: list[dict]) -> 
         "recommended_k": {str(b): k for b, k in recommend(rows).items()}}, indent=2))
 
 
-if __name__ == "__main__":
+def exit_with(main_function, interrupted: str) -> None:
+    """Run a benchmark's ``main`` as a script: its return code, or 130 and ``interrupted`` on
+    stderr when the GPU suite's timeout sends SIGINT (its trials are already killed by then)."""
     try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # the GPU suite's timeout: the trials are already killed
-        print("packing: interrupted; rows measured so far are above (and in --json-out)", file=sys.stderr)
+        sys.exit(main_function())
+    except KeyboardInterrupt:
+        print(interrupted, file=sys.stderr)
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    exit_with(main, "packing: interrupted; rows measured so far are above (and in --json-out)")

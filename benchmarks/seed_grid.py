@@ -64,8 +64,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # packing.py, when imported from elsewhere
 
-from packing import (GpuSampler, Trial, cpu_cores, fail, missing_modules, resolve_device,  # noqa: E402
-                     run_trials, write_dataset, write_standin_weights)
+from packing import (GpuSampler, Trial, cpu_cores, exit_with, fail, missing_modules,  # noqa: E402
+                     resolve_device, run_trials, write_dataset, write_standin_weights)
 
 # sweeps/pdf_grid.py's `seed` preset (tests/test_benchmarks_smoke.py checks they agree); copied,
 # not imported, because importing the sweep pulls in Ray, which the GPU machine lacks.
@@ -277,8 +277,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # the GPU suite's timeout: the trials are already killed
-        print("seed_grid: interrupted before every run finished; nothing to extrapolate from", file=sys.stderr)
-        sys.exit(130)
+    exit_with(main, "seed_grid: interrupted before every run finished; nothing to extrapolate from")
