@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from xfer.errors import UsageError, choice_error
 from xfer.sweep.sources import DataSource, PdfData
@@ -40,8 +40,6 @@ class OfflinePretrain:
                 "a source task unlike the target; NOT ImageNet")
 
     def for_model(self, model: str) -> "OfflinePretrain":
-        from dataclasses import replace
-
         return replace(self, model=model)
 
 
@@ -74,8 +72,6 @@ class Preset:
         trains once, for the longest budget, and keeps its result as of the shorter ones as
         epoch milestones (see "Epoch milestones" in ``xfer.train``), cutting the axis' compute from the
         sum of the budgets to the largest. UsageError when the preset does not sweep epochs."""
-        from dataclasses import replace
-
         budgets = sorted(set(self.space.get("epochs", [])))
         if len(budgets) < 2:
             raise UsageError(f"--epoch-milestones: preset {name} does not sweep epochs "
