@@ -175,6 +175,10 @@ CASES: dict[str, Case] = {
     "pdf_grid: --data missing folder": Case(
         "pdf_grid.py", ["--smoke-test", "--data", "{tmp}/no_such_data"],
         ("--data {tmp}/no_such_data: no such folder", "valid: pdf, cifar10, cifar100")),
+    "pdf_grid: --test-size beyond the generator": Case(
+        "pdf_grid.py", ["--smoke-test", "--test-size", "800001"], ("--test-size must be at most 800000",)),
+    "pdf_grid: unknown --split": Case("pdf_grid.py", ["--smoke-test", "--split", "70:30"],
+                                      ("invalid choice: '70:30'", "'heldout', '80:10:10'")),
     "cifar10_transfer: archive absent and --no-download": Case(
         "cifar10_transfer.py", ["--smoke-test", "--no-download", "--data-root", "{empty}"],
         ("cifar-10-python.tar.gz",)),

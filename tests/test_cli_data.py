@@ -17,7 +17,9 @@ def xfer(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 def test_pdf_then_audit_end_to_end(tmp_path):
     out = tmp_path / "d"
-    done = xfer("data", "pdf", "--n", "24", "--preset", "seed", "--image-size", "32", "--out", str(out))
+    # a small held-out test set: the default 1,000 would cost ~6 s of rendering here
+    done = xfer("data", "pdf", "--n", "24", "--preset", "seed", "--image-size", "32", "--test-size", "16",
+                "--out", str(out))
     assert done.returncode == 0, done.stderr
     assert {p.name for p in out.iterdir()} == {"images", "packed", "metadata.json", "dataset.json", "audit.json"}
     (out / "audit.json").unlink()
@@ -26,7 +28,8 @@ def test_pdf_then_audit_end_to_end(tmp_path):
     assert "Bayes accuracy ceiling: 0.7500" in audit.stdout
     assert "exponential ~ gamma" in audit.stdout and "same distribution" in audit.stdout
     assert json.loads((out / "audit.json").read_text())["bayes_accuracy_ceiling"] == 0.75
-    again = xfer("data", "pdf", "--n", "24", "--preset", "seed", "--image-size", "32", "--out", str(out))
+    again = xfer("data", "pdf", "--n", "24", "--preset", "seed", "--image-size", "32", "--test-size", "16",
+                 "--out", str(out))
     assert again.returncode == 0 and "exists, unchanged" in again.stdout
 
 

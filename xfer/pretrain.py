@@ -3,9 +3,10 @@
 Train a model with ``fit`` on a *source* task that differs from the target (by default the
 ``varied`` PDF preset, whose parameters are drawn per image, with a seed unlike the target's),
 then save its weights with ``xfer.weights.save_weights``. The file records the model, the
-normalisation the weights were trained with and the source task (dataset identity and its
-test accuracy), so ``xfer train --init pretrained --weights FILE`` later records where its
-starting point came from, by sha256.
+normalisation the weights were trained with and the source task (dataset identity, its test
+accuracy and the measured training MACs), so ``xfer train --init pretrained --weights FILE``
+later records where its starting point came from, by sha256, and what it cost to produce
+(``pretrain_macs``, ``xfer.cost.pretraining_macs``).
 """
 
 from __future__ import annotations
@@ -73,6 +74,14 @@ def pretrain(out: str | Path, config: "TrialConfig",
         "classes": result["classes"],
         "model": config.model,
         "epochs_run": result["epochs_run"],
+        # What these weights cost to produce, measured (xfer.cost.pretraining_macs reads it back
+        # as the pretrain_macs of every run that starts from this file), plus, when this run
+        # itself started from pretrained weights, what those cost as fit recorded it.
+        "train_macs": result["train_macs"],
+        "images_processed": result["images_processed"],
+        "macs_per_image": result["macs_per_image"],
+        "pretrain_macs": result.get("pretrain_macs"),
+        "pretrain_macs_basis": result.get("pretrain_macs_basis"),
         "test_accuracy": result["test_accuracy"],
         "input_size": result["input_size"],
         "git_sha": result["git_sha"],

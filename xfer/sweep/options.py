@@ -13,6 +13,7 @@ from pathlib import Path
 
 from xfer.argtypes import (OneLineParser, check_output_path, non_negative_float, positive_float,
                            positive_int)
+from xfer.data.splits import SPLIT_CHOICES
 from xfer.errors import UsageError
 
 SEARCHES = ("grid", "tpe", "nsga2")
@@ -42,6 +43,9 @@ class SweepOptions:
     data_root: str | None = None  # where CIFAR archives are, or are downloaded to
     download: bool = True
     epoch_milestones: bool = False  # fold the epochs axis into its longest budget (Preset.with_epoch_milestones)
+    # PDF plots only (xfer.sweep.sources.source_from_option): override the preset's PdfData
+    test_size: int | None = None  # held-out test images
+    split: str | None = None  # "heldout" | "80:10:10"
 
     @property
     def storage_is_s3(self) -> bool:
@@ -99,6 +103,14 @@ def build_parser(prog: str, description: str, presets: list[str], default_preset
                              "budgets, and log its result at the shorter ones as their own runs "
                              "(exact for the constant, exp_decay and plateau schedules; refused for "
                              "cosine); e.g. epochs 10,20,50 cost 50 epochs instead of 80")
+    parser.add_argument("--test-size", type=positive_int, default=None, metavar="N",
+                        help="PDF plots: held-out test images, drawn once and shared by every trial "
+                             "and dataset size, at least 8, at most 800000 (default: the preset's, "
+                             "1000)")
+    parser.add_argument("--split", choices=SPLIT_CHOICES, default=None,
+                        help="PDF plots: heldout (train/val 80:20 of each dataset size, one fixed "
+                             "test set) or 80:10:10 (the study's split of each size; its test set "
+                             "shrinks with the size) (default: the preset's, heldout)")
     parser.add_argument("--max-failures", type=int, default=2,
                         help="retries of a crashed trial, each from its last epoch checkpoint (default: 2)")
     parser.add_argument("--no-report", action="store_true",
@@ -118,7 +130,7 @@ def parse_options(parser: argparse.ArgumentParser, argv: list[str] | None) -> Sw
         storage=args.storage, experiment=args.experiment, resume=args.resume, dry_run=args.dry_run,
         cache_dir=args.cache_dir, max_failures=args.max_failures, report=not args.no_report,
         data=args.data, data_root=args.data_root, download=not args.no_download,
-        epoch_milestones=args.epoch_milestones)
+        epoch_milestones=args.epoch_milestones, test_size=args.test_size, split=args.split)
     validate(options)
     return options
 
@@ -135,6 +147,10 @@ def validate(options: SweepOptions) -> None:
         raise UsageError("--experiment must not be empty")
     if options.data_root and Path(options.data_root).exists() and not Path(options.data_root).is_dir():
         raise UsageError(f"--data-root {options.data_root} is not a folder")
+    if options.test_size is not None:  # the generator's bounds; PDF-only is checked with the data
+        from xfer.data.pdf.generate import check_test_size
+
+        check_test_size(options.test_size)
     if options.max_failures < 0:
         raise UsageError(f"--max-failures must be >= 0, got {options.max_failures}")
     if options.gpus_per_trial > 1 and options.gpus_per_trial != int(options.gpus_per_trial):

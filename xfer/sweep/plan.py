@@ -41,7 +41,7 @@ def make_plan(trials: list[dict], options: SweepOptions, source: DataSource,
     """``trials``: the preset's grid (``Preset.trials``), validated, each with its dataset_size;
     ``source`` says how many of those images train and how many are evaluated each epoch."""
     from xfer import models
-    from xfer.cost import macs_per_image_for
+    from xfer.cost import macs_per_image_for, training_macs_per_image_for
 
     num_classes, dataset_image_size = source.num_classes(), source.image_size
     num_trials = len(trials) if options.search == "grid" else (options.num_samples or len(trials))
@@ -52,7 +52,10 @@ def make_plan(trials: list[dict], options: SweepOptions, source: DataSource,
         macs = macs_per_image_for(trial["model"], num_classes, trial.get("head", "linear"), input_size)
         train_images = source.train_images(trial["dataset_size"])
         images = train_images * trial["epochs"]
-        total_macs += 3 * macs * images  # forward + backward ~ 3x forward
+        # forward + backward, the backward only from the first trained layer (xfer.cost)
+        total_macs += images * training_macs_per_image_for(
+            trial["model"], num_classes, trial.get("head", "linear"), trial.get("train_layers", "all"),
+            input_size)
         if step_seconds:
             per_step = step_seconds(trial["model"], input_size, trial["batch_size"], macs,
                                     trial.get("train_layers", "all"))
@@ -139,6 +142,7 @@ def format_plan(plan: Plan, preset_name: str, preset: Preset, options: SweepOpti
     lines = [
         f"plan: preset {preset_name}: {plan.num_trials} trials ({options.search} search, "
         f"{options.scheduler} scheduler)",
+        f"  scheduler: {preset.scheduler_plan(options.scheduler).describe()}",
         f"  axes: {axes}",
         *[f"  arm {name}: " + ", ".join(f"{k} {v}" for k, v in values.items())
           for name, values in preset.arms.items()],
@@ -150,7 +154,8 @@ def format_plan(plan: Plan, preset_name: str, preset: Preset, options: SweepOpti
     if plan.seconds_serial:
         lines.append(f"  time estimate on {plan.device}: {_duration(plan.seconds)} with "
                      f"{min(plan.parallel_trials, plan.num_trials)} trials at once "
-                     f"({_duration(plan.seconds_serial)} of trial time; ASHA may cut it)")
+                     f"({_duration(plan.seconds_serial)} of trial time"
+                     f"{'; ASHA may cut it' if options.scheduler == 'asha' else ''})")
     lines += [f"  MLflow: {tracking_uri} (experiment {options.experiment})",
               f"  trial storage: {storage}"]
     return "\n".join(lines)

@@ -7,7 +7,10 @@ object store. What ``dataset_size`` means depends on the source, and the sources
 ================ ============================================ ================================
 source           dataset_size                                 splits
 ================ ============================================ ================================
-``PdfData``      all images generated (n), 80% of them train  80:10:10 of the first n, stratified
+``PdfData``      pool images (n), 80% of them train           heldout (default): train/val
+                                                              80:20 of the first n, test a
+                                                              held-out set drawn once; or the
+                                                              studies' 80:10:10 of n
 ``CifarData``    training images (a balanced prefix)           official test set; validation
                                                               held out of the official train set
 ``FolderData``   training images (a balanced prefix)           80:10:10 of the folder, stratified
@@ -24,39 +27,71 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from xfer.data.pdf.generate import DEFAULT_TEST_SIZE, MAX_IMAGES, check_test_size
+from xfer.data.splits import HELDOUT, SPLIT_CHOICES, STUDY_SPLIT
 from xfer.errors import UsageError
 
 DATA_CHOICES = ("pdf", "cifar10", "cifar100", "DIR (an image folder or an xfer dataset)")
-_PDF_MIN_PER_CLASS = 5  # the 80:10:10 split needs 5 images of a class to put one in val and test
+# Images of a class that a split needs before every class is in each of its parts: the studies'
+# 80:10:10 needs 5 (one each in val and test); with a held-out test set train and val need one
+# each (xfer.data.splits.train_val_split).
+_PDF_MIN_PER_CLASS = {STUDY_SPLIT: 5, HELDOUT: 2}
 
 
 @dataclass(frozen=True)
 class PdfData:
     """The PDF-plot dataset, built once per machine (file lock) at the largest swept size;
-    every smaller size is its prefix (see xfer.data.pdf.generate)."""
+    every smaller size is its prefix (see xfer.data.pdf.generate).
+
+    ``split`` "heldout" (default): train and val come from each trial's first n images and
+    every trial is tested on the same ``test_size`` images, generated from ``test_seed``
+    (None: the dataset seed + 2^31, never a pool seed). "80:10:10": the studies' split of n."""
     preset: str = "seed"
     seed: int = 0
     image_size: int = 256  # px, as generated
+    split: str = HELDOUT
+    test_size: int = DEFAULT_TEST_SIZE  # held-out test images (split "heldout" only)
+    test_seed: int | None = None
 
     fixed_splits = False
 
+    def __post_init__(self):
+        if self.split not in SPLIT_CHOICES:
+            raise UsageError(f"unknown split {self.split!r} (valid: {', '.join(SPLIT_CHOICES)})")
+        if self.heldout:
+            check_test_size(self.test_size)
+        if self.test_seed is not None and self.test_seed == self.seed:
+            raise UsageError(f"test_seed must differ from the dataset seed {self.seed}: the same "
+                             "seed draws the same images")
+
+    @property
+    def heldout(self) -> bool:
+        return self.split == HELDOUT
+
     def describe(self) -> str:
-        return f"PDF plots, preset {self.preset}, seed {self.seed}, {self.image_size} px"
+        test = (f"test: {self.test_size} held-out images, the same for every size"
+                if self.heldout else "split 80:10:10 of each size")
+        return f"PDF plots, preset {self.preset}, seed {self.seed}, {self.image_size} px, {test}"
 
     def num_classes(self) -> int:
         return 8  # the eight density families
 
     def check_size(self, n) -> None:
-        low = self.num_classes() * _PDF_MIN_PER_CLASS
+        per_class = _PDF_MIN_PER_CLASS[self.split]
+        low = self.num_classes() * per_class
         if not isinstance(n, int) or isinstance(n, bool) or n < low:
-            raise UsageError(f"dataset_size must be an integer >= {low} ({_PDF_MIN_PER_CLASS} "
-                             f"images per class for the 80:10:10 split), got {n!r}")
+            parts = "train and val" if self.heldout else "train, val and test"
+            raise UsageError(f"dataset_size must be an integer >= {low} ({per_class} images per "
+                             f"class put one in each of {parts}, split {self.split}), got {n!r}")
+        if n > MAX_IMAGES:
+            raise UsageError(f"dataset_size must be at most {MAX_IMAGES} (the generator's bound), got {n}")
 
     def train_images(self, n: int) -> int:
-        return stratified_train_count(n, self.num_classes(), self.seed)
+        return stratified_train_count(n, self.num_classes(), self.seed, split=self.split)
 
     def eval_images(self, n: int) -> int:
-        return n - self.train_images(n)
+        """Images evaluated per epoch: val, plus the test set (the held-out one, or 10% of n)."""
+        return n - self.train_images(n) + (self.test_size if self.heldout else 0)
 
     def default_size(self) -> int:
         raise UsageError("the PDF-plot data needs a dataset_size: generated data has no natural size")
@@ -67,19 +102,25 @@ class PdfData:
     def prepare(self, cache_root: Path, n: int, progress=None) -> Path:
         from xfer.data.pdf.generate import PdfDatasetSpec, ensure_dataset
 
-        spec = PdfDatasetSpec(n=n, preset=self.preset, seed=self.seed, image_size=self.image_size)
+        spec = PdfDatasetSpec(n=n, preset=self.preset, seed=self.seed, image_size=self.image_size,
+                              test_size=self.test_size if self.heldout else 0,
+                              test_seed=self.test_seed if self.heldout else None)
         return ensure_dataset(cache_root, spec, progress=progress)
 
 
-def stratified_train_count(n: int, num_classes: int, seed: int) -> int:
-    """Training images the 80:10:10 stratified split gives the first n of a round-robin
-    (balanced) dataset: exact, since per-class rounding matters at small n (8 classes, n=40:
-    24, not 32)."""
+def stratified_train_count(n: int, num_classes: int, seed: int, split: str = STUDY_SPLIT) -> int:
+    """Training images the stratified split gives the first n of a round-robin (balanced)
+    dataset: exact, since per-class rounding matters at small n (8 classes, n=40: 24, not 32).
+    The same for both splits from 5 images per class on (heldout trains on the 80:10:10
+    split's train); below, heldout moves one image per class to validation."""
     import numpy as np
 
-    from xfer.data.splits import stratified_split
+    from xfer.data.splits import stratified_split, train_val_split
 
-    return len(stratified_split(np.arange(n) % num_classes, seed)["train"])
+    labels = np.arange(n) % num_classes
+    if split == HELDOUT:
+        return len(train_val_split(labels, seed)["train"])
+    return len(stratified_split(labels, seed)["train"])
 
 
 class _FixedSplits:
@@ -241,6 +282,11 @@ class PackedData(_FixedSplits):
         ranges = self._meta().get("split_ranges", {})
         return sum(stop - start for name, (start, stop) in ranges.items() if name != "train")
 
+    def _held_out(self) -> int:
+        """Rows of a PDF dataset's held-out test set (0: the studies' 80:10:10 layout)."""
+        held_out = self._meta().get("heldout_test")
+        return int(held_out[1]) - int(held_out[0]) if held_out else 0
+
     def check_size(self, n) -> None:
         if self.fixed_splits:
             return super().check_size(n)
@@ -250,10 +296,13 @@ class PackedData(_FixedSplits):
     def train_images(self, n: int) -> int:
         if self.fixed_splits:
             return n
-        return stratified_train_count(n, self.num_classes(), int(self._meta().get("seed", 0)))
+        return stratified_train_count(n, self.num_classes(), int(self._meta().get("seed", 0)),
+                                      split=HELDOUT if self._held_out() else STUDY_SPLIT)
 
     def eval_images(self, n: int) -> int:
-        return self.eval_pool() if self.fixed_splits else n - self.train_images(n)
+        if self.fixed_splits:
+            return self.eval_pool()
+        return n - self.train_images(n) + self._held_out()
 
     def prepare(self, cache_root: Path, n: int, progress=None) -> Path:
         return Path(self.path).resolve()
@@ -285,12 +334,34 @@ def _packed_meta(path: str) -> dict:
 
 
 def source_from_option(value: str | None, default: DataSource, *, root: str | None = None,
-                       download: bool = True, image_size: int | None = None) -> DataSource:
+                       download: bool = True, image_size: int | None = None,
+                       test_size: int | None = None, split: str | None = None) -> DataSource:
     """The source ``--data VALUE`` names, or the preset's ``default`` when not given.
 
     ``pdf``, ``cifar10``, ``cifar100``, or a folder: an xfer dataset (has dataset.json) or an
     image folder. ``--data-root`` and ``--no-download`` apply to CIFAR; ``--image-size`` to a
-    folder (default: the preset's, else 224)."""
+    folder (default: the preset's, else 224); ``--test-size`` and ``--split`` to generated PDF
+    plots (they override the preset's PdfData; UsageError with any other data)."""
+    source = _source_from_option(value, default, root=root, download=download, image_size=image_size)
+    if test_size is None and split is None:
+        return source
+    flags = " and ".join(f for f, v in (("--test-size", test_size), ("--split", split)) if v is not None)
+    if not isinstance(source, PdfData):
+        what = {CifarData: f"{getattr(source, 'name', '').upper()} (official test set)",
+                FolderData: "an image folder (fixed held-out split)",
+                PackedData: "a dataset already written (it keeps the split it was written with; "
+                            "write another with `xfer data pdf --test-size N --split S`)"}[type(source)]
+        raise UsageError(f"{flags} apply to generated PDF-plot data only, not to {what}")
+    split = split or source.split
+    if split not in SPLIT_CHOICES:
+        raise UsageError(f"unknown --split {split!r} (valid: {', '.join(SPLIT_CHOICES)})")
+    if test_size is not None and split != HELDOUT:
+        raise UsageError(f"--test-size applies to --split heldout only, not to split {split}")
+    return replace(source, split=split, test_size=source.test_size if test_size is None else test_size)
+
+
+def _source_from_option(value: str | None, default: DataSource, *, root: str | None,
+                        download: bool, image_size: int | None) -> DataSource:
     if value is None:
         if isinstance(default, CifarData) and (root or not download):
             return replace(default, root=root or default.root, download=download)

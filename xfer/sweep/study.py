@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field, replace
 
 from xfer.errors import UsageError, choice_error
@@ -16,6 +17,12 @@ SWEEP_ONLY_KEYS = ("dataset_size", ARM)  # trial keys that are not TrialConfig f
 # The axes a preset may sweep. Each maps onto a TrialConfig field; dataset_size becomes `n`.
 AXES = ("model", "init", "train_layers", "head", "epochs", "batch_size", "dataset_size",
         "lr", "optimizer", "schedule", "weight_decay", "image_size", "seed")
+
+# ASHA's rungs compare trials only within a group of these values (those a sweep varies): a
+# trial on 100 images is not stopped for trailing one on 10,000, nor a scratch trial for
+# trailing a pretrained one, nor one seed of a configuration for trailing another seed of it.
+ASHA_GROUP_KEYS = ("dataset_size", "init", "seed")
+ASHA_REDUCTION_FACTOR = 2  # keep the top half at each rung: gentle, since budgets are short
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,8 @@ class Preset:
     description: str = ""
     arms: dict[str, dict] = field(default_factory=dict)  # arm name -> values; none: one plain grid
     scheduler: str = "asha"  # when --scheduler is not given; fifo where arms' budgets differ
+    # fold the epochs axis into epoch milestones without --epoch-milestones (with_epoch_milestones)
+    epoch_milestones: bool = False
 
     def validate(self, name: str) -> None:
         for axis, values in self.space.items():
@@ -79,6 +88,25 @@ class Preset:
         return replace(self, space={**self.space, "epochs": budgets[-1:]},
                        fixed={**self.fixed, "epoch_milestones": budgets[:-1]})
 
+    def for_run(self, name: str, epoch_milestones: bool = False) -> "Preset":
+        """The preset a sweep runs: folded into epoch milestones when the preset says so or
+        ``--epoch-milestones`` asks; as declared otherwise."""
+        if epoch_milestones or self.epoch_milestones:
+            return self.with_epoch_milestones(name)
+        return self
+
+    def scheduler_plan(self, kind: str, seeds: int = 1) -> "SchedulerPlan":
+        """What ``--scheduler kind`` means for this preset's trials (``seeds`` replicates of
+        each, as ``trials``): for ASHA, its groups, grace period, budget and rungs."""
+        if kind != "asha":
+            return SchedulerPlan(kind=kind)
+        trials = self.trials(seeds=seeds)
+        # the epoch is ASHA's time unit; its rungs span every budget a result is reported
+        # for, milestones included: folded, a 50-epoch trial also stands for the 10-epoch one
+        epochs = sorted({e for t in trials for e in (t["epochs"], *t.get("epoch_milestones", ()))})
+        groups = tuple(key for key in ASHA_GROUP_KEYS if len({t.get(key) for t in trials}) > 1)
+        return SchedulerPlan(kind="asha", group_keys=groups, grace_period=epochs[0], max_t=epochs[-1])
+
     def axes(self) -> dict[str, list]:
         """The axes Ray sweeps: the space, plus ``arm`` when there are several arms."""
         return {**self.space, **({ARM: list(self.arms)} if len(self.arms) > 1 else {})}
@@ -99,6 +127,35 @@ class Preset:
         repeats = [{}] if "seed" in self.space else [{"seed": s} for s in range(seeds)]
         return [resolve_trial({**self.base(), ARMS_TABLE: self.arms, **combo, **repeat})
                 for combo in self.grid() for repeat in repeats]
+
+
+@dataclass(frozen=True)
+class SchedulerPlan:
+    """The trial scheduler a sweep runs, decided before Ray starts (xfer.sweep.schedulers
+    builds it). ASHA stops a trial at a rung when its validation accuracy is below the top
+    1/reduction_factor of the trials of its group that reached that rung before it; FIFO
+    stops nothing."""
+    kind: str  # "asha" | "fifo"
+    group_keys: tuple[str, ...] = ()  # ASHA: trials compete only with equal values of these
+    grace_period: int = 1  # ASHA: the first rung, in epochs
+    max_t: int = 1  # ASHA: the longest budget, in epochs
+    reduction_factor: float = ASHA_REDUCTION_FACTOR
+
+    def rungs(self) -> list[int]:
+        """The epochs at which ASHA compares trials, as Ray's bracket computes them; a rung at
+        the longest budget compares nothing (trials end there)."""
+        count = int(math.log(self.max_t / self.grace_period) / math.log(self.reduction_factor) + 1)
+        return [r for r in (int(self.grace_period * self.reduction_factor ** k) for k in range(count))
+                if r < self.max_t]
+
+    def describe(self) -> str:
+        """One line for the plan and the parent run's ``scheduler_detail`` param."""
+        if self.kind != "asha":
+            return "FIFO: every trial runs to its budget"
+        pool = f"per ({', '.join(self.group_keys)})" if self.group_keys else "over all trials in one pool"
+        rungs = (f"rungs {','.join(map(str, self.rungs()))}" if self.rungs()
+                 else f"no rung below the budget of {self.max_t}: no trial stops early")
+        return f"ASHA {pool}, grace {self.grace_period}, reduction {self.reduction_factor:g}, {rungs}"
 
 
 @dataclass(frozen=True)

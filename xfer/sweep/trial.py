@@ -1,11 +1,12 @@
 """The function each Ray trial runs: ``fit`` with Tune reports and per-epoch checkpoints.
 
-Every epoch the trial reports its complete result so far (validation AND test metrics, costs,
-the confusion matrix, the history) together with a checkpoint. A trial that ASHA stops after
-any epoch therefore already holds final numbers for the epochs it ran, and a trial that
-crashes resumes from its last epoch with its RNG state, so the retry continues the same run.
-Costs: one test-split evaluation per epoch (the test split is 10% of the data, forward only:
-~4% of an epoch's training compute) and one state_dict copy + write per epoch.
+Under a scheduler that stops trials (ASHA), every epoch the trial reports its complete result
+so far (validation and test metrics, costs, the confusion matrix, the history) together with a
+checkpoint, so a trial that ASHA stops after any epoch already holds final numbers for the
+epochs it ran; ASHA and the searchers read only ``val_accuracy``. Under FIFO the test split is
+scored once, at the last epoch (and at epoch milestones). A trial that crashes resumes from its
+last epoch with its RNG state, so the retry continues the same run. Costs: a test-split
+evaluation per scored epoch (forward only) and one state_dict copy + write per epoch.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ CHECKPOINT_FILE = "trial_state.pt"
 FAULT_ENV = "XFER_INJECT_FAULT"
 # TrialConfig fields a sweep never sets per trial: the trial sets them itself
 _NOT_FROM_SWEEP = ("data", "n", "device", "report_test_each_epoch")
+# Set by the driver: True when the scheduler may stop trials early (ASHA), so every epoch's
+# report must carry the result so far; with FIFO a trial scores its test split once, at the end.
+SCORE_TEST_EACH_EPOCH = "score_test_each_epoch"
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,8 @@ def run_trial(config: dict, shared: SharedData) -> None:
     torch.set_num_threads(max(1, int(config.get("cpus_per_trial", 1))))
     keys = {f.name for f in fields(TrialConfig)} - set(_NOT_FROM_SWEEP)
     trial_config = TrialConfig(
-        data=shared.meta["path"], n=config["dataset_size"], report_test_each_epoch=True,
+        data=shared.meta["path"], n=config["dataset_size"],
+        report_test_each_epoch=bool(config.get(SCORE_TEST_EACH_EPOCH, True)),
         **{k: config[k] for k in keys if k in config})
     resume = None
     checkpoint = tune.get_checkpoint()

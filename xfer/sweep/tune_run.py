@@ -10,6 +10,8 @@ presets use, a 10-epoch trial and a 50-epoch trial of the same configuration are
 through epoch 10, so comparing them there is fair. With a schedule that depends on the total
 budget (cosine), a short trial anneals earlier and would look better at an early rung than a
 long one; use ``--scheduler fifo`` for such spaces (the plan says which scheduler is in force).
+Rungs compare a trial only with trials of its own dataset size, init and seed
+(``xfer.sweep.schedulers.GroupedASHA``), and only on validation accuracy.
 """
 
 from __future__ import annotations
@@ -24,10 +26,9 @@ from pathlib import Path
 from xfer.sweep.options import SweepOptions
 from xfer.tracking import redacted_uri
 from xfer.sweep.storage import SweepStore
-from xfer.sweep.study import ARMS_TABLE, WEIGHTS_BY_MODEL, Preset, Study, resolve_trial, trial_name
-from xfer.sweep.trial import SharedData, run_trial, shareable_weights
-
-ASHA_REDUCTION_FACTOR = 2  # keep the top half at each rung: gentle, since budgets are short
+from xfer.sweep.study import (ARMS_TABLE, WEIGHTS_BY_MODEL, Preset, SchedulerPlan, Study,
+                              resolve_trial, trial_name)
+from xfer.sweep.trial import SCORE_TEST_EACH_EPOCH, SharedData, run_trial, shareable_weights
 
 
 def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepStore,
@@ -66,7 +67,8 @@ def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepS
             parent_run_id = previous["parent_run_id"]
         else:
             parent_run_id = _create_parent(client, experiment_id, sweep_id, options, preset,
-                                           git_sha(), package_versions(), weights)
+                                           git_sha(), package_versions(), weights,
+                                           _scheduler_plan(preset, options))
         spool_dir = spool_folder(store, options.experiment, sweep_id)
         spool_header = {"sweep_id": sweep_id, "experiment": options.experiment,
                         "experiment_id": experiment_id, "parent_run_id": parent_run_id,
@@ -261,13 +263,15 @@ def _experiment_id(client, name: str) -> str:
 
 
 def _create_parent(client, experiment_id: str, sweep_id: str, options: SweepOptions,
-                   preset: Preset, sha: str, packages: dict, weights: dict[str, str]) -> str:
+                   preset: Preset, sha: str, packages: dict, weights: dict[str, str],
+                   scheduler: SchedulerPlan) -> str:
     from mlflow.entities import Param
 
     run = client.create_run(experiment_id, run_name=f"sweep-{options.preset}-{sweep_id[-20:]}",
                             tags={"xfer.sweep_id": sweep_id, "xfer.role": "parent",
                                   "xfer.preset": options.preset, "xfer.git_sha": sha})
     params = {"preset": options.preset, "search": options.search, "scheduler": options.scheduler,
+              "scheduler_detail": scheduler.describe(),
               "search_space": json.dumps(preset.space), "fixed": json.dumps(preset.fixed, default=str),
               "num_samples": options.num_samples, "max_concurrent": options.max_concurrent,
               "gpus_per_trial": options.gpus_per_trial, "cpus_per_trial": options.cpus_per_trial,
@@ -292,21 +296,18 @@ def _search(preset: Preset, options: SweepOptions, study: Study, weights: dict[s
     """Ray's param_space and TuneConfig for --search and --scheduler. Trials see the axes as
     plain values and the rest as constants; ``resolve_trial`` turns a config into its values."""
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    from xfer.sweep.schedulers import build_scheduler
 
     fixed = {**preset.base(), ARMS_TABLE: preset.arms, WEIGHTS_BY_MODEL: weights,
              "cpus_per_trial": options.cpus_per_trial, "gpus_per_trial": options.gpus_per_trial}
     if default_size is not None:
         fixed.setdefault("dataset_size", default_size)
-    # ASHA's rungs span every budget a result is reported for, epoch milestones included:
-    # with --epoch-milestones a 50-epoch trial also stands for the 10- and 20-epoch ones.
-    epochs = sorted({e for t in preset.trials() for e in (t["epochs"], *t.get("epoch_milestones", ()))})
-    if options.scheduler == "asha":
-        scheduler = ASHAScheduler(time_attr="epoch", metric="val_accuracy", mode="max",
-                                  max_t=max(epochs), grace_period=min(epochs),
-                                  reduction_factor=ASHA_REDUCTION_FACTOR)
-    else:
-        scheduler = FIFOScheduler()
+    plan = _scheduler_plan(preset, options)
+    # FIFO runs every trial to its budget, so a trial scores its test split once, at the end;
+    # a scheduler that stops trials needs every epoch's report to carry the result so far
+    fixed[SCORE_TEST_EACH_EPOCH] = plan.kind != "fifo"
+    scheduler = build_scheduler(plan)
     if options.search == "grid":
         space = {axis: tune.grid_search(values) for axis, values in preset.axes().items()}
         if (options.num_samples or 1) > 1 and "seed" not in preset.space:
@@ -322,8 +323,8 @@ def _search(preset: Preset, options: SweepOptions, study: Study, weights: dict[s
     if options.search == "tpe":
         searcher = OptunaSearch(metric="val_accuracy", mode="max",
                                 sampler=optuna.samplers.TPESampler(seed=0))
-    else:  # nsga2: the cost-vs-accuracy frontier itself is the objective
-        searcher = OptunaSearch(metric=["test_accuracy", study.cost_metric], mode=["max", "min"],
+    else:  # nsga2: the cost-vs-validation-accuracy frontier; test accuracy is only reported
+        searcher = OptunaSearch(metric=["val_accuracy", study.cost_metric], mode=["max", "min"],
                                 sampler=optuna.samplers.NSGAIISampler(seed=0))
     num_samples = options.num_samples or len(preset.grid())
     return ({**fixed, **space}, tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
@@ -333,11 +334,19 @@ def _search(preset: Preset, options: SweepOptions, study: Study, weights: dict[s
                                                 reuse_actors=True))
 
 
+def _scheduler_plan(preset: Preset, options: SweepOptions) -> SchedulerPlan:
+    """The scheduler this sweep runs; seeds count as grid replicates (``--num-samples``)."""
+    seeds = (options.num_samples or 1) if options.search == "grid" and "seed" not in preset.space else 1
+    return preset.scheduler_plan(options.scheduler, seeds=seeds)
+
+
 def _short_dirname(trial) -> str:
     return trial.trial_id
 
 
 def _best_per_init(results, swept: list[str]) -> list[str]:
+    """The closing "best" line per init: chosen on validation accuracy; the test accuracy
+    beside it is reported, never compared."""
     best: dict[str, tuple] = {}
     for result in results:
         metrics, config = result.metrics or {}, resolve_trial(result.config)

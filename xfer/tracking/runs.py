@@ -17,7 +17,7 @@ import json
 import os
 import tempfile
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
@@ -40,9 +40,14 @@ HISTORY_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "
 CONFUSION_ARTIFACT = "confusion_matrix.json"
 ROC_ARTIFACT = "roc_curve.json"  # written by the sweep's logger: {"fpr", "tpr", "auc"}
 EMBEDDINGS_ARTIFACT = "embeddings.json"  # xfer.embeddings.embed_stages' result
+# {"test_set_sha256", "labels", "predicted"}: per test image, in the test split's order
+PREDICTIONS_ARTIFACT = "test_predictions.json"
 # Params that name a run's inputs rather than what it was asked to do (the frontier groups
 # seeds by the rest).
-RUN_IDENTITY_PARAMS = ("seed", "dataset_path", "weights_sha256", "weights_origin")
+# test_set_sha256 too: under the 80:10:10 split it follows dataset_size (already a config
+# column), and it must never split the seeds of one configuration into separate points.
+RUN_IDENTITY_PARAMS = ("seed", "dataset_path", "weights_sha256", "weights_origin", "test_set_sha256",
+                       "pretrain_macs_basis")
 _PAGE = 1000  # search_runs' page size; the store's maximum is 50,000
 
 
@@ -52,7 +57,9 @@ class SweepRuns:
     status, trial_id, start_time, end_time, every param, typed, and every final metric).
     ``failed``: every child that did not finish (FAILED, KILLED, still RUNNING), same columns
     plus ``error`` (the ``xfer.error`` tag). ``config_columns``: the params that define a
-    configuration, i.e. every param except seed and the run's input identities."""
+    configuration, i.e. every param except seed and the run's input identities.
+    ``parent_params``: the parent run's params as logged (strings: ``preset``, ``search``,
+    ``scheduler``, ``scheduler_detail`` when the sweep logged it, ...)."""
     experiment: str
     experiment_id: str
     sweep_id: str
@@ -61,6 +68,7 @@ class SweepRuns:
     failed: pd.DataFrame
     config_columns: tuple[str, ...]
     tracking_uri: str
+    parent_params: dict[str, str] = field(default_factory=dict)
 
 
 def load_sweep(experiment: str, sweep_id: str | None = None, *,
@@ -91,7 +99,7 @@ def load_sweep(experiment: str, sweep_id: str | None = None, *,
     params = {key for run in children for key in run.data.params}
     config = tuple(sorted(params - set(RUN_IDENTITY_PARAMS))) + ("epochs_run",)
     return SweepRuns(experiment, exp.experiment_id, sweep_id, parent.info.run_id, finished, failed,
-                     config, tracking_uri)
+                     config, tracking_uri, dict(parent.data.params))
 
 
 def _check_local_store(tracking_uri: str) -> None:
