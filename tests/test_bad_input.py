@@ -106,6 +106,9 @@ CASES: dict[str, Case] = {
         "xfer", [*PRETRAINED, "{truncated_pt}"], ("truncated.pt is truncated or not a PyTorch weights file",)),
     "train: weights file pinned to another sha256": Case(
         "xfer", [*PRETRAINED, "{resnet10_pt}#sha256=" + "0" * 64], ("has sha256 ", "expected " + "0" * 64)),
+    "train: EfficientNet-Lite0's ImageNet weights pinned to another sha256": Case(
+        "xfer", [*PRETRAINED, "imagenet#sha256=" + "0" * 64, "--model", "efficientnet_lite0"],
+        ("has sha256 579344248a93", "expected " + "0" * 64)),
     "train: weights path under a file": Case(
         "xfer", [*PRETRAINED, "{file}/w.pt"], ("weights file not found: {file}/w.pt",)),
     "train: a FIFO where the weights file should be": Case(
@@ -177,6 +180,9 @@ CASES: dict[str, Case] = {
         ("--data {tmp}/no_such_data: no such folder", "valid: pdf, cifar10, cifar100")),
     "pdf_grid: --test-size beyond the generator": Case(
         "pdf_grid.py", ["--smoke-test", "--test-size", "800001"], ("--test-size must be at most 800000",)),
+    "pdf_grid: ImageNet ResNet-50 weights neither cached nor downloadable (--no-download)": Case(
+        "pdf_grid.py", ["--preset", "seed", "--dry-run", "--no-download"],
+        ("ImageNet weights for resnet50 are not in the torch hub cache", "efficientnet_lite0")),
     "pdf_grid: unknown --split": Case("pdf_grid.py", ["--smoke-test", "--split", "70:30"],
                                       ("invalid choice: '70:30'", "'heldout', '80:10:10'")),
     "cifar10_transfer: archive absent and --no-download": Case(

@@ -14,7 +14,8 @@ import pytest
 XFER = Path(__file__).resolve().parent.parent / "xfer"
 CORE = ["xfer.train", "xfer.pretrain", "xfer.models", "xfer.weights", "xfer.metrics", "xfer.cost",
         "xfer.batches", "xfer.data.tensors", "xfer.data.pdf.generate", "xfer.data.pdf.audit",
-        "xfer.frontier", "xfer.embeddings", "xfer.report_sections"]
+        "xfer.frontier", "xfer.embeddings", "xfer.report_sections", "xfer.stats",
+        "xfer.uncertainty", "xfer.report_conclusions", "xfer.report_figures", "xfer.lite_weights"]
 
 
 def test_importing_the_core_loads_neither_ray_nor_mlflow_nor_optuna():
@@ -45,7 +46,8 @@ def test_only_the_sweep_and_tracking_layers_import_ray_or_mlflow(module):
 
 
 @pytest.mark.parametrize("module", ["train.py", "models.py", "weights.py", "metrics.py", "cost.py",
-                                    "batches.py", "data/tensors.py", "frontier.py"])
+                                    "batches.py", "data/tensors.py", "frontier.py", "stats.py",
+                                    "uncertainty.py", "lite_weights.py"])
 def test_the_core_never_imports_upward(module):
     upward = {n for n in _imports(XFER / module)
               if n.startswith(("xfer.sweep", "xfer.cli", "xfer.report", "xfer.aggregate"))}

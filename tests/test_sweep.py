@@ -93,7 +93,13 @@ def test_children_carry_the_spec_params_metrics_and_artifacts(smoke_sweep):
         assert 0 <= child.data.metrics["test_accuracy"] <= 1
         assert child.data.metrics["train_macs"] > 0 and child.data.metrics["gpu_seconds"] == 0
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
-        assert {"confusion_matrix.json", "confusion_matrix.png"} <= artifacts
+        assert {"confusion_matrix.json", "confusion_matrix.png", "test_predictions.json"} <= artifacts
+        metrics = child.data.metrics
+        assert metrics["test_accuracy_ci_low"] <= metrics["test_accuracy"] <= metrics["test_accuracy_ci_high"]
+        assert metrics["n_test"] == 200 and child.data.params["split"] == "heldout"
+        assert (metrics["pretrain_macs"] > 0) == (child.data.params["init"] == "pretrained")
+    # one held-out test set for every dataset size: the runs can be paired image by image
+    assert len({c.data.params["test_set_sha256"] for c in children}) == 1
     pretrained = [c for c in children if c.data.params["init"] == "pretrained"]
     assert all("offline" in c.data.params["weights"] or c.data.params["weights"].endswith(".pt")
                for c in pretrained)
@@ -191,14 +197,21 @@ def test_the_sweep_writes_its_frontier_report_from_the_real_runs(smoke_sweep):
     points = pd.read_csv(folder / "configurations.csv")
     frontier = pd.read_csv(folder / "frontier.csv")
     overall = frontier[frontier["scope"] == "all"]
-    for _, p in overall.iterrows():  # non-dominated among all configurations
-        dominated = points[(points["train_macs"] <= p["train_macs"]) & (points["test_accuracy"] >= p["test_accuracy"])
-                           & ((points["train_macs"] < p["train_macs"]) | (points["test_accuracy"] > p["test_accuracy"]))]
+    for _, p in overall.iterrows():  # non-dominated among all configurations, on validation
+        dominated = points[(points["train_macs"] <= p["train_macs"]) & (points["val_accuracy"] >= p["val_accuracy"])
+                           & ((points["train_macs"] < p["train_macs"]) | (points["val_accuracy"] > p["val_accuracy"]))]
         assert dominated.empty
+        assert p["test_accuracy_ci_low"] <= p["test_accuracy"] <= p["test_accuracy_ci_high"]
     report = (folder / "report.md").read_text()
     assert "## Pretrained weights" in report and "not ImageNet" in report
-    best = max(children, key=lambda c: c.data.metrics["test_accuracy"])
-    assert f"{best.data.metrics['test_accuracy']:.3f}" in report  # the tables hold real numbers
+    assert "Test split: `heldout`" in report and "200 images per run; 1 distinct test set" in report
+    run = children[0]  # the tables hold real numbers, with their Wilson intervals
+    accuracy = run.data.metrics
+    assert (f"{100 * accuracy['test_accuracy']:.1f}% [{100 * accuracy['test_accuracy_ci_low']:.1f}, "
+            f"{100 * accuracy['test_accuracy_ci_high']:.1f}]") in report or run.info.run_name not in report
+    assert "paired: exact McNemar" in report  # the gains pair runs on the same test images
+    # the closing summary repeats the report's conclusions in the terminal
+    assert "Every choice reads validation accuracy" in done.stdout
 
 
 def test_xfer_frontier_answers_the_target_query_on_the_real_store(smoke_sweep, tmp_path):

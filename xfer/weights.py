@@ -228,11 +228,11 @@ def origin_note(meta: Mapping) -> str:
     task = meta.get("source_task")
     if isinstance(task, Mapping):
         accuracy = task.get("test_accuracy")
-        return (f"xfer pretrain on {task.get('n')} `{task.get('preset')}` PDF plots (seed "
+        return (f"source-task pretraining (xfer pretrain) on {task.get('n')} `{task.get('preset')}` PDF plots (seed "
                 f"{task.get('seed')}, {task.get('image_size')} px), a source task other than the "
                 f"target; source test accuracy "
                 f"{accuracy:.3f}; not ImageNet" if isinstance(accuracy, (int, float)) else
-                f"xfer pretrain on {task}; not ImageNet")
+                f"source-task pretraining (xfer pretrain) on {task}; not ImageNet")
     return "a weights file of undeclared origin"
 
 

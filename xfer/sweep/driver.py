@@ -104,8 +104,25 @@ def run_study(study: Study, options: SweepOptions) -> int:
     print(f"MLflow: {shown}  experiment {options.experiment!r}, parent run {outcome['parent_run_id']}"
           f"  (view: {_viewer_hint(shown)})")
     if outcome.get("report"):
+        # the report's conclusions, its warnings (accuracy above the audit's ceiling, runs at
+        # chance) included, where the user is looking; one source: report.md's summary
+        for line in report_summary(Path(outcome["report"])):
+            print(line)
         print(f"report: {outcome['report']} (also attached to the parent run)")
     return EXIT_OK if outcome["finished"] else EXIT_FAILED
+
+
+def report_summary(report: Path) -> list[str]:
+    """The bullets of a report.md's "## Summary" section, as printed lines."""
+    lines, inside = [], False
+    for line in report.read_text().splitlines():
+        if line.startswith("## "):
+            if inside:
+                break
+            inside = line.strip() == "## Summary"
+        elif inside and line.startswith("- "):
+            lines.append(line)
+    return lines
 
 
 def _viewer_hint(uri: str) -> str:

@@ -64,7 +64,7 @@ def build_parser(prog: str, description: str, presets: list[str], default_preset
                              "sample (default: the grid's size)")
     parser.add_argument("--search", choices=SEARCHES, default="grid",
                         help="grid: every combination once; tpe: Optuna TPE; nsga2: Optuna "
-                             "NSGA-II, maximising test_accuracy and minimising cost (default: grid)")
+                             "NSGA-II, maximising val_accuracy and minimising cost (default: grid)")
     parser.add_argument("--scheduler", choices=SCHEDULERS, default=None,
                         help="asha: stop poor trials early (time unit: the epoch); fifo: run all "
                              "to their budget (default: the preset's, asha unless its arms have "
@@ -97,7 +97,8 @@ def build_parser(prog: str, description: str, presets: list[str], default_preset
                              "or their extracted batches; downloaded there when missing "
                              "(default: <cache-dir>/downloads)")
     parser.add_argument("--no-download", action="store_true",
-                        help="CIFAR: never download; fail naming the expected files instead")
+                        help="never download CIFAR archives or torchvision's ImageNet weights; fail "
+                             "naming the expected files instead, before anything starts")
     parser.add_argument("--epoch-milestones", action="store_true",
                         help="train each configuration once, for the longest of the preset's epoch "
                              "budgets, and log its result at the shorter ones as their own runs "

@@ -42,7 +42,7 @@ class OfflinePretrain:
     lr: float = 0.05
 
     def describe(self) -> str:
-        return (f"offline-pretrained by xfer: {self.model} trained {self.epochs} epochs on "
+        return (f"source-task pretraining by xfer: {self.model} trained {self.epochs} epochs on "
                 f"{self.n} `{self.source_preset}` PDF plots (seed {self.source_seed}), "
                 "a source task unlike the target; NOT ImageNet")
 
