@@ -1,8 +1,6 @@
 """xfer.cost: MAC counts match published figures and hand arithmetic; the cache really caches;
 partly frozen models pay backward only from the first trained layer; pretraining has its own
-number (measured or a named recipe's estimate) and amortises over uses."""
-
-import math
+number (measured or a named recipe's estimate)."""
 
 import pytest
 import torch
@@ -11,8 +9,8 @@ from torchvision.models import ResNet18_Weights, ResNet50_Weights
 
 import xfer.cost
 from xfer import models
-from xfer.cost import (IMAGENET_RECIPES, IMAGENET_TRAIN_IMAGES, UNKNOWN_ORIGIN, amortized_cost,
-                       backward_macs_per_image, backward_macs_per_image_for, break_even_uses,
+from xfer.cost import (IMAGENET_RECIPES, IMAGENET_TRAIN_IMAGES, UNKNOWN_ORIGIN,
+                       backward_macs_per_image, backward_macs_per_image_for,
                        imagenet_pretraining_macs, mac_trace, macs_epochs_per_batch, macs_per_image,
                        macs_per_image_for, pretraining_macs, train_macs, training_macs_per_image_for)
 from xfer.errors import UsageError
@@ -326,28 +324,3 @@ def test_pretrain_records_its_measured_cost_in_the_weights_file(tmp_path, monkey
     macs, basis = pretraining_macs(loaded.meta, "small_cnn")
     assert macs == 123_456_789 and basis.startswith("measured: xfer pretrain")
     assert "48 `varied` PDF plots" in basis and "80 images processed over 2 epochs" in basis
-
-
-# --- amortisation ----------------------------------------------------------------------------
-
-def test_amortized_cost_spreads_pretraining_over_uses():
-    assert amortized_cost(100.0, 1000.0, None) == 100.0  # default: pretraining not counted
-    assert amortized_cost(100.0, 1000.0, 0) == 100.0
-    assert amortized_cost(100.0, 1000.0, 1) == 1100.0
-    assert amortized_cost(100.0, 1000.0, 4) == 350.0
-    assert amortized_cost(100, 0, 3) == 100.0  # scratch: nothing to spread
-    with pytest.raises(ValueError, match="uses=-2"):
-        amortized_cost(100.0, 1000.0, -2)
-
-
-def test_break_even_uses():
-    # pretrained 100 + 1000/N < scratch 300  <=>  N > 1000 / 200 = 5
-    assert break_even_uses(1000.0, 100.0, 300.0) == 5.0
-    assert amortized_cost(100.0, 1000.0, 6) < 300.0 < amortized_cost(100.0, 1000.0, 4)
-    assert amortized_cost(100.0, 1000.0, 5) == 300.0  # at exactly N, a tie
-    assert break_even_uses(0.0, 100.0, 300.0) == 0.0  # free pretraining pays off at once
-    assert break_even_uses(1000.0, 300.0, 300.0) is None  # not cheaper per use: never
-    assert break_even_uses(1000.0, 400.0, 300.0) is None
-    assert math.isclose(break_even_uses(6.0e18, 4.7e14, 1.0e15), 6.0e18 / 5.3e14)
-    with pytest.raises(ValueError):
-        break_even_uses(-1.0, 1.0, 2.0)

@@ -287,6 +287,17 @@ def test_the_gain_is_computed_per_size_and_budget_of_the_same_model():
     assert gains["gain"].tolist() == pytest.approx([0.2, 0.12])
 
 
+def test_arms_with_budgets_of_their_own_are_compared_per_size():
+    """CIFAR-10's transfer arm trains 6 epochs and its scratch arm 50: at each size the two never
+    share a budget, so each is taken at its best budget and the row says which."""
+    runs = [run("pretrained", 0.8, 1e9, size=40, epochs=6, n_test=500),
+            run("scratch", 0.5, 5e9, size=40, epochs=50, n_test=500),
+            run("scratch", 0.55, 6e9, size=40, epochs=50, bs=8, n_test=500)]
+    gains = fr.analyse(pd.DataFrame(runs)).gains
+    assert list(zip(gains["dataset_size"], gains["epochs_run"])) == [(40, "6 vs 50")]
+    assert gains["gain"].tolist() == pytest.approx([0.25])  # against the better scratch run
+
+
 def test_frontier_points_the_test_set_cannot_separate_are_flagged():
     # 8 test images each: 6/8 at 1e9 vs 7/8 at 2e9 (better on validation too): the paired
     # interval of +1 image includes zero; 1000 images, 60% vs 90%: separable

@@ -22,7 +22,7 @@ import torch
 
 from xfer.data.pdf.generate import (MAX_IMAGES, TEST_SEED_OFFSET, PdfDatasetSpec, check_test_size,
                                     write_dataset)
-from xfer.data.splits import stratified_split, train_val_split
+from xfer.data.splits import stratified_split
 from xfer.data.tensors import from_arrays, load_packed, read_packed_arrays
 from xfer.errors import UsageError
 from xfer.sweep.sources import CifarData, FolderData, PackedData, PdfData, source_from_option

@@ -307,9 +307,11 @@ from xfer.sweep.driver import main
 from xfer.sweep.sources import PdfData
 from xfer.sweep.study import Preset, Study
 spec = json.loads(sys.argv[1])
-preset = Preset(space={{"seed": [0]}}, fixed=spec["fixed"], data=PdfData(preset="seed", image_size=32),
+preset = Preset(space={{"seed": [0]}}, fixed=spec["fixed"],
+                data=PdfData(preset="seed", image_size=32, test_size=200),
                 pretrained=spec.get("pretrained", "imagenet"), scheduler="fifo")
-sys.exit(main(Study(name="integrity", default_preset="p", presets={{"p": preset}}), sys.argv[2:]))
+if __name__ == "__main__":  # the dataset is rendered in worker processes that import this file
+    sys.exit(main(Study(name="integrity", default_preset="p", presets={{"p": preset}}), sys.argv[2:]))
 '''
 FIXED = {"model": MODEL, "epochs": 1, "batch_size": 16, "lr": 0.05, "dataset_size": 40}
 

@@ -48,8 +48,9 @@ What producing the starting weights cost is its own number, never added to ``tra
 :func:`pretraining_macs` gives the measured ``train_macs`` of an ``xfer pretrain`` run (stored
 in the weights file) or, for ImageNet weights, the estimate of :func:`imagenet_pretraining_macs`:
 the recipe's epochs x 1,281,167 images x 3 x forward MACs at the recipe's training resolution
-(:data:`IMAGENET_RECIPES` names each recipe and its source). :func:`amortized_cost` and
-:func:`break_even_uses` spread it over N uses of the same weights.
+(:data:`IMAGENET_RECIPES` names each recipe and its source). ``xfer.frontier`` spreads it over
+N uses of the same weights (``amortized_cost``, ``break_even_uses``): the report needs that math
+without torch.
 """
 
 from __future__ import annotations
@@ -374,32 +375,3 @@ def _measured_pretraining(task: Mapping) -> tuple[int | None, str]:
     elif config.get("init") == "pretrained":
         basis += "; the cost of its own pretrained starting weights is not recorded"
     return total, basis
-
-
-def amortized_cost(train_macs: float, pretrain_macs: float, uses: int | None) -> float:
-    """``train_macs`` plus this run's share of the pretraining, ``pretrain_macs / uses``: the
-    cost per use when the same starting weights serve ``uses`` trainings. ``uses`` None or 0
-    leaves the pretraining out (the default: it is a sunk, shared cost)."""
-    if uses is None or uses == 0:
-        return float(train_macs)
-    if uses < 0 or train_macs < 0 or pretrain_macs < 0:
-        raise ValueError(f"amortized_cost needs non-negative inputs, got train_macs={train_macs}, "
-                         f"pretrain_macs={pretrain_macs}, uses={uses}")
-    return float(train_macs) + float(pretrain_macs) / uses
-
-
-def break_even_uses(pretrain_macs: float, pretrained_cost: float,
-                    scratch_cost: float) -> float | None:
-    """The number of uses N above which pretrained costs less than scratch per use, counting
-    its pretraining: ``pretrained_cost + pretrain_macs / N < scratch_cost`` for every
-    N > ``pretrain_macs / (scratch_cost - pretrained_cost)``. 0.0 when the pretraining is free;
-    None when pretrained is not cheaper per use, so no number of uses pays the pretraining back.
-    """
-    if pretrain_macs < 0 or pretrained_cost < 0 or scratch_cost < 0:
-        raise ValueError(f"break_even_uses needs non-negative costs, got pretrain_macs="
-                         f"{pretrain_macs}, pretrained_cost={pretrained_cost}, "
-                         f"scratch_cost={scratch_cost}")
-    saving = float(scratch_cost) - float(pretrained_cost)
-    if saving <= 0:
-        return None
-    return float(pretrain_macs) / saving

@@ -357,8 +357,8 @@ class BreakEven:
     sentence: str
 
 
-# The same two formulas as xfer.cost.amortized_cost / break_even_uses, written out here because
-# importing xfer.cost loads torch and the model zoo (~5 s): the report must not need them.
+# Pretraining spread over N uses of the same weights. Here, not in xfer.cost, because importing
+# xfer.cost loads torch and the model zoo (~5 s): the report must not need them.
 def amortized_cost(train_macs, pretrain_macs, uses: int):
     """Per-use cost with pretraining shared over ``uses`` fine-tunes: train_macs + pretrain_macs /
     uses (numbers or pandas Series)."""
@@ -367,8 +367,8 @@ def amortized_cost(train_macs, pretrain_macs, uses: int):
 
 def break_even_uses(pretrain_macs: float, pretrained_cost: float, scratch_cost: float) -> float:
     """The N at which N pretrained fine-tunes plus one pretraining cost what N scratch runs
-    cost: pretrain_macs / (scratch - pretrained); inf when pretrained is not cheaper per use
-    (xfer.cost's returns None there)."""
+    cost: pretrain_macs / (scratch - pretrained); inf when pretrained is not cheaper per use,
+    so no number of uses pays the pretraining back."""
     saving = scratch_cost - pretrained_cost
     return pretrain_macs / saving if saving > 0 else math.inf
 
@@ -507,13 +507,16 @@ def pretraining_gains(points: pd.DataFrame, predictions: dict | None = None) -> 
     """At each (dataset_size, budget): the best-by-validation pretrained and scratch points (of a
     model both inits ran, the scratch one of the same model and train_layers when there is one)
     and test accuracy pretrained - scratch with its interval and verdict (:func:`compare_points`).
-    Empty unless both inits ran at some (size, budget)."""
+    Where the two inits never share a budget at a size (arms with budgets of their own, as
+    CIFAR-10's 6-epoch transfer arm against its 50-epoch scratch CNN), they are compared at that
+    size, each at its best budget, and the budget reads "6 vs 50" (pretrained vs scratch).
+    Empty unless both inits ran at some size."""
     if "init" not in points or not {"scratch", "pretrained"} <= set(points["init"]):
         return pd.DataFrame()
-    keys = [c for c in ("dataset_size", budget_column(points)) if c and c in points]
+    budget = budget_column(points)
+    keys = [c for c in ("dataset_size", budget) if c and c in points]
     rows = []
-    for key, cell in (points.groupby(keys, sort=True, dropna=False) if keys else [((), points)]):
-        key = key if isinstance(key, tuple) else (key,)
+    for key, cell in _gain_cells(points, budget):
         pre, scr = cell[cell["init"] == "pretrained"], cell[cell["init"] == "scratch"]
         if pre.empty or scr.empty:
             continue
@@ -528,6 +531,8 @@ def pretraining_gains(points: pd.DataFrame, predictions: dict | None = None) -> 
         other = scr.sort_values([SELECTION, "config"], ascending=[False, True]).iloc[0]
         gain = compare_points(chosen, other, predictions, names=("pretrained", "scratch"))
         row = dict(zip(keys, key))
+        if budget in row and row[budget] is None:  # a per-size comparison across budgets
+            row[budget] = f"{chosen[budget]:g} vs {other[budget]:g}"
         for prefix, point in (("scratch", other), ("pretrained", chosen)):
             row.update({f"{prefix}_config": point["config"], f"{prefix}_val_accuracy": point[SELECTION],
                         f"{prefix}_test_accuracy": point[ACCURACY],
@@ -537,6 +542,25 @@ def pretraining_gains(points: pd.DataFrame, predictions: dict | None = None) -> 
                    method=gain.method, p_value=gain.p_value, verdict=gain.verdict, difference=gain)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _gain_cells(points: pd.DataFrame, budget: str | None):
+    """((size, budget), points) per cell compared by :func:`pretraining_gains`; budget None
+    where the inits share no budget at that size."""
+    sizes = points.groupby("dataset_size", sort=True, dropna=False) if "dataset_size" in points \
+        else [(None, points)]
+    for size, by_size in sizes:
+        size_key = () if "dataset_size" not in points else (size,)
+        if budget is None:
+            yield size_key, by_size
+            continue
+        shared = (set(by_size.loc[by_size["init"] == "pretrained", budget])
+                  & set(by_size.loc[by_size["init"] == "scratch", budget]))
+        if shared:
+            for value, cell in by_size.groupby(budget, sort=True, dropna=False):
+                yield (*size_key, value), cell
+        else:
+            yield (*size_key, None), by_size
 
 
 # --- everything at once ------------------------------------------------------------------------

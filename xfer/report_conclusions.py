@@ -182,7 +182,7 @@ def ceiling_sentence(analysis: fr.Analysis, ceiling: float | None) -> str:
         return ""
     points, cost = analysis.points, analysis.cost
     best = points.sort_values([SELECTION, cost], ascending=[False, True]).iloc[0]
-    low, high = best.get(fr.CI_LOW, math.nan), best.get(fr.CI_HIGH, math.nan)
+    low = best.get(fr.CI_LOW, math.nan)
     if math.isfinite(low) and low > ceiling:
         relation = "above it beyond noise: see the warning"
     elif best[ACCURACY] > ceiling:

@@ -305,8 +305,10 @@ def _search(preset: Preset, options: SweepOptions, study: Study, weights: dict[s
         fixed.setdefault("dataset_size", default_size)
     plan = _scheduler_plan(preset, options)
     # FIFO runs every trial to its budget, so a trial scores its test split once, at the end;
-    # a scheduler that stops trials needs every epoch's report to carry the result so far
-    fixed[SCORE_TEST_EACH_EPOCH] = plan.kind != "fifo"
+    # a scheduler that stops trials needs every epoch's report to carry the result so far, and
+    # so do Optuna's searchers, whose metrics (val_accuracy and the cost) Tune checks in every
+    # result. Nothing selects on the test metrics those reports also carry.
+    fixed[SCORE_TEST_EACH_EPOCH] = plan.kind != "fifo" or options.search != "grid"
     scheduler = build_scheduler(plan)
     if options.search == "grid":
         space = {axis: tune.grid_search(values) for axis, values in preset.axes().items()}
