@@ -534,8 +534,9 @@ def fit(config: TrialConfig, report: Callable[[dict], None] = print_report, *,
             # resumed run still has them.
             reached = [m for m in config.epoch_milestones if str(m) not in progress["milestones"]
                        and (m == epoch or (stopping and m > epoch))]
-            # The test split is scored at the last epoch and at milestones; every epoch only when
-            # asked (a scheduler may end the trial inside any report). Nothing selects on it.
+            # The test split is scored at the last epoch and at milestones, and those reports carry
+            # the result; every epoch only when asked (a scheduler may end the trial inside any
+            # report). Nothing selects on it.
             last_epoch = stopping or epoch == config.epochs
             final = None
             if config.report_test_each_epoch or reached or last_epoch:
@@ -548,7 +549,7 @@ def fit(config: TrialConfig, report: Callable[[dict], None] = print_report, *,
             if checkpoint is not None:
                 elapsed = progress["wall_time_s"] + time.perf_counter() - start
                 checkpoint(snapshot(config, model, optimizer, {**progress, "wall_time_s": elapsed}))
-            if final is not None and (config.report_test_each_epoch or last_epoch):
+            if final is not None and (config.report_test_each_epoch or last_epoch or reached):
                 report({**metrics, **{k: v for k, v in final.items() if k in _SWEEP_REPORT_KEYS}})
             else:
                 report(dict(metrics))

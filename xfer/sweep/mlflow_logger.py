@@ -227,7 +227,7 @@ class MlflowSweepLogger(Callback):
     def _log_epochs(self, trial, run_id: str, result: dict) -> None:
         """Per-epoch metrics (step = epoch) for epochs MLflow does not have yet."""
         done = self.logged_through.get(trial.trial_id, 0)
-        metrics = _epoch_metrics([h for h in result.get("history", []) if h["epoch"] > done], _now_ms())
+        metrics = _epoch_metrics([h for h in _history(result) if h["epoch"] > done], _now_ms())
         logged = self.param_keys.setdefault(trial.trial_id, set())
         params = {k: str(v) for k, v in _params_known_after_start(result).items() if k not in logged}
         logged.update(params)
@@ -273,6 +273,15 @@ def _epoch_metrics(history: list[dict], now: int) -> list[list]:
     """MLflow metric records (key, value, timestamp, step = epoch) for these epochs."""
     return [[_METRIC_NAMES.get(key, key), float(entry[key]), now, int(entry["epoch"])]
             for entry in history for key in EPOCH_METRICS if key in entry]
+
+
+def _history(result: dict) -> list[dict]:
+    """The epochs a result holds: its ``history`` (a result with the test scores carries every
+    epoch so far, which back-fills epochs no driver heard), else the one epoch it reports
+    (under FIFO a trial's reports carry only their epoch until the last)."""
+    if result.get("history"):
+        return result["history"]
+    return [result] if result.get("epoch") else []
 
 
 def _values(trial) -> dict:
