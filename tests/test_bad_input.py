@@ -183,6 +183,9 @@ CASES: dict[str, Case] = {
     "pdf_grid: ImageNet ResNet-50 weights neither cached nor downloadable (--no-download)": Case(
         "pdf_grid.py", ["--preset", "seed", "--dry-run", "--no-download"],
         ("ImageNet weights for resnet50 are not in the torch hub cache", "efficientnet_lite0")),
+    "pdf_grid: --amortize-pretraining 0": Case(
+        "pdf_grid.py", ["--smoke-test", "--amortize-pretraining", "0"],
+        ("argument --amortize-pretraining: must be a positive integer, got 0",)),
     "pdf_grid: unknown --split": Case("pdf_grid.py", ["--smoke-test", "--split", "70:30"],
                                       ("invalid choice: '70:30'", "'heldout', '80:10:10'")),
     "cifar10_transfer: archive absent and --no-download": Case(

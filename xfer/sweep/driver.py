@@ -49,6 +49,9 @@ def tracking_uri() -> str:
 
 def run_study(study: Study, options: SweepOptions) -> int:
     preset = study.preset(options.preset).for_run(options.preset, options.epoch_milestones)
+    from xfer.frontier import check_amortize
+
+    check_amortize(options.amortize_pretraining, study.cost_metric)
     if options.scheduler is None:
         options = replace(options, scheduler=preset.scheduler)
     source = source_from_option(options.data, preset.data, root=options.data_root,

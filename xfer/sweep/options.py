@@ -46,6 +46,7 @@ class SweepOptions:
     # PDF plots only (xfer.sweep.sources.source_from_option): override the preset's PdfData
     test_size: int | None = None  # held-out test images
     split: str | None = None  # "heldout" | "80:10:10"
+    amortize_pretraining: int | None = None  # report: pretraining spread over N uses (train_macs)
 
     @property
     def storage_is_s3(self) -> bool:
@@ -116,6 +117,10 @@ def build_parser(prog: str, description: str, presets: list[str], default_preset
                         help="retries of a crashed trial, each from its last epoch checkpoint (default: 2)")
     parser.add_argument("--no-report", action="store_true",
                         help="skip the frontier report at the end of the sweep")
+    parser.add_argument("--amortize-pretraining", type=positive_int, default=None, metavar="N",
+                        help="in the report, count each pretrained run's pretraining MACs spread "
+                             "over N uses of the same weights on the train_macs axis (default: not "
+                             "counted; the report always gives the break-even N)")
     return parser
 
 
@@ -131,7 +136,8 @@ def parse_options(parser: argparse.ArgumentParser, argv: list[str] | None) -> Sw
         storage=args.storage, experiment=args.experiment, resume=args.resume, dry_run=args.dry_run,
         cache_dir=args.cache_dir, max_failures=args.max_failures, report=not args.no_report,
         data=args.data, data_root=args.data_root, download=not args.no_download,
-        epoch_milestones=args.epoch_milestones, test_size=args.test_size, split=args.split)
+        epoch_milestones=args.epoch_milestones, test_size=args.test_size, split=args.split,
+        amortize_pretraining=args.amortize_pretraining)
     validate(options)
     return options
 

@@ -228,7 +228,8 @@ def _report(options: SweepOptions, study: Study, sweep_id: str, tracking: str):
     out = _report_dir(sweep_id)
     try:
         return build_report(options.experiment, sweep_id, cost=study.cost_metric, out_dir=out,
-                            tracking_uri=tracking, log_to_parent=True)
+                            tracking_uri=tracking, log_to_parent=True,
+                            amortize_pretraining=options.amortize_pretraining)
     except Exception as exc:  # noqa: BLE001 - see the docstring
         print(f"report failed ({type(exc).__name__}: {exc}); rerun: xfer frontier "
               f"--experiment {options.experiment} --sweep-id {sweep_id} --out {out}")
