@@ -549,7 +549,7 @@ def fit(config: TrialConfig, report: Callable[[dict], None] = print_report, *,
             if checkpoint is not None:
                 elapsed = progress["wall_time_s"] + time.perf_counter() - start
                 checkpoint(snapshot(config, model, optimizer, {**progress, "wall_time_s": elapsed}))
-            if final is not None and (config.report_test_each_epoch or last_epoch or reached):
+            if final is not None:  # scored this epoch: the report carries the result
                 report({**metrics, **{k: v for k, v in final.items() if k in _SWEEP_REPORT_KEYS}})
             else:
                 report(dict(metrics))

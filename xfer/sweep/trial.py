@@ -26,8 +26,9 @@ CHECKPOINT_FILE = "trial_state.pt"
 FAULT_ENV = "XFER_INJECT_FAULT"
 # TrialConfig fields a sweep never sets per trial: the trial sets them itself
 _NOT_FROM_SWEEP = ("data", "n", "device", "report_test_each_epoch")
-# Set by the driver: True when the scheduler may stop trials early (ASHA), so every epoch's
-# report must carry the result so far; with FIFO a trial scores its test split once, at the end.
+# Set by tune_run: True when a scheduler may stop trials early (ASHA) or a searcher checks its
+# metrics in every result (Optuna), so every epoch's report must carry the result so far; with
+# FIFO and a grid a trial scores its test split once, at the end (and at epoch milestones).
 SCORE_TEST_EACH_EPOCH = "score_test_each_epoch"
 
 
