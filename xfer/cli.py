@@ -30,13 +30,15 @@ def _cmd_data_pdf(args: argparse.Namespace) -> int:
     test_size = 0 if args.split != HELDOUT else check_test_size(
         DEFAULT_TEST_SIZE if args.test_size is None else args.test_size)
     spec = PdfDatasetSpec(n=args.n, preset=args.preset, seed=args.seed,
-                          image_size=args.image_size, test_size=test_size, test_seed=args.test_seed)
+                          image_size=args.image_size, test_size=test_size, test_seed=args.test_seed,
+                          gamma_beta=args.gamma_beta, tick_labels=not args.no_tick_labels)
     spec.validate()
     out, reused = write_dataset(spec, args.out, workers=args.workers, progress=print)
     test = (f" + {spec.test_size} held-out test images (seed {spec.resolved_test_seed})"
             if spec.test_size else ", split 80:10:10")
     print(f"{'exists, unchanged' if reused else 'wrote'}: {out} "
-          f"({spec.n} images{test}, preset {spec.preset}, seed {spec.seed}, {spec.image_size} px)")
+          f"({spec.n} images{test}, preset {spec.preset}, seed {spec.seed}, {spec.image_size} px, "
+          f"gamma beta read as a {spec.gamma_beta}{'' if spec.tick_labels else ', no tick labels'})")
     return EXIT_OK
 
 
@@ -91,7 +93,7 @@ def _cmd_data_folder(args: argparse.Namespace) -> int:
 
 def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     from xfer.data.cifar import FORMATS  # light: numpy only
-    from xfer.data.pdf.families import PRESETS  # light: no scipy import at module level
+    from xfer.data.pdf.families import DEFAULT_GAMMA_BETA, GAMMA_BETA_READINGS, PRESETS  # light: no scipy
 
     data = sub.add_parser("data", help="write or audit a dataset")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=OneLineParser)
@@ -116,6 +118,13 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
                      help="seed the test images are drawn with; must differ from --seed "
                           "(default: --seed + 2^31, never a dataset's --seed)")
     pdf.add_argument("--image-size", type=int, default=256, help="square image side in px, >= 32 (default: 256)")
+    pdf.add_argument("--gamma-beta", default=DEFAULT_GAMMA_BETA, metavar="|".join(GAMMA_BETA_READINGS),
+                     help="how gamma's beta (0.5 in the study's table) is read: rate, density "
+                          "x^(alpha-1) e^(-beta x), the statistics convention; or scale "
+                          f"(default: {DEFAULT_GAMMA_BETA})")
+    pdf.add_argument("--no-tick-labels", action="store_true",
+                     help="draw the frame and the curve only, without tick marks or labels; the "
+                          "audit's scale-only pairs then look the same")
     pdf.add_argument("--workers", type=positive_int, default=None,
                      help="generator processes (default: all cores)")
     pdf.set_defaults(handler=_cmd_data_pdf)

@@ -48,13 +48,13 @@ from typing import Callable
 
 import numpy as np
 
-from xfer.data.pdf.families import FAMILY_NAMES, PRESETS, family
+from xfer.data.pdf.families import DEFAULT_GAMMA_BETA, FAMILY_NAMES, PRESETS, check_gamma_beta, family
 from xfer.data.layout import PACKED_DIR, PACKED_IMAGES, PACKED_LABELS
 from xfer.data.packing import created_by, ensure_packed, packed_section, write_atomically
 from xfer.data.splits import HELDOUT, SPLIT_FRACTIONS, STUDY_SPLIT
 from xfer.errors import UsageError, choice_error
 
-GENERATOR_VERSION = 1  # bump when images for the same (preset, seed) change
+GENERATOR_VERSION = 2  # bump when images for the same (preset, seed) change (2: the study's gamma)
 MIN_IMAGE_SIZE = 32
 _CHUNK = 64  # images per worker task: ~0.3 s of work, small enough to balance two cores
 MAX_PER_FAMILY = 100_000  # image names carry the index within a family in five digits
@@ -73,6 +73,8 @@ class PdfDatasetSpec:
     observations: int = 100  # sampled x values per image: the points the density is drawn at
     test_size: int = 0  # held-out test images after the pool; 0: the studies' 80:10:10 of n
     test_seed: int | None = None  # None: seed + TEST_SEED_OFFSET (see the module docstring)
+    gamma_beta: str = DEFAULT_GAMMA_BETA  # how gamma's beta is read: rate | scale (families.py)
+    tick_labels: bool = True  # False: frame and curve only, no tick marks or labels (render.py)
 
     def validate(self) -> "PdfDatasetSpec":
         if self.preset not in PRESETS:
@@ -86,6 +88,9 @@ class PdfDatasetSpec:
             raise UsageError(f"--image-size must be at least {MIN_IMAGE_SIZE} px, got {self.image_size}")
         if not 0 <= self.seed < TEST_SEED_OFFSET:
             raise UsageError(f"--seed must be >= 0 and < 2^31 ({TEST_SEED_OFFSET}), got {self.seed}")
+        check_gamma_beta(self.gamma_beta)
+        if not isinstance(self.tick_labels, bool):
+            raise UsageError(f"tick_labels must be true or false, got {self.tick_labels!r}")
         if self.observations < 2:
             raise UsageError(f"observations must be >= 2, got {self.observations}")
         check_test_size(self.test_size, allow_none=True)
@@ -114,8 +119,10 @@ class PdfDatasetSpec:
     def key(self) -> str:
         """A folder name that identifies the dataset's content, for shared caches."""
         held_out = f"-test{self.test_size}-tseed{self.resolved_test_seed}" if self.test_size else ""
+        rendering = ("" if self.gamma_beta == DEFAULT_GAMMA_BETA else f"-gamma{self.gamma_beta}") + \
+            ("" if self.tick_labels else "-noticks")
         return (f"pdf-{self.preset}-seed{self.seed}-n{self.n}-{self.image_size}px"
-                f"-obs{self.observations}{held_out}-v{GENERATOR_VERSION}")
+                f"-obs{self.observations}{rendering}{held_out}-v{GENERATOR_VERSION}")
 
     def identity(self) -> dict:
         base = {"kind": "pdf", **asdict(self), "generator_version": GENERATOR_VERSION}
@@ -179,7 +186,7 @@ def sample_image(spec: PdfDatasetSpec, family_index: int, index: int, seed: int 
     seed = spec.seed if seed is None else seed
     rng = np.random.default_rng([GENERATOR_VERSION, seed, family_index, index])
     values = PRESETS[spec.preset](name, rng)
-    fam = family(name)
+    fam = family(name, spec.gamma_beta)
     x = np.sort(fam.sample(rng, spec.observations, *values))
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         y = fam.pdf(x, *values)
@@ -187,14 +194,18 @@ def sample_image(spec: PdfDatasetSpec, family_index: int, index: int, seed: int 
     return values, x[finite], y[finite]
 
 
-def metadata_entry(family_index: int, values, x: np.ndarray) -> dict:
-    fam = family(FAMILY_NAMES[family_index])
+def metadata_entry(family_index: int, values, x: np.ndarray,
+                   gamma_beta: str = DEFAULT_GAMMA_BETA) -> dict:
+    """One image's metadata, in the study's structure, plus ``gamma_beta``: how the dataset
+    reads gamma's beta (on every image, so an entry copied out of the file still says it)."""
+    fam = family(FAMILY_NAMES[family_index], gamma_beta)
     return {
         "label": fam.name,
         "parameters": dict(fam.params),
         "values_parameters": [float(v) for v in values],
         "support": fam.support,
         "values_support": [float(f"{v:.7g}") for v in x],  # 7 significant digits: float32
+        "gamma_beta": gamma_beta,
     }
 
 
@@ -210,11 +221,11 @@ def _render_chunk(spec: PdfDatasetSpec, root: str, positions: range) -> dict[str
     for position in positions:
         seed, family_index, index, name = row_key(spec, position)
         values, x, y = sample_image(spec, family_index, index, seed=seed)
-        pixels = render_plot(x, y, spec.image_size)
+        pixels = render_plot(x, y, spec.image_size, tick_labels=spec.tick_labels)
         # compress_level 1: PNG encoding at level 6 costs more than drawing; files ~15% larger
         Image.fromarray(pixels).save(root_path / "images" / f"{name}.png", compress_level=1)
         packed[position] = pixels
-        entries[name] = metadata_entry(family_index, values, x)
+        entries[name] = metadata_entry(family_index, values, x, spec.gamma_beta)
     packed.flush()
     return entries
 

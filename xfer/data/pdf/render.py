@@ -82,8 +82,13 @@ def format_ticks(ticks: np.ndarray) -> list[str]:
             for label in labels]
 
 
-def render_plot(x: np.ndarray, y: np.ndarray, size_px: int = 256) -> np.ndarray:
-    """Rasterise the line through (x, y) in autoscaled axes; returns size×size×3 uint8 RGB."""
+def render_plot(x: np.ndarray, y: np.ndarray, size_px: int = 256, tick_labels: bool = True) -> np.ndarray:
+    """Rasterise the line through (x, y) in autoscaled axes; returns size×size×3 uint8 RGB.
+
+    ``tick_labels`` False draws the frame and the curve only. The tick marks go with the
+    labels: MaxNLocator puts them at round numbers, so their spacing in pixels shows the scale
+    too. Without both, a change of location or scale is invisible (the axes autoscale), which
+    is what the audit's "scale-only" pairs mean."""
     scale = size_px / REFERENCE_SIZE_PX * SUPERSAMPLE  # canvas px per reference px
     pt = scale / _PT_PER_PX  # canvas px per point
     canvas = size_px * SUPERSAMPLE
@@ -106,6 +111,8 @@ def render_plot(x: np.ndarray, y: np.ndarray, size_px: int = 256) -> np.ndarray:
 
     spine = max(1, round(_SPINE_PT * pt))
     draw.rectangle([left, top, right, bottom], outline="black", width=spine)
+    if not tick_labels:
+        return np.asarray(image.reduce(SUPERSAMPLE))
 
     font_pt = _FONT_PT * size_px / REFERENCE_SIZE_PX
     font = _font(max(6, round(_FONT_PT * pt)))
