@@ -70,7 +70,7 @@ def test_the_layout_is_the_pool_then_the_test_rows(heldout, study_split):
     study = json.loads((study_split / "dataset.json").read_text())
     assert study["split"] == "80:10:10" and study["heldout_test"] is None
     # the studies' layout keeps its cache key, so caches built before are still found
-    assert _spec().key == "pdf-varied-seed3-n96-32px-obs100-v1"
+    assert _spec().key == "pdf-varied-seed3-n96-32px-obs100-v2"
     assert _spec(test_size=TEST).key != _spec(test_size=TEST + 8).key != _spec(test_size=TEST, test_seed=9).key
 
 

@@ -1,4 +1,5 @@
-"""The PDF-plot dataset: determinism, nesting, balance, SPEC metadata, splits, caching, audit."""
+"""The PDF-plot dataset: the study's families, determinism, nesting, balance, SPEC metadata,
+splits, caching. The audit's tests are in test_pdf_audit.py."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from xfer.data.pdf.audit import audit_dataset, audit_entries
-from xfer.data.pdf.families import FAMILY_NAMES, PRESETS, SEED_PARAMETERS, VARIED_RANGES
+from xfer.data.pdf.families import (FAMILY_NAMES, GAMMA_BETA_READINGS, PRESETS, SEED_PARAMETERS,
+                                    VARIED_RANGES, family)
 from xfer.data.pdf.generate import (PdfDatasetSpec, class_counts, ensure_dataset, image_key,
                                     plan, write_dataset)
 from xfer.data.splits import stratified_split
@@ -47,8 +48,10 @@ def test_metadata_has_exactly_the_spec_structure(seed40):
     metadata = json.loads((seed40 / "metadata.json").read_text())
     assert len(metadata) == 40
     for name, entry in metadata.items():
-        assert set(entry) == {"label", "parameters", "values_parameters", "support", "values_support"}
+        assert set(entry) == {"label", "parameters", "values_parameters", "support", "values_support",
+                              "gamma_beta"}
         assert entry["label"] in FAMILY_NAMES and name.startswith(entry["label"] + "_")
+        assert list(entry["parameters"]) == list(STUDY_TABLE[entry["label"]]) and entry["gamma_beta"] == "rate"
         assert all(isinstance(k, str) and isinstance(v, str) for k, v in entry["parameters"].items())
         assert len(entry["values_parameters"]) == len(entry["parameters"])
         assert list(entry["values_parameters"]) == list(SEED_PARAMETERS[entry["label"]])
@@ -59,6 +62,7 @@ def test_metadata_has_exactly_the_spec_structure(seed40):
     assert len(list((seed40 / "images").iterdir())) == 40
     dataset = json.loads((seed40 / "dataset.json").read_text())
     assert (dataset["preset"], dataset["seed"], dataset["n"], dataset["image_size"]) == ("seed", 3, 40, 32)
+    assert (dataset["gamma_beta"], dataset["tick_labels"]) == ("rate", True)
     assert sorted(dataset["class_counts"].values()) == [5] * 8
 
 
@@ -140,53 +144,6 @@ def test_load_packed_gives_uint8_nchw_with_splits(seed40):
         load_packed(seed40, n=41)
 
 
-def test_audit_of_seed_preset_finds_the_three_identical_families(seed40):
-    audit = json.loads((seed40 / "audit.json").read_text())
-    assert set(audit) >= {"confusable", "bayes_accuracy_ceiling", "method"}
-    pairs = {tuple(p["classes"]) for p in audit["confusable"]}
-    assert pairs == {("exponential", "gamma"), ("exponential", "weibull"), ("gamma", "weibull")}
-    assert all(p["reason"].startswith("same distribution") and p["distance"] < 1e-9
-               for p in audit["confusable"])
-    # 5 classes each alone, one group of 3 identical classes: 6 of 8 answerable
-    assert audit["bayes_accuracy_ceiling"] == pytest.approx(0.75)
-
-
-def test_audit_ceiling_uses_the_largest_class_in_an_indistinguishable_group():
-    # n = 100: counts 13,13,13,13,12,12,12,12; group {exponential 13, gamma 13, weibull 12}
-    labels = [FAMILY_NAMES[f] for f, _ in plan(100)]
-    values = [list(SEED_PARAMETERS[name]) for name in labels]
-    audit = audit_entries(labels, values, observations=100, image_size=256)
-    assert audit["bayes_accuracy_ceiling"] == pytest.approx((13 + 13 + 12 + 12 + 12 + 13) / 100)
-
-
-def test_audit_finds_location_scale_lookalikes_across_families():
-    # weibull(shape 1, scale 2) is exponential(scale 2): same shape as exponential(scale 0.5)
-    # once the axes autoscale, though not the same distribution
-    audit = audit_entries(["exponential", "weibull", "normal"], [[0.5], [1.0, 2.0], [0.0, 1.0]],
-                          observations=100, image_size=256)
-    (pair,) = audit["confusable"]
-    assert pair["classes"] == ["exponential", "weibull"]
-    assert pair["reason"].startswith("same shape up to location and scale")
-    assert audit["bayes_accuracy_ceiling"] == pytest.approx(2 / 3)
-
-
-def test_audit_of_varied_preset_at_256px_finds_every_family_distinguishable():
-    labels, values = [], []
-    for position in range(800):
-        family_index, index = image_key(position)
-        name = FAMILY_NAMES[family_index]
-        labels.append(name)
-        values.append(list(PRESETS["varied"](name, np.random.default_rng([1, 0, family_index, index]))))
-    audit = audit_entries(labels, values, observations=100, image_size=256)
-    assert audit["confusable"] == [] and audit["bayes_accuracy_ceiling"] == 1.0
-    assert audit["distinct_distributions"] == 800
-
-
-def test_audit_rejects_a_folder_that_is_not_a_dataset(tmp_path):
-    with pytest.raises(UsageError, match="not a complete PDF-plot dataset"):
-        audit_dataset(tmp_path)
-
-
 def test_existing_identical_dataset_is_reused_and_a_different_one_refused(seed40):
     _, reused = write_dataset(PdfDatasetSpec(n=40, preset="seed", seed=3, image_size=32), seed40)
     assert reused
@@ -238,29 +195,98 @@ def test_a_failed_build_leaves_nothing_behind(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("name", FAMILY_NAMES)
-def test_numpy_densities_match_scipy(name):
-    from xfer.data.pdf.families import family
+# --- the families as the study's table gives them ---------------------------------------------
 
-    fam = family(name)
-    for values in (SEED_PARAMETERS[name], PRESETS["varied"](name, np.random.default_rng(7))):
-        x = np.sort(fam.sample(np.random.default_rng(0), 200, *values))
-        dist = _scipy(name, values)
-        assert np.allclose(fam.pdf(x, *values), dist.pdf(x), rtol=1e-9, atol=0)
-        p = np.array([0.01, 0.3, 0.5, 0.99])
-        assert np.allclose(fam.ppf(p, *values), dist.ppf(p), rtol=1e-9)
-        # the sampler draws from the same distribution: a KS test at a generous level
-        from scipy import stats
+# The PDF study's table (shared/studies/000): each family's parameter names, in the table's
+# order (lower case; chi2's "Degrees of freedom" is df), and the values its text selects.
+STUDY_TABLE = {
+    "beta": {"alpha": 1.5, "beta": 0.5},
+    "chi2": {"df": 3.0},
+    "exponential": {"scale": 0.5},
+    "gamma": {"alpha": 1.5, "beta": 0.5},
+    "laplace": {"location": 0.0, "scale": 0.5},
+    "normal": {"location": 0.0, "scale": 0.5},
+    "uniform": {"a": 0.0, "b": 1.0},
+    "weibull": {"scale": 0.5, "shape": 1.0},
+}
 
-        assert stats.kstest(x, dist.cdf).pvalue > 1e-4
 
-
-def _scipy(name, values):
+def _scipy(name: str, values, gamma_beta: str):
+    """The family as scipy.stats writes it, from the study's parameters in the table's order."""
     from scipy import stats
 
     a = values
-    return {"beta": lambda: stats.beta(*a), "chi2": lambda: stats.chi2(*a),
+    return {"beta": lambda: stats.beta(a[0], a[1]),
+            "chi2": lambda: stats.chi2(a[0]),
             "exponential": lambda: stats.expon(scale=a[0]),
-            "gamma": lambda: stats.gamma(a[0], scale=a[1]), "laplace": lambda: stats.laplace(*a),
-            "normal": lambda: stats.norm(*a), "uniform": lambda: stats.uniform(a[0], a[1] - a[0]),
-            "weibull": lambda: stats.weibull_min(a[0], scale=a[1])}[name]()
+            # beta a rate: density x^(alpha-1) e^(-beta x), scipy's scale 1/beta; else beta is the scale
+            "gamma": lambda: stats.gamma(a[0], scale=1 / a[1] if gamma_beta == "rate" else a[1]),
+            "laplace": lambda: stats.laplace(loc=a[0], scale=a[1]),
+            "normal": lambda: stats.norm(loc=a[0], scale=a[1]),
+            "uniform": lambda: stats.uniform(a[0], a[1] - a[0]),
+            "weibull": lambda: stats.weibull_min(c=a[1], scale=a[0])}[name]()  # (scale, shape)
+
+
+def test_seed_parameters_and_parameter_names_are_the_study_table():
+    assert FAMILY_NAMES == tuple(STUDY_TABLE)
+    for name, table in STUDY_TABLE.items():
+        assert SEED_PARAMETERS[name] == tuple(table.values()), name
+        for reading in GAMMA_BETA_READINGS:
+            assert family(name, reading).param_names == tuple(table), name
+
+
+@pytest.mark.parametrize("gamma_beta", GAMMA_BETA_READINGS)
+@pytest.mark.parametrize("name", FAMILY_NAMES)
+def test_density_quantile_and_sampler_equal_scipy_with_the_study_parameters(name, gamma_beta):
+    from scipy import stats
+
+    fam = family(name, gamma_beta)
+    varied = PRESETS["varied"](name, np.random.default_rng(7))
+    for values in (SEED_PARAMETERS[name], varied):
+        dist = _scipy(name, values, gamma_beta)
+        x = np.sort(fam.sample(np.random.default_rng(0), 2000, *values))
+        inside = x[(x > dist.ppf(0)) & (x < dist.ppf(1))]  # beta's and gamma's pdf is infinite at 0
+        assert np.allclose(fam.pdf(inside, *values), dist.pdf(inside), rtol=1e-9, atol=0), values
+        p = np.array([0.001, 0.01, 0.3, 0.5, 0.99, 0.999])
+        assert np.allclose(fam.ppf(p, *values), dist.ppf(p), rtol=1e-9), values
+        # the sampler draws from the same distribution: a KS test at a generous level
+        assert stats.kstest(x, dist.cdf).pvalue > 1e-4, values
+
+
+def test_the_two_gamma_readings_are_the_study_table_read_two_ways():
+    # beta a rate: gamma(1.5, 0.5) is chi2(3); beta a scale: chi2(3) shrunk 4x
+    x = np.linspace(0.05, 8, 50)
+    rate, scale = family("gamma", "rate"), family("gamma", "scale")
+    chi2 = family("chi2")
+    assert np.allclose(rate.pdf(x, 1.5, 0.5), chi2.pdf(x, 3.0), rtol=1e-12)
+    assert np.allclose(scale.pdf(x / 4, 1.5, 0.5) / 4, chi2.pdf(x, 3.0), rtol=1e-12)
+    # weibull with shape 1 is the exponential of the same scale
+    assert np.allclose(family("weibull").pdf(x, 0.5, 1.0), family("exponential").pdf(x, 0.5), rtol=1e-12)
+
+
+def test_an_unknown_gamma_reading_is_a_usage_error():
+    with pytest.raises(UsageError, match="gamma-beta"):
+        family("gamma", "bogus")
+    with pytest.raises(UsageError, match="gamma-beta"):
+        PdfDatasetSpec(n=8, gamma_beta="bogus").validate()
+
+
+def test_dataset_records_its_gamma_reading_and_tick_labels(tmp_path):
+    out, _ = write_dataset(PdfDatasetSpec(n=16, preset="seed", image_size=32, gamma_beta="scale",
+                                          tick_labels=False), tmp_path / "d", workers=1)
+    dataset = json.loads((out / "dataset.json").read_text())
+    assert (dataset["gamma_beta"], dataset["tick_labels"]) == ("scale", False)
+    metadata = json.loads((out / "metadata.json").read_text())
+    assert {e["gamma_beta"] for e in metadata.values()} == {"scale"}
+    gamma = next(e for e in metadata.values() if e["label"] == "gamma")
+    weibull = next(e for e in metadata.values() if e["label"] == "weibull")
+    assert (list(gamma["parameters"]), gamma["values_parameters"]) == (["alpha", "beta"], [1.5, 0.5])
+    assert (list(weibull["parameters"]), weibull["values_parameters"]) == (["scale", "shape"], [0.5, 1.0])
+    # gamma(1.5, scale 0.5) draws chi2(3) / 4: its observations are a quarter of chi2's in size
+    chi2 = [v for e in metadata.values() if e["label"] == "chi2" for v in e["values_support"]]
+    assert 2 < np.median(chi2) / np.median(gamma["values_support"]) < 8
+    # no tick labels: white left of and below the frame, where tick marks and labels would be
+    pixels = _packed(out)
+    outside = np.concatenate([pixels[:, :, :3].reshape(len(pixels), -1, 3),
+                              pixels[:, -2:].reshape(len(pixels), -1, 3)], axis=1)
+    assert (outside == 255).all()

@@ -264,7 +264,9 @@ def _build(spec: PdfDatasetSpec, root: Path, workers: int,
 
     from xfer.data.pdf.audit import audit_dataset  # after metadata.json: the audit reads it
 
-    audit_dataset(root, write=True, require_complete=False)
+    audit_dataset(root, write=True, require_complete=False, gamma_beta=spec.gamma_beta,
+                  tick_labels=spec.tick_labels, preset=spec.preset, seed=spec.seed,
+                  image_size=spec.image_size, observations=spec.observations)
 
     counts = class_counts(spec.n)
     if spec.test_size:
