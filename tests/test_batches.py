@@ -1,5 +1,6 @@
 """xfer.batches' rotation augmentation: its geometry, its determinism, and that rotate 0 keeps
-the exact integer flip-and-shift path (whose own behaviour test_train.py checks)."""
+the exact integer flip-and-shift path (whose own behaviour test_train.py checks); and the resize
+modes: nearest replicates pixels as Keras' UpSampling2D does, bilinear blends them."""
 
 import math
 
@@ -100,3 +101,42 @@ def test_affine_warp_geometry():
 def test_rotate_degrees_out_of_range_is_refused():
     with pytest.raises(ValueError, match=r"rotate_degrees must be in \[0, 180\]"):
         prep(181.0)
+
+
+# --- resize_mode -----------------------------------------------------------------------------------
+
+def test_nearest_upsampling_by_seven_replicates_each_pixel_as_keras_upsampling2d(images):
+    """Study 001 brought 32 px up to 224 with Keras' UpSampling2D(size=7), interpolation
+    "nearest": every pixel becomes a 7x7 block."""
+    plain = BatchPrep(MEAN, STD, 32, device=CPU)(images)
+    nearest = BatchPrep(MEAN, STD, 224, device=CPU, resize_mode="nearest")(images)
+    expected = plain.repeat_interleave(7, dim=-2).repeat_interleave(7, dim=-1)
+    assert nearest.shape == (6, 3, 224, 224) and torch.equal(nearest, expected)
+    bilinear = BatchPrep(MEAN, STD, 224, device=CPU)(images)  # the default blends neighbours
+    assert bilinear.shape == nearest.shape and not torch.equal(bilinear, nearest)
+    torch.testing.assert_close(bilinear[..., 3::7, 3::7], plain, rtol=0, atol=1e-4)  # centres agree
+
+
+def test_nearest_downsampling_picks_pixels_and_invents_no_values(images):
+    plain = BatchPrep(MEAN, STD, 32, device=CPU)(images)
+    half = BatchPrep(MEAN, STD, 16, device=CPU, resize_mode="nearest")(images)
+    # "nearest-exact": output pixel i reads input floor((i + 0.5) * 2) = 2i + 1
+    assert torch.equal(half, plain[..., 1::2, 1::2])
+    odd = BatchPrep(MEAN, STD, 20, device=CPU, resize_mode="nearest")(images)
+    assert set(odd.unique().tolist()) <= set(plain.unique().tolist())
+
+
+def test_nearest_at_the_stored_size_is_the_identity_and_augments_after_resizing(images):
+    plain = BatchPrep(MEAN, STD, 32, device=CPU)(images)
+    assert torch.equal(BatchPrep(MEAN, STD, 32, device=CPU, resize_mode="nearest")(images), plain)
+    big = BatchPrep(MEAN, STD, 64, device=CPU, resize_mode="nearest", augment=True)
+    out = big(images, augment_generator(0, 1, CPU))
+    assert out.shape == (6, 3, 64, 64)  # the shift is 64/16 = 4 px, of the resized image
+    upsampled = BatchPrep(MEAN, STD, 64, device=CPU, resize_mode="nearest")(images)
+    assert torch.equal(out, random_flip_and_shift(upsampled, 4, augment_generator(0, 1, CPU)))
+
+
+def test_unknown_resize_mode_is_refused():
+    with pytest.raises(ValueError, match="resize_mode must be one of bilinear, nearest, got 'bicubic'"):
+        BatchPrep(MEAN, STD, 64, device=CPU, resize_mode="bicubic")
+    assert batches.RESIZE_MODES == ("bilinear", "nearest")

@@ -77,11 +77,26 @@ def test_train_with_the_study_options_records_them(blobs, tmp_path, capsys):
     assert re.search(r"^epoch +3 .* lr 0\.0184 ", stdout, flags=re.M)
 
 
+def test_momentum_resize_mode_and_classifier_reach_the_run(blobs, tmp_path, capsys):
+    """The study 001 recipe's knobs (Keras SGD without momentum, nearest-neighbour upsampling)
+    and study 003's fine-tuned layers, recorded with the result."""
+    out = tmp_path / "r.json"
+    code, stdout, stderr = run(train_args(blobs, out, **{
+        "--model": "small_cnn", "--momentum": "0", "--resize-mode": "nearest", "--image-size": "64",
+        "--train-layers": "classifier"}), capsys)
+    assert code == 0, stderr
+    result = json.loads(out.read_text())
+    config = result["config"]
+    assert (config["momentum"], config["resize_mode"], config["train_layers"]) == (0.0, "nearest", "classifier")
+    assert result["input_size"] == 64
+
+
 def test_flag_defaults_and_choices_match_the_trial_config(capsys):
     """The CLI cannot import torch to read them (``xfer --help`` stays instant), so it repeats
     the defaults and the names; this keeps the copies honest."""
     from xfer.cli import build_parser
-    from xfer.train import SCHEDULES, TrialConfig
+    from xfer.batches import RESIZE_MODES
+    from xfer.train import EMBEDDING_METHODS, SCHEDULES, TrialConfig
 
     for command in ("train", "pretrain"):
         args = build_parser().parse_args([command, "--data", "d", "--model", "resnet10", "--init",
@@ -92,12 +107,17 @@ def test_flag_defaults_and_choices_match_the_trial_config(capsys):
                             ("lr_decay_rate", "lr_decay_rate"),
                             ("plateau_patience", "plateau_patience"),
                             ("plateau_factor", "plateau_factor"), ("rotate_degrees", "rotate_degrees"),
-                            ("schedule", "schedule"), ("head", "head")]:
+                            ("schedule", "schedule"), ("head", "head"), ("momentum", "momentum"),
+                            ("resize_mode", "resize_mode"), ("train_layers", "train_layers")]:
             assert getattr(args, flag) == getattr(defaults, field), flag
     code, stdout, _ = run(["train", "--help"], capsys)
     assert code == 0
     assert f"--head {'|'.join(models.HEADS)}" in stdout
     assert f"--schedule {'|'.join(SCHEDULES)}" in stdout
+    assert f"--train-layers {'|'.join(models.TRAIN_LAYERS)}" in stdout
+    assert f"--resize-mode {'|'.join(RESIZE_MODES)}" in stdout
+    embeddings = re.search(r"--embeddings \{([^}]*)\}", stdout).group(1).split(",")
+    assert tuple(embeddings) == EMBEDDING_METHODS[1:]
 
 
 BAD_TRAIN = {
@@ -109,7 +129,15 @@ BAD_TRAIN = {
     "lr negative": ({"--lr": "-0.1"}, "--lr"),
     "unknown model": ({"--model": "resnet9000"}, "unknown model 'resnet9000' (valid: alexnet, "),
     "unknown init": ({"--init": "warm"}, "unknown init 'warm' (valid: scratch, pretrained)"),
-    "unknown train layers": ({"--train-layers": "most"}, "unknown train_layers 'most' (valid: all, head, last_block)"),
+    "unknown train layers": ({"--train-layers": "most"},
+                             "unknown train_layers 'most' (valid: all, head, last_block, classifier)"),
+    "momentum 1": ({"--momentum": "1.0"}, "momentum must be in [0, 1), got 1.0"),
+    "momentum negative": ({"--momentum": "-0.1"}, "momentum must be in [0, 1), got -0.1"),
+    "momentum with adam": ({"--optimizer": "adam", "--momentum": "1.5"}, "momentum must be in [0, 1), got 1.5"),
+    "momentum not a number": ({"--momentum": "heavy"}, "--momentum: invalid float value"),
+    "unknown resize mode": ({"--resize-mode": "bicubic"},
+                            "unknown resize_mode 'bicubic' (valid: bilinear, nearest)"),
+    "unknown embeddings": ({"--embeddings": "umap+tsne"}, "--embeddings: invalid choice: 'umap+tsne'"),
     "unknown optimizer": ({"--optimizer": "lion"}, "unknown optimizer 'lion' (valid: sgd, adam, adamw)"),
     "unknown schedule": ({"--schedule": "step"},
                          "unknown schedule 'step' (valid: constant, cosine, exp_decay, plateau)"),

@@ -16,8 +16,9 @@ import pytest
 import torch
 
 from xfer.batches import BatchPrep
-from xfer.embeddings import (STAGES, embed_2d, embed_stages, plot_embedding, plot_stages,
-                             separation, stage_features, stage_modules, stratified_subsample)
+from xfer.embeddings import (METHOD_CHOICES, STAGES, embed_2d, embed_stages, methods_of,
+                             plot_embedding, plot_stages, separation, stage_features,
+                             stage_modules, stages_by_method, stratified_subsample)
 from xfer.errors import UsageError
 from xfer.models import MODEL_NAMES, create_model, set_train_mode
 
@@ -169,10 +170,32 @@ def test_unknown_method_lists_the_valid_ones():
         embed_2d(np.zeros((8, 2)), method="pca")
 
 
-def test_umap_without_umap_learn_names_the_extra(monkeypatch):
+def test_umap_without_umap_learn_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "umap", None)  # `import umap` raises ImportError
-    with pytest.raises(UsageError, match=r"pip install 'xfer\[umap\]'.*umap-learn"):
+    with pytest.raises(UsageError, match=r"needs umap-learn, a dependency of xfer missing here: "
+                                         r"pip install umap-learn"):
         embed_2d(np.random.default_rng(0).normal(size=(10, 3)), method="umap")
+
+
+def test_umap_is_installed_deterministic_per_seed_and_keeps_clusters_apart():
+    # umap-learn is a dependency (pinned in constraints.txt). The first UMAP call in a process
+    # compiles numba kernels: ~15-20 s on 2 cores; later calls on 45 points take ~0.1 s.
+    import umap  # noqa: F401  (fails here, not deep inside a run, when the install lacks it)
+
+    features, labels = _clusters(15, 3, 16, spread=5.0)
+    first = embed_2d(features, method="umap", seed=3)
+    assert first.shape == (45, 2) and first.dtype == np.float32 and np.isfinite(first).all()
+    np.testing.assert_array_equal(first, embed_2d(features, method="umap", seed=3))
+    assert separation(first, labels) > 0.5
+    assert embed_2d(features[:4], method="umap", seed=0).shape == (4, 2)  # the smallest n
+
+
+def test_methods_of():
+    assert methods_of("tsne") == ("tsne",) and methods_of("umap") == ("umap",)
+    assert methods_of("tsne+umap") == ("tsne", "umap")
+    assert METHOD_CHOICES == ("tsne", "umap", "tsne+umap")
+    with pytest.raises(UsageError, match=r"unknown embedding method 'umap\+tsne' \(valid: tsne, umap, tsne\+umap\)"):
+        methods_of("umap+tsne")
 
 
 # --- figures ---------------------------------------------------------------------------------
@@ -215,6 +238,8 @@ def test_embed_stages_is_strict_json_respects_max_points_and_plots(tmp_path):
     decoded = json.loads(json.dumps(result, allow_nan=False))
     assert decoded == result
     assert result["method"] == "tsne" and result["n"] == 30 and result["model"] == "small_cnn"
+    assert result["methods"] == ["tsne"]
+    assert all("by_method" not in entry for entry in result["stages"].values())
     assert list(result["stages"]) == list(STAGES)
     for stage, dim in zip(STAGES, FORWARD_DIMS["small_cnn"]):
         entry = result["stages"][stage]
@@ -241,3 +266,57 @@ def test_embed_stages_reports_none_for_an_undefined_silhouette():
     assert all(entry["silhouette_features"] is None and entry["silhouette_2d"] is None
                for entry in result["stages"].values())
     json.dumps(result, allow_nan=False)
+
+
+def test_tsne_and_umap_share_the_features_and_keep_the_single_method_layout(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("small_cnn", 3)
+    labels = torch.tensor([0] * 10 + [1] * 10 + [2] * 10)
+    images = _images(30, 32)
+    classes = ["circle", "square", "triangle"]
+
+    both = embed_stages(model, "small_cnn", images, labels, classes, _prep(32), method="tsne+umap",
+                        seed=1)
+    tsne = embed_stages(model, "small_cnn", images, labels, classes, _prep(32), seed=1)
+
+    assert json.loads(json.dumps(both, allow_nan=False)) == both
+    assert both["method"] == "tsne" and both["methods"] == ["tsne", "umap"]
+    for stage in STAGES:
+        entry, alone = both["stages"][stage], tsne["stages"][stage]
+        # The first method's points sit where a t-SNE-only result has them: old readers work.
+        assert {k: v for k, v in entry.items() if k != "by_method"} == alone
+        assert set(entry["by_method"]) == {"umap"}
+        umap = entry["by_method"]["umap"]
+        assert set(umap) == {"points", "silhouette_2d"} and len(umap["points"]) == 30
+        assert umap["points"] != entry["points"] and -1 <= umap["silhouette_2d"] <= 1
+    views = stages_by_method(both)
+    assert list(views) == ["tsne", "umap"]
+    assert views["umap"]["late"]["points"] == both["stages"]["late"]["by_method"]["umap"]["points"]
+    assert views["umap"]["late"]["silhouette_features"] == both["stages"]["late"]["silhouette_features"]
+    assert stages_by_method(tsne) == {"tsne": tsne["stages"]}
+    old = {k: v for k, v in tsne.items() if k != "methods"}  # written before issue 15
+    assert stages_by_method(old) == {"tsne": tsne["stages"]}
+
+    paths = plot_stages(both, classes, tmp_path)
+    assert [p.name for p in paths] == ([f"embedding_{s}.png" for s in STAGES]
+                                       + [f"embedding_{s}_umap.png" for s in STAGES])
+    assert all(p.read_bytes()[:8] == PNG_MAGIC for p in paths)
+
+    # The report's grid: one row per (group, method), the caption names both methods.
+    import pandas as pd
+    from PIL import Image
+
+    from xfer.report_sections import separation_section
+
+    best = pd.DataFrame([{"model": "small_cnn", "condition": c, "test_accuracy": 0.5,
+                          "test_accuracy_ci_low": 0.4, "test_accuracy_ci_high": 0.6,
+                          **{f"silhouette_{s}_{k}": 0.1 for s in STAGES for k in ("features", "2d")}}
+                         for c in ("pretrained", "scratch")])
+    groups = {"small_cnn pretrained": both, "small_cnn scratch": old}
+    lines = separation_section(best, groups, classes, tmp_path)
+    text = "\n".join(lines)
+    assert "![embeddings](embeddings.png)" in text and "t-SNE and UMAP" in text
+    with Image.open(tmp_path / "embeddings.png") as image:  # 3 rows: 2 + 1, of 2.7 in at 150 dpi
+        assert image.size[1] == pytest.approx(3 * 2.7 * 150, abs=2)
+    single = separation_section(best, {"small_cnn scratch": old}, classes, tmp_path)
+    assert "t-SNE of the test-set features" in "\n".join(single)

@@ -162,6 +162,77 @@ def test_set_train_mode_rejects_a_regime_the_model_was_not_built_for():
         set_train_mode(model, "everything")
 
 
+# --- train_layers="classifier" -----------------------------------------------------------------
+
+def _trainable_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("num_classes", [6, 1000])
+def test_vgg19_classifier_trains_exactly_fc6_to_fc8(num_classes):
+    # The clothing study fine-tunes "the classifier layers" of VGG-19: fc6 (25088 -> 4096), fc7
+    # (4096 -> 4096) and fc8 (4096 -> classes), weights and biases; the 16 convs stay frozen.
+    # torchvision's vgg19 pools adaptively to 7x7, so the count holds at any input size.
+    with torch.device("meta"):  # the count needs no memory (real tensors: ~2 s, 0.5 GB)
+        model = create_model("vgg19", num_classes, train_layers="classifier")
+        head_only = create_model("vgg19", num_classes, train_layers="head")
+    fc8 = 4096 * num_classes + num_classes
+    assert _trainable_count(model) == 102_764_544 + 16_781_312 + fc8
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {f"classifier.{i}.{kind}" for i in (0, 3, 6) for kind in ("weight", "bias")}
+    assert _trainable_count(head_only) == fc8  # what the 003 arm trained before: 24,582 at 6
+
+
+def test_resnet18_classifier_trains_only_fc():
+    model = create_model("resnet18", 6, train_layers="classifier")
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == {"fc.weight", "fc.bias"}
+    assert _trainable_count(model) == 512 * 6 + 6
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("head", ["linear", "gap_mlp"])
+def test_classifier_lies_between_head_and_last_block(name, head):
+    """head ⊆ classifier ⊆ last_block for every model; with an MLP head the head is the
+    classifier; the classifier prefixes are the documented ones."""
+    if name == "small_cnn" or name.startswith(("vgg", "alexnet")):
+        documented = ("classifier.",)
+    elif name.startswith("resnet"):
+        documented = ("fc.",)
+    elif name == "inception_v3":
+        documented = ("fc.", "AuxLogits.fc.")
+    else:  # efficientnet_b0 and the Lites
+        documented = ("classifier.",)
+    trained = {}
+    for train_layers in ("head", "classifier", "last_block"):
+        with torch.device("meta"):
+            model = create_model(name, 7, train_layers=train_layers, head=head)
+        trained[train_layers] = {n for n, p in model.named_parameters() if p.requires_grad}
+    names = {n for n, _ in model.named_parameters()}
+    assert trained["classifier"] == {n for n in names if n.startswith(documented)}
+    assert trained["head"] <= trained["classifier"] <= trained["last_block"]
+    if head != "linear" or name not in ("vgg19", "alexnet", "small_cnn"):
+        assert trained["classifier"] == trained["head"]  # a one-layer classifier, or an MLP head
+    else:
+        assert trained["classifier"] > trained["head"]
+
+
+def test_classifier_keeps_its_dropout_and_freezes_the_convs_in_eval():
+    model = create_model("small_cnn", 4, train_layers="classifier")
+    set_train_mode(model, "classifier")
+    assert model.training and model.classifier.training and model.classifier[2].training
+    assert not model.features.training
+    x = torch.randn(2, 3, 32, 32)
+    assert not torch.equal(model(x), model(x))  # the classifier's dropout is active
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    _train_step(model, "classifier", 32, 4)
+    after = model.state_dict()
+    for key, value in before.items():
+        if key.startswith("features."):
+            assert torch.equal(value, after[key]), f"frozen {key} changed"
+        elif key.endswith("weight"):
+            assert not torch.equal(value, after[key]), f"trainable {key} did not change"
+
+
 # --- pretrained loading ----------------------------------------------------------------------
 
 def test_pretrained_loads_backbone_and_keeps_a_fresh_head_for_other_classes():

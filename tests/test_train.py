@@ -1,9 +1,11 @@
 """fit() on a tiny learnable dataset, on CPU: reporting, metrics, determinism, resume,
-early stopping, pretrained weights and their normalisation."""
+early stopping, pretrained weights and their normalisation, momentum, resize modes, the
+classifier regime and both embedding methods."""
 
 import io
 import json
 import math
+import re
 from dataclasses import replace
 
 import pytest
@@ -13,8 +15,8 @@ from xfer import models
 from xfer.batches import BatchPrep, batch_slices, epoch_order
 from xfer.data.tensors import load_packed
 from xfer.errors import UsageError
-from xfer.train import (_SWEEP_REPORT_KEYS, EPOCH_METRICS, TrialConfig, fit, learning_rate,
-                        plateau_start, plateau_update)
+from xfer.train import (_SWEEP_REPORT_KEYS, EMBEDDING_METHODS, EPOCH_METRICS, TrialConfig,
+                        _make_optimizer, fit, learning_rate, plateau_start, plateau_update)
 from xfer.weights import save_weights
 
 SPEC_FINAL = ("test_accuracy", "test_precision_macro", "test_recall_macro", "test_f1_macro",
@@ -394,3 +396,90 @@ def test_embeddings_come_once_with_the_last_epochs_report(config):
         assert len(stage["points"]) == len(stage["labels"]) == min(40, n_test)
     with pytest.raises(UsageError, match="embeddings"):
         replace(config, embeddings="pca").validate()
+
+
+# --- momentum, resize_mode, the classifier regime, both embeddings (issue 15) -----------------
+
+@pytest.mark.parametrize("value", [1.0, -0.1, math.nan, math.inf, True, "0.9", None])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_momentum_outside_0_1_is_a_usage_error_whatever_the_optimizer(config, value, optimizer):
+    with pytest.raises(UsageError, match=r"^momentum must be in \[0, 1\), got " + re.escape(repr(value))):
+        replace(config, momentum=value, optimizer=optimizer).validate()
+
+
+def test_valid_momentum_resize_mode_train_layers_and_embeddings(config):
+    for momentum in (0, 0.0, 0.5, 0.99):
+        replace(config, momentum=momentum).validate()
+    for mode in ("bilinear", "nearest"):
+        replace(config, resize_mode=mode).validate()
+    replace(config, train_layers="classifier").validate()
+    replace(config, embeddings="tsne+umap").validate()
+    with pytest.raises(UsageError, match=r"unknown resize_mode 'bicubic' \(valid: bilinear, nearest\)"):
+        replace(config, resize_mode="bicubic").validate()
+    with pytest.raises(UsageError, match=r"unknown embeddings 'umap\+tsne' \(valid: .*tsne\+umap"):
+        replace(config, embeddings="umap+tsne").validate()
+    assert TrialConfig(data="d").momentum == 0.9 and TrialConfig(data="d").resize_mode == "bilinear"
+    from xfer.embeddings import METHOD_CHOICES  # the trainer's list is the embedder's, plus off
+    assert EMBEDDING_METHODS == ("",) + METHOD_CHOICES
+
+
+def test_the_optimizer_gets_the_configured_momentum(config):
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    for momentum in (0.0, 0.5):
+        sgd = _make_optimizer(replace(config, momentum=momentum), params)
+        assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["momentum"] == momentum
+    adam = _make_optimizer(replace(config, optimizer="adam", momentum=0.0), params)
+    assert isinstance(adam, torch.optim.Adam) and "momentum" not in adam.param_groups[0]
+
+
+@pytest.fixture
+def small(config):
+    """small_cnn for one epoch: a few seconds a fit on 2 cores."""
+    return replace(config, model="small_cnn", epochs=1)
+
+
+def test_momentum_changes_training_and_is_recorded(small):
+    plain = fit(replace(small, momentum=0.0), lambda m: None)
+    heavy = fit(small, lambda m: None)  # the default, 0.9
+    assert plain["config"]["momentum"] == 0.0 and heavy["config"]["momentum"] == 0.9
+    # The first step is the same either way (the buffer starts as the gradient); the other
+    # seven of the epoch differ.
+    assert plain["history"][0]["train_loss"] != heavy["history"][0]["train_loss"]
+
+
+def test_resize_mode_reaches_every_batch_and_is_recorded(small, monkeypatch):
+    import xfer.train as train_module
+
+    built = []
+
+    class Spy(BatchPrep):
+        def __init__(self, *args, **kwargs):
+            built.append(kwargs.get("resize_mode"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "BatchPrep", Spy)
+    nearest = fit(replace(small, image_size=48, resize_mode="nearest"), lambda m: None)
+    assert built == ["nearest", "nearest"]  # training and evaluation
+    assert nearest["config"]["resize_mode"] == "nearest" and nearest["input_size"] == 48
+    bilinear = fit(replace(small, image_size=48), lambda m: None)
+    assert bilinear["config"]["resize_mode"] == "bilinear"
+    assert bilinear["history"][0]["train_loss"] != nearest["history"][0]["train_loss"]
+
+
+def test_classifier_regime_trains(small):
+    result = fit(replace(small, train_layers="classifier"), lambda m: None)
+    assert result["config"]["train_layers"] == "classifier" and result["epochs_run"] == 1
+    # forward + 2 x the classifier's MACs only: less than the 3 x forward of training everything
+    assert 0 < result["backward_macs_per_image"] < 2 * result["macs_per_image"]
+
+
+def test_tsne_and_umap_embed_the_same_features_in_one_run(small):
+    # Pays umap's numba compilation once per process: ~15-20 s on 2 cores.
+    result = fit(replace(small, embeddings="tsne+umap"), lambda m: None)  # all 16 test images
+    embedded = result["embeddings"]
+    assert embedded["method"] == "tsne" and embedded["methods"] == ["tsne", "umap"]
+    for stage in embedded["stages"].values():
+        umap = stage["by_method"]["umap"]
+        assert len(umap["points"]) == len(stage["points"]) == len(stage["labels"]) == result["n_test"]
+        assert umap["points"] != stage["points"]
+    json.dumps(result["embeddings"], allow_nan=False)

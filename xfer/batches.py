@@ -19,6 +19,13 @@ import torch
 import torch.nn.functional as F
 
 _SHUFFLE, _AUGMENT = 0, 1  # streams of per-epoch randomness
+# BatchPrep's resize_mode -> F.interpolate's mode. "nearest" is torch's "nearest-exact"
+# (source pixel floor((i + 0.5)·in/out)), which matches PIL's and scikit-image's nearest; torch's
+# legacy "nearest" (floor(i·in/out)) shifts the image by up to half a pixel at non-integer
+# ratios. At an integer upsampling factor (32 -> 224, x7) both replicate each pixel k x k times,
+# exactly Keras' UpSampling2D default (interpolation="nearest").
+_INTERPOLATE_MODES = {"bilinear": "bilinear", "nearest": "nearest-exact"}
+RESIZE_MODES = tuple(_INTERPOLATE_MODES)
 
 
 def epoch_seed(seed: int, epoch: int, stream: int) -> int:
@@ -54,11 +61,14 @@ class BatchPrep:
 
     ``mean``/``std`` are per channel in [0, 1] units (ImageNet's for torchvision weights, the
     dataset's own for scratch). Normalisation is folded into one multiply-add,
-    ``x·(1/(255·std)) − mean/std``. Resizing is bilinear without antialiasing (F.interpolate),
-    which is what a sweep over input sizes wants to be cheap; it runs only when the stored size
-    differs from ``input_size``. Augmentation is a random horizontal flip and a random shift of
-    up to ``input_size/16`` px with reflected borders (2 px at 32 px, as in airbench), plus,
-    when ``rotate_degrees > 0``, a random rotation in ±``rotate_degrees``.
+    ``x·(1/(255·std)) − mean/std``. Resizing (F.interpolate) runs only when the stored size
+    differs from ``input_size``; ``resize_mode`` is ``bilinear`` (default; without antialiasing,
+    which is what a sweep over input sizes wants to be cheap) or ``nearest`` (pixel replication
+    when upsampling by an integer factor: Keras' ``UpSampling2D``, as the CIFAR-10 study used to
+    bring 32 px up to 224; see ``_INTERPOLATE_MODES``). Both cost one kernel per batch.
+    Augmentation is a random horizontal flip and a random shift of up to ``input_size/16`` px
+    with reflected borders (2 px at 32 px, as in airbench), plus, when ``rotate_degrees > 0``,
+    a random rotation in ±``rotate_degrees``.
 
     The shift is the "random crop" of the CIFAR recipes: pad the image, then crop a window of
     the original size at a random offset, i.e. translate it by a random integer offset. Ours
@@ -68,9 +78,11 @@ class BatchPrep:
 
     def __init__(self, mean: list[float], std: list[float], input_size: int, *,
                  device: torch.device, channels_last: bool = False, augment: bool = False,
-                 rotate_degrees: float = 0.0):
+                 rotate_degrees: float = 0.0, resize_mode: str = "bilinear"):
         if not 0 <= rotate_degrees <= 180:
             raise ValueError(f"rotate_degrees must be in [0, 180], got {rotate_degrees!r}")
+        if resize_mode not in RESIZE_MODES:
+            raise ValueError(f"resize_mode must be one of {', '.join(RESIZE_MODES)}, got {resize_mode!r}")
         mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
         self.scale = (1.0 / (255.0 * std_t)).to(device)
@@ -80,13 +92,18 @@ class BatchPrep:
         self.augment = augment
         self.rotate_degrees = float(rotate_degrees)
         self.max_shift = max(1, self.input_size // 16)
+        self.resize_mode = resize_mode
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None
                  ) -> torch.Tensor:
         x = torch.addcmul(self.shift, images.float(), self.scale)
         if x.shape[-2:] != (self.input_size, self.input_size):
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
-                              align_corners=False, antialias=False)
+            if self.resize_mode == "bilinear":
+                x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
+                                  align_corners=False, antialias=False)
+            else:  # nearest takes neither align_corners nor antialias
+                x = F.interpolate(x, size=(self.input_size, self.input_size),
+                                  mode=_INTERPOLATE_MODES[self.resize_mode])
         if self.augment and self.rotate_degrees > 0:
             x = random_flip_shift_rotate(x, self.max_shift, self.rotate_degrees, generator)
         elif self.augment:  # the exact integer gather: cheaper, and no interpolation blur

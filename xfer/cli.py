@@ -44,8 +44,13 @@ def _cmd_data_pdf(args: argparse.Namespace) -> int:
 
 def _cmd_data_audit(args: argparse.Namespace) -> int:
     from xfer.data.pdf.audit import audit_dataset, format_audit
+    from xfer.data.pdf.separability import DEFAULT_PER_CLASS, check_per_class
 
-    audit = audit_dataset(args.dir, write=True)
+    if args.no_empirical and args.per_class is not None:
+        raise UsageError("--per-class sets the empirical check's size; it cannot go with --no-empirical")
+    per_class = 0 if args.no_empirical else check_per_class(
+        DEFAULT_PER_CLASS if args.per_class is None else args.per_class)
+    audit = audit_dataset(args.dir, write=True, empirical_per_class=per_class)
     print(format_audit(audit))
     return EXIT_OK
 
@@ -131,6 +136,12 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
 
     audit = data_sub.add_parser("audit", help="print and write the separability audit of a PDF-plot dataset")
     audit.add_argument("dir", help="dataset folder written by `xfer data pdf`")
+    audit.add_argument("--per-class", type=positive_int, default=None, metavar="N",
+                       help="images per family the empirical check renders, half to train a "
+                            "logistic regression per pair of classes, half to score it; at least 4 "
+                            "(default: 160, a few seconds on one core)")
+    audit.add_argument("--no-empirical", action="store_true",
+                       help="skip the empirical check: the analytic categories and ceilings only")
     audit.set_defaults(handler=_cmd_data_audit)
 
     for name, fmt in FORMATS.items():
@@ -174,12 +185,13 @@ def _trial_config(args: argparse.Namespace, *, data: str, image_size: int | None
     return TrialConfig(
         data=data, model=args.model, init=args.init, train_layers=args.train_layers,
         weights=args.weights, head=args.head, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
+        lr=args.lr, optimizer=args.optimizer, momentum=args.momentum, weight_decay=args.weight_decay,
         schedule=args.schedule, lr_constant_epochs=args.lr_constant_epochs,
         lr_decay_rate=args.lr_decay_rate, plateau_patience=args.plateau_patience,
         plateau_factor=args.plateau_factor, early_stopping_patience=args.early_stopping,
         label_smoothing=args.label_smoothing, augment=args.augment,
-        rotate_degrees=args.rotate_degrees, image_size=image_size, n=n, seed=args.seed,
+        rotate_degrees=args.rotate_degrees, image_size=image_size, resize_mode=args.resize_mode,
+        n=n, seed=args.seed,
         device=args.device, eval_batch_size=args.eval_batch_size,
         embeddings=getattr(args, "embeddings", ""),
         epoch_milestones=getattr(args, "epoch_milestones", ()))
@@ -267,8 +279,9 @@ def _add_trial_flags(parser: argparse.ArgumentParser, *, init_required: bool, se
     parser.add_argument("--init", required=init_required, metavar="scratch|pretrained", default=None if init_required else "scratch",
                         help="scratch: random init; pretrained: start from --weights"
                              + ("" if init_required else " (default: scratch)"))
-    parser.add_argument("--train-layers", default="all", metavar="all|head|last_block",
-                        help="all | head (linear probe) | last_block (+ head); the rest is frozen "
+    parser.add_argument("--train-layers", default="all", metavar="all|head|last_block|classifier",
+                        help="all | head (linear probe) | last_block (+ head) | classifier (the "
+                             "whole classifier block: vgg19/alexnet fc6-fc8); the rest is frozen "
                              "(default: all)")
     parser.add_argument("--weights", default=None, metavar="SRC",
                         help="pretrained weights: imagenet, a file (e.g. from `xfer pretrain`), "
@@ -284,7 +297,9 @@ def _add_trial_flags(parser: argparse.ArgumentParser, *, init_required: bool, se
     parser.add_argument("--lr", type=positive_float, default=0.01,
                         help="learning rate per step, the schedule's peak (default: 0.01)")
     parser.add_argument("--optimizer", default="sgd", metavar="sgd|adam|adamw",
-                        help="sgd (momentum 0.9) | adam | adamw (default: sgd)")
+                        help="sgd (with --momentum) | adam | adamw (default: sgd)")
+    parser.add_argument("--momentum", type=float, default=0.9, metavar="M",
+                        help="sgd's momentum, in [0, 1); Keras' SGD default is 0 (default: 0.9)")
     parser.add_argument("--weight-decay", type=float, default=0.0,
                         help="weight decay, >= 0 (default: 0)")
     parser.add_argument("--schedule", default="constant", metavar="constant|cosine|exp_decay|plateau",
@@ -307,6 +322,10 @@ def _add_trial_flags(parser: argparse.ArgumentParser, *, init_required: bool, se
     parser.add_argument("--augment", action="store_true",
                         help="random horizontal flip + small shift on the device (a flip may not "
                              "preserve the label of a plot; off by default)")
+    parser.add_argument("--resize-mode", default="bilinear", metavar="bilinear|nearest",
+                        help="how images are resized to the model's input on the device: "
+                             "bilinear | nearest (pixel replication, Keras' UpSampling2D) "
+                             "(default: bilinear)")
     parser.add_argument("--rotate-degrees", type=float, default=0.0, metavar="DEG",
                         help="with --augment: also rotate each image by a random angle in "
                              "+-DEG, in [0, 180] (default: 0)")
@@ -329,9 +348,10 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--image-size", type=positive_int, default=None, metavar="PX",
                        help="side in px fed to the model, resized on the device (default: the "
                             "dataset's; inception_v3 always gets 299)")
-    train.add_argument("--embeddings", choices=("tsne", "umap"), default="",
+    train.add_argument("--embeddings", choices=("tsne", "umap", "tsne+umap"), default="",
                        help="after the last epoch, embed the test split's early/middle/late features "
-                            "in 2-D and score their separation (silhouette); in --json-out (default: off)")
+                            "in 2-D (tsne+umap: both) and score their separation (silhouette); in "
+                            "--json-out (default: off)")
     train.add_argument("--epoch-milestones", type=epoch_list, default=(), metavar="E1,E2",
                        help="also report the result as of these epochs (each below --epochs): with "
                             "a constant, exp_decay or plateau schedule, exactly what runs of those "

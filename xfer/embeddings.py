@@ -3,9 +3,10 @@
 The probe-regimes study asks *where* pretraining helps: does a linear probe on ImageNet
 features already separate the classes, and which stage does fine-tuning change? After ``fit``
 the trainer calls :func:`embed_stages` on (a subsample of) the test set: one forward pass
-records three stages' features, each is embedded in 2-D (t-SNE, or UMAP when ``umap-learn`` is
-installed) and scored with the silhouette coefficient, both in feature space and in 2-D, so a
-figure is never the only evidence. :func:`plot_stages` draws one figure per stage.
+records three stages' features, each is embedded in 2-D (t-SNE, UMAP, or both on the same
+features: method ``"tsne+umap"``, as the study shows both) and scored with the silhouette
+coefficient, both in feature space and in 2-D, so a figure is never the only evidence.
+:func:`plot_stages` draws one figure per stage and method.
 
 The stages, per model (module names as in ``model.named_modules()``). The middle stage is the
 input of ``train_layers="last_block"`` (see ``xfer.models``), i.e. what a last-block
@@ -35,7 +36,10 @@ the subsample. t-SNE (Barnes-Hut, O(n log n) per iteration, 1,000 iterations) ta
 stages; the exact k-NN search it starts with is O(n²·C) but only ~0.1 s at that size. End to
 end, :func:`embed_stages` on 2,000 of 3,000 32-px images with resnet18 took 19 s. The
 silhouette score is O(n²·C) time and holds an n×n distance matrix: 32 MB at 2,000 points,
-which is why ``max_points`` caps n (it grows 4× per doubling).
+which is why ``max_points`` caps n (it grows 4× per doubling). UMAP (umap-learn 0.5.12, exact
+k-NN below 4,096 points) takes 6-8 s per stage for 2,000 points on the same 2 cores, after a
+one-off ~15-20 s per process in which numba compiles its kernels; ``"tsne+umap"`` shares the
+forward pass and the feature silhouettes, so it costs the two embeddings' time and no more.
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ from xfer.models import MODEL_NAMES
 
 STAGES = ("early", "middle", "late")
 METHODS = ("tsne", "umap")
+# What ``embed_stages(method=...)`` and TrialConfig.embeddings accept: one method, or both.
+METHOD_CHOICES = METHODS + ("tsne+umap",)
 MIN_EMBED_POINTS = 4  # below this t-SNE has no neighbourhoods to preserve (perplexity >= 2)
 
 _RESNET_STAGES = {"early": "layer1", "middle": "layer3", "late": "layer4"}
@@ -150,8 +156,9 @@ def embed_2d(features: np.ndarray, *, method: str = "tsne", seed: int = 0) -> np
     """N×C features → N×2 points, deterministic for a ``seed``; features are standardised first.
 
     ``tsne``: scikit-learn's Barnes-Hut t-SNE, PCA init (stable global layout), perplexity
-    ``min(30, max(2, (n-1)/3))`` so small n stays valid. ``umap``: umap-learn (optional
-    extra), 15 neighbours; a fixed seed makes it single-threaded. Fewer than 4 points raise
+    ``min(30, max(2, (n-1)/3))`` so small n stays valid. ``umap``: umap-learn, 15 neighbours
+    (n - 1 below 16 points), single-threaded: a fixed seed needs that, and ``n_jobs=1`` says so
+    instead of umap overriding it with a warning. Fewer than 4 points raise
     ``ValueError``: there is no neighbourhood to embed, and a made-up layout would be read
     as a result.
     """
@@ -166,10 +173,12 @@ def embed_2d(features: np.ndarray, *, method: str = "tsne", seed: int = 0) -> np
     if method == "umap":
         try:
             umap = importlib.import_module("umap")
-        except ImportError:
-            raise UsageError("embedding method 'umap' needs umap-learn: pip install 'xfer[umap]' "
-                             "(or pip install umap-learn), or use method 'tsne'") from None
-        reducer = umap.UMAP(n_components=2, n_neighbors=min(15, n - 1), random_state=seed)
+        except ImportError:  # a dependency of xfer since issue 15; an environment can lack it
+            raise UsageError("embedding method 'umap' needs umap-learn, a dependency of xfer "
+                             "missing here: pip install umap-learn (or reinstall xfer), or use "
+                             "method 'tsne'") from None
+        reducer = umap.UMAP(n_components=2, n_neighbors=min(15, n - 1), random_state=seed,
+                            n_jobs=1)
         return np.asarray(reducer.fit_transform(x), dtype=np.float32)
 
     from sklearn.manifold import TSNE
@@ -251,6 +260,29 @@ def stratified_subsample(labels: np.ndarray, max_points: int, seed: int) -> np.n
     return np.sort(np.concatenate(picked))
 
 
+def methods_of(method: str) -> tuple[str, ...]:
+    """``"tsne+umap"`` -> ``("tsne", "umap")``; ``"tsne"`` -> ``("tsne",)``. UsageError for a
+    value outside ``METHOD_CHOICES``."""
+    if method not in METHOD_CHOICES:
+        raise choice_error("embedding method", method, METHOD_CHOICES)
+    return tuple(method.split("+"))
+
+
+def stages_by_method(result: dict) -> dict[str, dict[str, dict]]:
+    """``{method: {stage: {"points", "labels", "silhouette_2d", "silhouette_features", ...}}}``
+    from an :func:`embed_stages` result of either layout (one method, or several)."""
+    methods = result.get("methods") or [result.get("method", "tsne")]
+    out: dict[str, dict[str, dict]] = {}
+    for index, method in enumerate(methods):
+        out[method] = {}
+        for stage, entry in result.get("stages", {}).items():
+            own = {k: v for k, v in entry.items() if k != "by_method"}
+            if index:
+                own.update(entry.get("by_method", {}).get(method, {}))
+            out[method][stage] = own
+    return out
+
+
 def _json_float(value: float) -> float | None:
     return None if np.isnan(value) else round(float(value), 4)
 
@@ -260,18 +292,23 @@ def embed_stages(model: nn.Module, model_name: str, images_u8: torch.Tensor, lab
                  method: str = "tsne", seed: int = 0, max_points: int = 2000,
                  batch_size: int = 256) -> dict:
     """Features, 2-D embedding and silhouette per stage for a stratified subsample of
-    ``images_u8`` (seeded, at most ``max_points``). Returns a strict-JSON dict::
+    ``images_u8`` (seeded, at most ``max_points``). ``method`` is one of ``METHOD_CHOICES``;
+    ``"tsne+umap"`` embeds the same features both ways. Returns a strict-JSON dict::
 
-        {"model", "method", "seed", "n", "classes",
+        {"model", "method", "methods", "seed", "n", "classes",
          "stages": {stage: {"module", "dim", "silhouette_features", "silhouette_2d",
-                            "points": [[x, y], ...], "labels": [...]}}}
+                            "points": [[x, y], ...], "labels": [...],
+                            "by_method": {method: {"silhouette_2d", "points"}}}}}
 
-    Silhouettes are rounded to 4 decimals and ``None`` where undefined (one class). Cost: one
-    inference pass over n images plus three embeddings (~5 s each for 2,000 points on 2 cores
-    with t-SNE).
+    ``method`` is the first method and ``methods`` all of them (``["tsne", "umap"]``). Each
+    stage's ``points`` and ``silhouette_2d`` are the first method's, so a single-method result
+    reads as it always did; ``by_method`` holds the others' (absent with one method). What
+    does not depend on the method (features, silhouette_features, labels) is stored once.
+    :func:`stages_by_method` reads either layout. Silhouettes are rounded to 4 decimals and
+    ``None`` where undefined (one class). Cost: one inference pass over n images plus three
+    embeddings per method (module docstring).
     """
-    if method not in METHODS:
-        raise choice_error("embedding method", method, METHODS)
+    methods = methods_of(method)
     y = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
     if len(y) != len(images_u8):
         raise ValueError(f"{len(images_u8)} images but {len(y)} labels")
@@ -282,22 +319,28 @@ def embed_stages(model: nn.Module, model_name: str, images_u8: torch.Tensor, lab
     modules = stage_modules(model_name)
     stages = {}
     for stage in STAGES:
-        points = embed_2d(features[stage], method=method, seed=seed)
+        embedded = {}
+        for name in methods:
+            points = embed_2d(features[stage], method=name, seed=seed)
+            embedded[name] = {"silhouette_2d": _json_float(separation(points, y)),
+                              "points": np.round(points.astype(np.float64), 4).tolist()}
         stages[stage] = {
             "module": modules[stage],
             "dim": int(features[stage].shape[1]),
             "silhouette_features": _json_float(separation(features[stage], y)),
-            "silhouette_2d": _json_float(separation(points, y)),
-            "points": np.round(points.astype(np.float64), 4).tolist(),
+            **embedded[methods[0]],
             "labels": [int(v) for v in y],
         }
-    return {"model": model_name, "method": method, "seed": seed, "n": len(keep),
-            "classes": list(classes), "stages": stages}
+        if len(methods) > 1:
+            stages[stage]["by_method"] = {name: embedded[name] for name in methods[1:]}
+    return {"model": model_name, "method": methods[0], "methods": list(methods), "seed": seed,
+            "n": len(keep), "classes": list(classes), "stages": stages}
 
 
 def plot_stages(result: dict, classes: list[str], out_dir: Path | str) -> list[Path]:
     """``embedding_<stage>.png`` in ``out_dir`` for each stage of an :func:`embed_stages`
-    result, titled with model, stage, module and both silhouettes."""
+    result (its first method), and ``embedding_<stage>_<method>.png`` for each further method,
+    titled with model, stage, module, method and both silhouettes."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -305,10 +348,13 @@ def plot_stages(result: dict, classes: list[str], out_dir: Path | str) -> list[P
         return "n/a" if value is None else f"{value:.3f}"
 
     paths = []
-    for stage, entry in result["stages"].items():
-        title = (f"{result.get('model', '')} {stage} ({entry['module']}, C={entry['dim']}), "
-                 f"{result['method']}, n={result['n']}\nsilhouette: features "
-                 f"{fmt(entry['silhouette_features'])}, 2-D {fmt(entry['silhouette_2d'])}")
-        paths.append(plot_embedding(np.asarray(entry["points"]), np.asarray(entry["labels"]),
-                                    classes, out_dir / f"embedding_{stage}.png", title=title))
+    for index, (method, stages) in enumerate(stages_by_method(result).items()):
+        suffix = f"_{method}" if index else ""
+        for stage, entry in stages.items():
+            title = (f"{result.get('model', '')} {stage} ({entry['module']}, C={entry['dim']}), "
+                     f"{method}, n={result['n']}\nsilhouette: features "
+                     f"{fmt(entry['silhouette_features'])}, 2-D {fmt(entry['silhouette_2d'])}")
+            paths.append(plot_embedding(np.asarray(entry["points"]), np.asarray(entry["labels"]),
+                                        classes, out_dir / f"embedding_{stage}{suffix}.png",
+                                        title=title))
     return paths

@@ -21,8 +21,10 @@ Everything that decides *what* is trained lives here and nowhere else (STYLE.md,
   The MLP heads have no dropout, a deliberate simplification: one rule for every backbone, so
   efficientnet_b0's 0.2 and inception_v3's 0.5 dropout go with the classifier they replace
   (the study descriptions give only the layer widths). Linear layers keep PyTorch's default init.
-- ``train_layers`` is ``all``, ``head`` (a linear probe: backbone frozen) or ``last_block`` (the
-  last conv stage, the one that ends at the final feature resolution, plus everything after it):
+- ``train_layers`` is ``all``, ``head`` (a linear probe: backbone frozen), ``last_block`` (the
+  last conv stage, the one that ends at the final feature resolution, plus everything after it)
+  or ``classifier`` (the architecture's whole classifier block, every conv frozen; the second
+  table). last_block:
 
   =============== =================================================================
   model           last_block (besides the head)
@@ -40,6 +42,28 @@ Everything that decides *what* is trained lives here and nowhere else (STYLE.md,
                   branch's convs stay frozen (it only regularises the layers below)
   small_cnn       ``features.1`` (the second conv block) plus the whole ``classifier``
   =============== =================================================================
+
+  classifier: everything after the last conv stage's pooling, i.e. the dense layers, which the
+  VGG-19 arm of the clothing study fine-tunes ("the classifier layers", fc6-fc8):
+
+  =============== =================================================================
+  model           classifier (a superset of the head)
+  =============== =================================================================
+  vgg19           ``classifier``: fc6 (25088->4096), fc7 (4096->4096), fc8, dropouts;
+                  123.6 M parameters at 1,000 classes, 119.6 M at 6
+  alexnet         ``classifier``: fc6 (9216->4096), fc7 (4096->4096), fc8, dropouts
+  small_cnn       ``classifier``: dense 512 and the dense to num_classes
+  efficientnet_b0 ``classifier`` (dropout + linear): the same parameters as ``head``
+  efficientnet_   ``classifier``: the same parameters as ``head``
+  lite0/1/2
+  resnet*         ``fc``: the same parameters as ``head`` (resnets have one dense layer)
+  inception_v3    ``fc`` and ``AuxLogits.fc``, the same as ``head``: the aux branch's fc is
+                  replaced for num_classes and its loss is part of the objective, so it trains
+                  with the main fc (as in ``head``); the aux branch's convs stay frozen
+  =============== =================================================================
+
+  With an MLP head the head *is* the classifier (it replaces everything after the last conv
+  stage), so ``classifier`` and ``head`` train the same parameters.
 
   Every train_layers works with every init: a linear probe on random features is a baseline.
 
@@ -73,7 +97,7 @@ MODEL_NAMES = ("alexnet", "efficientnet_b0", "efficientnet_lite0", "efficientnet
                "efficientnet_lite2", "inception_v3", "resnet10", "resnet18", "resnet50",
                "resnet152", "small_cnn", "vgg19")
 INITS = ("scratch", "pretrained")
-TRAIN_LAYERS = ("all", "head", "last_block")
+TRAIN_LAYERS = ("all", "head", "last_block", "classifier")
 # Hidden widths of the MLP heads (table above); each ends in a dense num_classes.
 _MLP_HIDDEN = {"gap_mlp": (1024, 512), "mlp256": (256,), "mlp3x384": (384, 384, 384)}
 HEADS = ("linear",) + tuple(_MLP_HIDDEN)
@@ -102,6 +126,19 @@ _LAST_BLOCK_PREFIXES = {
     **{name: ("blocks.5.", "blocks.6.", "conv_head.", "bn2.", "classifier.")
        for name in lite_weights.LITE_MODELS},
     **{name: ("layer4.",) for name in ("resnet10", "resnet18", "resnet50", "resnet152")},
+}
+
+# Module prefixes trained with train_layers="classifier", in addition to the head (table above).
+# For models whose classifier is one dense layer (resnets, inception, the EfficientNets) the head
+# prefixes already cover it and these add nothing.
+_CLASSIFIER_PREFIXES = {
+    "alexnet": ("classifier.",),
+    "vgg19": ("classifier.",),
+    "efficientnet_b0": ("classifier.",),
+    "inception_v3": ("fc.",),
+    "small_cnn": ("classifier.",),
+    **{name: ("classifier.",) for name in lite_weights.LITE_MODELS},
+    **{name: ("fc.",) for name in ("resnet10", "resnet18", "resnet50", "resnet152")},
 }
 
 # Smallest square input (px) at which one training step runs (batch 2), measured with
@@ -318,6 +355,8 @@ def _trainable_prefixes(name: str, head: str, train_layers: str) -> tuple[str, .
         return ("",)  # every key starts with ""
     if train_layers == "head":
         return head_parameter_prefixes(name, head)
+    if train_layers == "classifier":
+        return _CLASSIFIER_PREFIXES[name] + head_parameter_prefixes(name, head)
     return _LAST_BLOCK_PREFIXES[name] + head_parameter_prefixes(name, head)
 
 

@@ -95,7 +95,8 @@ def roc_section(curves: dict[str, dict], out: Path) -> list[str]:
 def separation_section(best: pd.DataFrame, embeddings: dict[str, dict], classes: list[str],
                        out: Path) -> list[str]:
     """The silhouette of each stage's test-set features (and of their 2-D embedding) for the
-    best run of each group, and ``embeddings.png``: one row of scatter plots per group."""
+    best run of each group, and ``embeddings.png``: one row of scatter plots per group and
+    embedding method (a run embedded with ``"tsne+umap"`` gets a t-SNE row and a UMAP row)."""
     columns = [f"silhouette_{stage}_{kind}" for stage in STAGES for kind in ("features", "2d")]
     if not any(c in best for c in columns):
         return []
@@ -112,11 +113,46 @@ def separation_section(best: pd.DataFrame, embeddings: dict[str, dict], classes:
         lines.append(f"| {group_label(row)} | {point_accuracy_text(row)} | " + " | ".join(cells) + " |")
     if embeddings:
         _embedding_grid(embeddings, classes, out / "embeddings.png")
-        method = next(iter(embeddings.values())).get("method", "t-SNE")
+        methods = list(dict.fromkeys(m for e in embeddings.values() for m in _methods(e)))
+        names = " and ".join(_METHOD_NAMES.get(m, m) for m in methods)
+        rows = ("the best run of each model and condition" if len(methods) == 1 else
+                "the best run of each model and condition, once per method")
         lines += ["", "![embeddings](embeddings.png)", "",
-                  f"Rows: the best run of each model and condition; columns: stages; {method} of "
-                  "the test-set features, coloured by class."]
+                  f"Rows: {rows}; columns: stages; {names} of the test-set features, coloured by "
+                  "class. Each panel gives the silhouette of the features and of that 2-D "
+                  "embedding; the table's 2-D silhouette is the first method's."]
     return lines
+
+
+_METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP"}
+
+
+def _methods(result: dict) -> list[str]:
+    """The embedding methods of an ``embeddings.json`` (``xfer.embeddings.embed_stages``)."""
+    return list(result.get("methods") or [result.get("method", "tsne")])
+
+
+def _method_stages(result: dict, method: str) -> dict[str, dict]:
+    """``{stage: entry}`` for one method of an ``embeddings.json``: the first method's points
+    are each stage's own, the others' are in its ``by_method`` (the layout
+    ``xfer.embeddings.embed_stages`` documents; as ``xfer.embeddings.stages_by_method``,
+    without importing torch and scikit-learn into the report)."""
+    first = _methods(result)[0]
+    stages = {}
+    for stage, entry in result.get("stages", {}).items():
+        own = {k: v for k, v in entry.items() if k != "by_method"}
+        if method != first:
+            extra = entry.get("by_method", {}).get(method)
+            if extra is None:
+                continue
+            own.update(extra)
+        stages[stage] = own
+    return stages
+
+
+def _short(value) -> str:
+    """A silhouette in a panel title; None (undefined, one class) as n/a."""
+    return f"{value:.2f}" if isinstance(value, (int, float)) and math.isfinite(value) else "n/a"
 
 
 def _value(row, column: str) -> str:
@@ -125,26 +161,30 @@ def _value(row, column: str) -> str:
 
 
 def _embedding_grid(embeddings: dict[str, dict], classes: list[str], path: Path) -> Path:
-    labels = sorted(embeddings)
-    figure = Figure(figsize=(3.0 * len(STAGES), 2.7 * len(labels)), dpi=DPI)
-    axes = np.atleast_2d(figure.subplots(len(labels), len(STAGES), squeeze=False))
+    """One row per (group, method), groups sorted, methods in the run's order; one column per
+    stage."""
+    rows = [(label, method) for label in sorted(embeddings) for method in _methods(embeddings[label])]
+    several = any(len(_methods(e)) > 1 for e in embeddings.values())
+    figure = Figure(figsize=(3.0 * len(STAGES), 2.7 * len(rows)), dpi=DPI)
+    axes = np.atleast_2d(figure.subplots(len(rows), len(STAGES), squeeze=False))
     colours = class_colours(len(classes) or 1)
-    for r, label in enumerate(labels):
-        stages = embeddings[label].get("stages", {})
+    for r, (label, method) in enumerate(rows):
+        stages = _method_stages(embeddings[label], method)
+        name = f"{label} ({_METHOD_NAMES.get(method, method)})" if several else label
         for c, stage in enumerate(STAGES):
             ax = axes[r, c]
             ax.set_xticks([])
             ax.set_yticks([])
             entry = stages.get(stage)
             if not entry:
-                ax.set_title(f"{label}: {stage} (none)", fontsize=7)
+                ax.set_title(f"{name}: {stage} (none)", fontsize=7)
                 continue
             points = np.asarray(entry["points"], dtype=float).reshape(-1, 2)
             classes_of_points = np.asarray(entry["labels"], dtype=int)
             ax.scatter(points[:, 0], points[:, 1], s=3, c=colours[classes_of_points % len(colours)],
                        linewidths=0)
-            ax.set_title(f"{label}: {stage}, silhouette {entry.get('silhouette_features', math.nan):.2f}",
-                         fontsize=7)
+            ax.set_title(f"{name}: {stage}\nsilhouette {_short(entry.get('silhouette_features'))}"
+                         f" (2-D {_short(entry.get('silhouette_2d'))})", fontsize=7)
     figure.tight_layout()
     figure.savefig(path)
     return path

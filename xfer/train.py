@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from xfer import cost, models
-from xfer.batches import BatchPrep, augment_generator, batch_slices, epoch_order
+from xfer.batches import RESIZE_MODES, BatchPrep, augment_generator, batch_slices, epoch_order
 from xfer.data.tensors import ImageSet, load_packed
 from xfer.errors import UsageError, choice_error
 from xfer.metrics import classification_metrics
@@ -36,7 +36,7 @@ from xfer.trial_state import restore, snapshot
 from xfer.weights import resolve_weights
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-EMBEDDING_METHODS = ("", "tsne", "umap")  # "": no embeddings
+EMBEDDING_METHODS = ("", "tsne", "umap", "tsne+umap")  # "": no embeddings; "tsne+umap": both
 SCHEDULES = ("constant", "cosine", "exp_decay", "plateau")
 # Epoch milestones. A milestone m of an E-epoch run is its result as of epoch m: test metrics,
 # costs and time up to then. With a schedule that ignores the budget (constant, exp_decay,
@@ -48,7 +48,6 @@ BUDGET_DEPENDENT_SCHEDULES = ("cosine",)
 # plateau: val_loss "improved" when it fell below best·(1 − 1e-4), torch ReduceLROnPlateau's
 # default (threshold=1e-4, threshold_mode="rel"); a relative margin ignores float noise.
 PLATEAU_THRESHOLD = 1e-4
-SGD_MOMENTUM = 0.9
 AUX_LOSS_WEIGHT = 0.4  # Inception v3's auxiliary classifier (Szegedy et al., 2016, sec. 7)
 # Reported once per epoch. train_loss is the training objective (with label smoothing and
 # inception's aux term, averaged over the epoch's batches as the weights changed); val_loss is
@@ -64,13 +63,15 @@ class TrialConfig:
     data: str                          # dataset folder with a packed cache (xfer data pdf --out)
     model: str = "resnet18"            # xfer.models.MODEL_NAMES
     init: str = "scratch"              # scratch | pretrained
-    train_layers: str = "all"          # all | head | last_block (the rest frozen)
+    train_layers: str = "all"          # all | head | last_block | classifier (the rest frozen)
     weights: str | None = None         # pretrained source; None -> "imagenet" when init == pretrained
     head: str = "linear"               # xfer.models.HEADS
     epochs: int = 10                   # budget; early stopping or ASHA may run fewer
     batch_size: int = 16               # images per optimiser step
     lr: float = 0.01                   # per step, at the schedule's peak
-    optimizer: str = "sgd"             # sgd (momentum 0.9) | adam | adamw
+    optimizer: str = "sgd"             # sgd | adam | adamw
+    momentum: float = 0.9              # sgd's momentum, in [0, 1) (Keras' SGD default is 0,
+                                       # torchvision's recipes 0.9); adam/adamw ignore it
     weight_decay: float = 0.0          # L2 coefficient (sgd, adam) or decoupled decay (adamw), x lr per step
     schedule: str = "constant"         # constant | cosine | exp_decay | plateau (learning_rate)
     lr_constant_epochs: int = 10       # exp_decay: epochs at the full lr before the decay starts
@@ -82,6 +83,8 @@ class TrialConfig:
     augment: bool = False              # random flip + shift of up to 1/16 of the side, on the device
     rotate_degrees: float = 0.0        # with augment: + a rotation uniform in ±this, in [0, 180]
     image_size: int | None = None      # px fed to the model (resized on the device); None = dataset's
+    resize_mode: str = "bilinear"      # bilinear | nearest: how that resize samples (nearest:
+                                       # Keras' UpSampling2D default, pixel replication)
     n: int | None = None               # first n images of the dataset (a stratified subset)
     seed: int = 0                      # init, batch order, augmentation
     device: str = "auto"               # auto (cuda if available) | cpu | cuda | cuda:N
@@ -89,8 +92,9 @@ class TrialConfig:
     report_test_each_epoch: bool = False  # each report carries the result so far (test metrics,
                                           # costs, confusion matrix), so a trial a scheduler stops
                                           # after any epoch has final numbers; +1 test pass/epoch
-    embeddings: str = ""               # "" (off) | tsne | umap: after the last epoch, embed the test
-                                       # split's early/middle/late features (xfer.embeddings);
+    embeddings: str = ""               # "" (off) | tsne | umap | tsne+umap: after the last epoch,
+                                       # embed the test split's early/middle/late features
+                                       # (xfer.embeddings; "tsne+umap": both, one forward pass);
                                        # ~5 s of t-SNE per stage per 2,000 images on 2 CPU cores
     embedding_points: int = 2000       # test images embedded at most (a stratified sample)
     epoch_milestones: tuple[int, ...] = ()  # also keep the result (test metrics, costs) as of
@@ -106,7 +110,8 @@ class TrialConfig:
                                     ("train_layers", self.train_layers, models.TRAIN_LAYERS),
                                     ("head", self.head, models.HEADS),
                                     ("optimizer", self.optimizer, OPTIMIZERS),
-                                    ("schedule", self.schedule, SCHEDULES)]:
+                                    ("schedule", self.schedule, SCHEDULES),
+                                    ("resize_mode", self.resize_mode, RESIZE_MODES)]:
             if value not in valid:
                 raise choice_error(field, value, valid)
         if self.embeddings not in EMBEDDING_METHODS:
@@ -119,6 +124,9 @@ class TrialConfig:
             raise UsageError(f"lr must be a finite number > 0, got {self.lr!r}")
         if not (isinstance(self.weight_decay, (int, float)) and 0 <= self.weight_decay < math.inf):
             raise UsageError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        # Checked whatever the optimizer: adam/adamw ignore it, but a bad value is still a typo.
+        if not (_is_number(self.momentum) and 0 <= self.momentum < 1):
+            raise UsageError(f"momentum must be in [0, 1), got {self.momentum!r}")
         if not (isinstance(self.label_smoothing, (int, float)) and 0 <= self.label_smoothing < 1):
             raise UsageError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
         # The schedule and rotation fields are checked whatever the schedule and augment: a
@@ -404,8 +412,10 @@ def fit(config: TrialConfig, report: Callable[[dict], None] = print_report, *,
             model = model.to(memory_format=torch.channels_last)
         optimizer = _make_optimizer(config, models.trainable_parameters(model))
         prep_train = BatchPrep(mean, std, input_size, device=device, channels_last=cuda,
-                               augment=config.augment, rotate_degrees=config.rotate_degrees)
-        prep_eval = BatchPrep(mean, std, input_size, device=device, channels_last=cuda)
+                               augment=config.augment, rotate_degrees=config.rotate_degrees,
+                               resize_mode=config.resize_mode)
+        prep_eval = BatchPrep(mean, std, input_size, device=device, channels_last=cuda,
+                              resize_mode=config.resize_mode)
         # Each split is copied to the device once, as uint8; batches are gathered there.
         split = {name: tuple(t.to(device) for t in data.split(name)) for name in sizes}
 
@@ -594,7 +604,7 @@ def _make_optimizer(config: TrialConfig, params: list[torch.nn.Parameter]) -> to
         raise UsageError(f"model {config.model!r} with train_layers {config.train_layers!r} "
                          "has no trainable parameters")
     if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=SGD_MOMENTUM,
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
                                weight_decay=config.weight_decay)
     optimizer_class = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
     return optimizer_class(params, lr=config.lr, weight_decay=config.weight_decay)

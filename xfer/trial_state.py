@@ -20,6 +20,9 @@ STATE_FORMAT = "xfer-trial-state/1"
 # Resuming with a different value of these is fine (a longer budget, another GPU); anything
 # else would silently make a different trial.
 RESUMABLE_CHANGES = ("data", "epochs", "device", "eval_batch_size", "report_test_each_epoch")
+# Fields added after checkpoints were first written, with the value that older checkpoints
+# were trained with (momentum was a constant 0.9; resizing was always bilinear).
+ADDED_FIELDS = {"momentum": 0.9, "resize_mode": "bilinear"}
 
 
 def _rng_state(device: torch.device) -> dict:
@@ -70,7 +73,7 @@ def restore(state: dict, config, model, optimizer) -> dict:
     """Load ``state`` into the model and optimiser, reset the RNGs; returns the progress."""
     if state.get("format") != STATE_FORMAT:
         raise ValueError("resume expects a state passed to fit's checkpoint callback")
-    saved = {k: v for k, v in state["config"].items() if k not in RESUMABLE_CHANGES}
+    saved = {k: v for k, v in {**ADDED_FIELDS, **state["config"]}.items() if k not in RESUMABLE_CHANGES}
     now = {k: v for k, v in asdict(config).items() if k not in RESUMABLE_CHANGES}
     changed = sorted(k for k in now if saved.get(k) != now[k])
     if changed:

@@ -61,7 +61,10 @@ TRIAL_PARAMS = ("model", "init", "train_layers", "weights", "head", "dataset", "
                 "weight_decay", "seed", "dataset_path", "weights_sha256", "input_size",
                 "cpus_per_trial", "gpus_per_trial", "arm", "early_stopping_patience", "augment",
                 "rotate_degrees", "lr_constant_epochs", "lr_decay_rate", "plateau_patience",
-                "plateau_factor", "label_smoothing", "embeddings")
+                "plateau_factor", "label_smoothing", "embeddings", "momentum", "resize_mode")
+# Recipe knobs a study may leave at TrialConfig's default; logged with that default then, so a
+# run always says which momentum and resize it trained with (Keras' SGD has momentum 0, ours 0.9).
+DEFAULTED_PARAMS = ("momentum", "resize_mode")
 NODE_TAG = "xfer.node_ip"  # the Ray node that ran the trial's latest epoch
 MILESTONE_EPOCH_TAG = "xfer.milestone_epoch"
 MILESTONES_TAG = "xfer.epoch_milestones"  # on a trial's run: "10,20"
@@ -190,6 +193,8 @@ class MlflowSweepLogger(Callback):
     def _open(self, run: str, values: dict, tags: dict, match: dict) -> dict | None:
         """Find or create the child run for ``values`` (see ``_run_for``); None when spooled."""
         params = {k: values[k] for k in TRIAL_PARAMS if k in values}
+        for key, value in _trial_defaults(DEFAULTED_PARAMS).items():
+            params.setdefault(key, value)
         if values.get("init") == "scratch":
             params["weights"] = "none"  # the sweep's weights apply to the pretrained arm only
         return self.writer.submit({
@@ -286,6 +291,15 @@ def _history(result: dict) -> list[dict]:
 
 def _values(trial) -> dict:
     return resolve_trial(trial.config)
+
+
+def _trial_defaults(keys: tuple[str, ...]) -> dict:
+    """TrialConfig's defaults for ``keys`` (xfer.train is imported by the driver already)."""
+    from dataclasses import fields
+
+    from xfer.train import TrialConfig
+
+    return {f.name: f.default for f in fields(TrialConfig) if f.name in keys}
 
 
 def _params_known_after_start(result: dict) -> dict:
