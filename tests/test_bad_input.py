@@ -75,6 +75,9 @@ CASES: dict[str, Case] = {
                                    ("argument --n: must be a positive integer, got -5",)),
     "data pdf: unknown preset": Case("xfer", ["data", "pdf", "--n", "8", "--preset", "wild", "--out", "{out}"],
                                      ("invalid choice: 'wild'", "'seed', 'varied'")),
+    "data pdf: unknown gamma reading": Case(
+        "xfer", ["data", "pdf", "--n", "8", "--gamma-beta", "shape", "--out", "{out}"],
+        ("unknown gamma-beta 'shape'", "valid: rate, scale")),
     "data audit: a FIFO where the dataset folder should be": Case(
         "xfer", ["data", "audit", "{fifo}"], ("{fifo} is not a folder",)),
     "data cifar10: archive absent and --no-download": Case(
@@ -98,6 +101,8 @@ CASES: dict[str, Case] = {
                                  ("unknown model 'resnet9000' (valid: alexnet, ", "resnet18")),
     "train: --batch-size not a number": Case("xfer", [*SCRATCH, "--batch-size", "x"],
                                              ("argument --batch-size: must be an integer, got 'x'",)),
+    "train: --momentum negative": Case("xfer", [*SCRATCH, "--momentum", "-0.1"],
+                                       ("momentum must be in [0, 1), got -0.1",)),
     "train: --epochs negative": Case("xfer", [*SCRATCH, "--epochs", "-2"],
                                      ("argument --epochs: must be a positive integer, got -2",)),
     "train: resnet10 weights for resnet18": Case(
@@ -186,6 +191,12 @@ CASES: dict[str, Case] = {
     "pdf_grid: --amortize-pretraining 0": Case(
         "pdf_grid.py", ["--smoke-test", "--amortize-pretraining", "0"],
         ("argument --amortize-pretraining: must be a positive integer, got 0",)),
+    "pdf_grid: --momentum 1 (SGD's momentum must be below 1)": Case(
+        "pdf_grid.py", ["--smoke-test", "--momentum", "1"], ("--momentum must be in [0, 1), got 1",)),
+    "pdf_grid: unknown gamma reading": Case(
+        "pdf_grid.py", ["--smoke-test", "--gamma-beta", "shape"], ("invalid choice: 'shape'",)),
+    "cifar10_transfer: --no-tick-labels on CIFAR": Case(
+        "cifar10_transfer.py", ["--smoke-test", "--no-tick-labels"], ("--no-tick-labels", "PDF")),
     "pdf_grid: unknown --split": Case("pdf_grid.py", ["--smoke-test", "--split", "70:30"],
                                       ("invalid choice: '70:30'", "'heldout', '80:10:10'")),
     "cifar10_transfer: archive absent and --no-download": Case(

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers_data import write_blob_dataset, write_cifar, write_image_folder
+from helpers_data import pretend_official, write_blob_dataset, write_cifar, write_image_folder
 from xfer.data.cifar import ensure_cifar, locate_or_fetch, pack_cifar, read_cifar
 from xfer.data.folder import (ensure_folder, folder_summary, pack_folder, scan_folder,
                               split_every_class)
@@ -295,6 +295,138 @@ def test_fit_trains_on_packed_cifar(packed10):
     assert result["classes"][0] == "airplane" and len(result["classes"]) == 10
     assert result["dataset"]["dataset"] == "cifar10" and result["dataset"]["split"] == "fixed"
     assert result["images_processed"] == 60 and np.isfinite(result["test_loss"])
+
+
+# --- CIFAR: the official test set as validation (val_source "test", the CIFAR-10 study's) -----
+
+@pytest.fixture(scope="module")
+def packed10_valtest(cifar10, tmp_path_factory) -> Path:
+    root, _ = cifar10
+    return pack_cifar(root, "cifar10", tmp_path_factory.mktemp("packed") / "c10t", seed=3,
+                      download=False, val_source="test")
+
+
+def test_val_source_test_trains_on_every_training_image_and_validates_on_the_test_set(
+        cifar10, packed10_valtest):
+    _, written = cifar10
+    meta = _meta(packed10_valtest)
+    assert meta["split_ranges"] == {"train": [0, 150], "val": [150, 190], "test": [190, 230]}
+    assert (meta["val_source"], meta["val_is_test"], meta["val_size"]) == ("test", True, 0)
+    assert sum(meta["class_counts"].values()) == 190  # distinct images: val repeats test
+    images, labels, _ = read_packed_arrays(packed10_valtest)
+    as_rows = lambda a: sorted(row.tobytes() for row in a)
+    assert as_rows(images[:150]) == as_rows(written["train_images"])  # all of train, once each
+    for start in (150, 190):  # val and test: the official test set, in its order
+        assert np.array_equal(images[start:start + 40], written["test_images"])
+        assert np.array_equal(labels[start:start + 40], written["test_labels"])
+    data = load_packed(packed10_valtest, n=50)
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 50, "val": 40, "test": 40}
+    assert torch.equal(data.split("val")[0], data.split("test")[0])
+    assert torch.equal(data.split("val")[1], data.split("test")[1])
+
+
+def test_val_source_test_is_another_dataset_with_its_own_identity_and_cache(cifar10, packed10_valtest,
+                                                                            tmp_path):
+    from xfer.data.cifar import cache_key
+
+    root, _ = cifar10
+    holdout = pack_cifar(root, "cifar10", tmp_path / "holdout", val_size=20, seed=3, download=False)
+    meta, held = _meta(packed10_valtest), _meta(holdout)
+    assert (held["val_source"], held["val_is_test"], held["val_size"]) == ("train", False, 20)
+    assert "selection sees the test set" in meta["splits"]["val"]
+    assert "held out of the official train set" in held["splits"]["val"]
+    with pytest.raises(UsageError, match="different dataset"):  # one folder never holds both
+        pack_cifar(root, "cifar10", packed10_valtest, val_size=20, seed=3, download=False)
+    with pytest.raises(UsageError, match="different dataset"):
+        pack_cifar(root, "cifar10", holdout, seed=3, download=False, val_source="test")
+    # a "train" dataset packed before val_source existed (no such key) is still reused
+    old = {k: v for k, v in held.items() if k not in ("val_source", "val_is_test", "source_md5")}
+    (holdout / "dataset.json").write_text(json.dumps(old))
+    assert pack_cifar(root, "cifar10", holdout, val_size=20, seed=3, download=False) == holdout
+    assert cache_key("cifar10", 0, 3, "test") == "cifar10-official-valtest-seed3-v1"
+    assert cache_key("cifar10", 5000, 3) == "cifar10-official-val5000-seed3-v1"  # as before
+    built = ensure_cifar(tmp_path / "cache", root, "cifar10", seed=3, download=False, val_source="test")
+    assert built.name == "cifar10-official-valtest-seed3-v1" and _meta(built)["val_is_test"]
+
+
+def test_val_source_is_checked(cifar10, tmp_path):
+    root, _ = cifar10
+    with pytest.raises(UsageError, match=r"unknown val_source 'official' \(valid: train, test\)"):
+        pack_cifar(root, "cifar10", tmp_path / "out", download=False, val_source="official")
+    with pytest.raises(UsageError, match="applies to val_source 'train' only"):
+        pack_cifar(root, "cifar10", tmp_path / "out", val_size=20, download=False, val_source="test")
+    assert not (tmp_path / "out").exists()
+
+
+# --- provenance: the official release or a stand-in -------------------------------------------
+
+def test_generated_cifar_is_a_stand_in_and_matching_md5s_make_it_genuine(cifar10, monkeypatch):
+    from xfer.data.cifar import official_release, published_md5s, release_note, source_md5s
+
+    _, written = cifar10
+    md5s = source_md5s(written["folder"], "cifar10")
+    assert set(md5s) == {*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"}
+    # torchvision's table, as published: the generated files are not the official ones
+    assert published_md5s("cifar10")["data_batch_1"] == "c99cafc152244af753f735de768cd75f"
+    genuine, differ = official_release("cifar10", md5s)
+    assert not genuine and differ == [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"]
+    genuine, note = release_note("cifar10", md5s)
+    assert genuine is False and note.startswith("stand-in: generated files, not the official CIFAR-10")
+    # the table listing exactly these files' md5s: the comparison says genuine
+    pretend_official(monkeypatch, written["folder"])
+    assert official_release("cifar10", md5s) == (True, [])
+    assert release_note("cifar10", md5s) == (True, "the official CIFAR-10 archive (every file's md5 "
+                                                   "matches torchvision's)")
+    # one file off, or missing, is enough to be a stand-in
+    assert official_release("cifar10", {**md5s, "test_batch": "0" * 32}) == (False, ["test_batch"])
+    assert official_release("cifar10", {k: v for k, v in md5s.items() if k != "batches.meta"}) == \
+        (False, ["batches.meta"])
+    assert release_note("cifar10", None)[0] is None
+
+
+def test_cifar_source_provenance_before_and_after_prepare(cifar10, tmp_path, monkeypatch):
+    import shutil
+
+    from xfer.sweep.sources import CifarData
+
+    root, written = cifar10
+    copy = tmp_path / "downloads"
+    shutil.copytree(written["folder"], copy / "cifar-10-batches-py")
+    cache = tmp_path / "datasets"
+    source = CifarData("cifar10", root=str(copy), download=False, val_source="test")
+    card = source.provenance(cache)  # not packed yet: read from the extracted files
+    assert card["genuine"] is False and card["note"].startswith("stand-in") and card["val_is_test"] is True
+    assert card["describe"] == source.describe() and "both validation and test" in card["describe"]
+    packed = source.prepare(cache, 150)
+    assert set(_meta(packed)["source_md5"]) == {p.name for p in written["folder"].iterdir()}
+    pretend_official(monkeypatch, written["folder"])
+    shutil.rmtree(copy)  # after prepare, the md5s recorded in dataset.json answer
+    assert source.provenance(cache)["genuine"] is True
+    # nothing extracted and nothing packed: unknown, not a guess
+    empty = CifarData("cifar10", root=str(tmp_path / "none"), download=False, seed=9)
+    assert empty.provenance(cache)["genuine"] is None
+    assert CifarData("cifar10").provenance(cache)["val_is_test"] is False
+
+
+def test_every_source_has_provenance(packed10, packed10_valtest, image_folder, tmp_path):
+    from xfer.sweep.sources import FolderData, PackedData, PdfData
+
+    seed = PdfData().provenance(tmp_path)
+    assert set(seed) == {"describe", "genuine", "note", "val_is_test"}
+    assert seed["genuine"] is True and seed["val_is_test"] is False
+    for part in ("preset seed", "gamma's beta read as a rate", "tick labels drawn", "256 px"):
+        assert part in seed["note"], seed["note"]
+    other = PdfData(preset="varied", image_size=64, gamma_beta="scale", tick_labels=False).provenance(tmp_path)
+    assert other["genuine"] is False and other["note"].startswith("not the study's dataset: preset varied")
+    for part in ("as a scale", "no tick labels", "64 px (the study's: 256 px)"):
+        assert part in other["note"], other["note"]
+    root, _ = image_folder
+    folder = FolderData(str(root), image_size=32).provenance(tmp_path)
+    assert folder["genuine"] is None and folder["note"] == (
+        "not the study's dataset: the study's 1,800 clothing images are not public")
+    packed = PackedData(str(packed10)).provenance(tmp_path)
+    assert packed["genuine"] is False and packed["note"].startswith("stand-in") and not packed["val_is_test"]
+    assert PackedData(str(packed10_valtest)).provenance(tmp_path)["val_is_test"] is True
 
 
 # --- packing primitives --------------------------------------------------------------------

@@ -10,17 +10,30 @@ Source format (https://www.cs.toronto.edu/~kriz/cifar.html), as torchvision read
 Each batch is a pickled dict whose "data" is N×3072 uint8, one image per row, channel-planar:
 1024 red values (32×32, row-major), then 1024 green, then 1024 blue.
 
-Splits. The official test set is the test split. ``val_size`` images of the official train set
-are held out, stratified, as the validation split (the CIFAR-100 study held out 10,000; 5,000
-is the common CIFAR-10 choice). The packed layout is ``[train | val | test]`` with fixed
-``split_ranges``, so ``n`` in training means "the first n training images" (class-balanced)
-and every size is scored on the same 10,000 test images.
+Splits. The official test set is the test split. Validation (``val_source``):
 
-Cost. Reading is ~0.5 s for CIFAR-10 (184 MB of pickles); packing writes 184 MB once.
+- "train" (default): ``val_size`` images of the official train set are held out, stratified
+  (the CIFAR-100 study held out 10,000; 5,000 is the common CIFAR-10 choice);
+- "test": every training image trains and the official test set is the validation split too,
+  as Keras' ``validation_data=(x_test, y_test)`` made it in the CIFAR-10 study. Model selection
+  (ASHA, the best trial) then sees the test set; dataset.json says so (``val_is_test``).
+
+The packed layout is ``[train | val | test]`` with fixed ``split_ranges``, so ``n`` in training
+means "the first n training images" (class-balanced) and every size is scored on the same
+10,000 test images. Split ranges never overlap, so with ``val_source`` "test" the val rows are
+a copy of the test rows: 30 MB more on disk and in the object store, no change to any reader.
+
+Provenance. Packing records each source file's md5 (``source_md5``); ``official_release``
+compares them with the md5s torchvision publishes for the official archive, so a report can
+tell the real CIFAR from a stand-in (the tests' generated files).
+
+Cost. Reading is ~0.5 s for CIFAR-10 (184 MB of pickles), md5 ~0.3 s; packing writes 184 MB
+(214 MB with val_source "test") once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import shutil
@@ -36,6 +49,8 @@ from xfer.data.packing import ensure_packed, fixed_split_layout, reusable, write
 from xfer.errors import UsageError, choice_error
 
 CIFAR_VERSION = 1  # bump when the packed layout of the same (name, val_size, seed) changes
+VAL_SOURCES = ("train", "test")  # where the validation split comes from (module docstring)
+DEFAULT_VAL_SOURCE = "train"
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 _SIDE = 32  # px; CIFAR images are 32×32
 
@@ -73,6 +88,12 @@ def cifar_format(name: str) -> CifarFormat:
     if name not in FORMATS:
         raise choice_error("CIFAR dataset", name, sorted(FORMATS))
     return FORMATS[name]
+
+
+def check_val_source(value: str) -> str:
+    if value not in VAL_SOURCES:
+        raise choice_error("val_source", value, VAL_SOURCES)
+    return value
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -277,6 +298,73 @@ def locate_or_fetch(root: str | Path, name: str, download: bool) -> Path:
     return root / fmt.folder
 
 
+# --- provenance: the official release or a stand-in ---------------------------------------------
+
+def file_md5(path: Path) -> str:
+    """Hex md5 of a file in 16 MB blocks (~0.6 GB/s: 0.3 s for CIFAR-10's 184 MB). md5 because
+    it is what torchvision publishes for the archive's files, not for security."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def source_md5s(folder: Path, name: str) -> dict[str, str]:
+    """{file: md5} of every file ``name``'s release holds, read from its extracted folder."""
+    return {file: file_md5(Path(folder) / file) for file in cifar_format(name).files}
+
+
+def published_md5s(name: str) -> dict[str, str]:
+    """{file: md5} of the official release, as torchvision publishes them (its ``train_list``,
+    ``test_list`` and ``meta``): the one table of the real files' checksums xfer already has."""
+    from torchvision import datasets
+
+    loader = getattr(datasets, cifar_format(name).torchvision_class)
+    table = {file: md5 for file, md5 in [*loader.train_list, *loader.test_list]}
+    table[loader.meta["filename"]] = loader.meta["md5"]
+    return table
+
+
+def official_release(name: str, md5s: dict[str, str]) -> tuple[bool, list[str]]:
+    """(True, []) when every file of the release has the md5 torchvision publishes for it, else
+    (False, the files that differ or are missing from ``md5s``)."""
+    published = published_md5s(name)
+    differ = [file for file in cifar_format(name).files
+              if md5s.get(file) is None or md5s.get(file) != published.get(file)]
+    return not differ, differ
+
+
+def recorded_md5s(packed: str | Path | None, root: str | Path, name: str) -> dict[str, str] | None:
+    """The release's md5s: as recorded in the packed dataset ``packed`` when it was written,
+    else read from the extracted files under ``root`` now (0.3 s for CIFAR-10), else None
+    (neither packed nor extracted yet: ask again after preparing the dataset)."""
+    import json
+
+    meta_path = Path(packed) / "dataset.json" if packed else None
+    if meta_path is not None and meta_path.is_file():
+        recorded = json.loads(meta_path.read_text()).get("source_md5")
+        if isinstance(recorded, dict):
+            return recorded
+    folder = _folder(Path(root).expanduser(), cifar_format(name))
+    if _missing(folder, cifar_format(name)):
+        return None
+    return source_md5s(folder, name)
+
+
+def release_note(name: str, md5s: dict[str, str] | None) -> tuple[bool | None, str]:
+    """(genuine, one-line note) for a replication card: True for the official files, False
+    for anything else (generated test files, a damaged or altered copy), None when unchecked."""
+    fmt = cifar_format(name)
+    if md5s is None:
+        return None, f"not checked: the {fmt.title} files' md5s are unknown (not read yet)"
+    genuine, differ = official_release(name, md5s)
+    if genuine:
+        return True, f"the official {fmt.title} archive (every file's md5 matches torchvision's)"
+    return False, (f"stand-in: generated files, not the official {fmt.title} archive (md5 of "
+                   f"{', '.join(differ)} differs from torchvision's published one)")
+
+
 # --- packing -----------------------------------------------------------------------------------
 
 def holdout(labels: np.ndarray, val_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -304,26 +392,45 @@ def holdout(labels: np.ndarray, val_size: int, seed: int) -> tuple[np.ndarray, n
     return np.setdiff1d(np.arange(len(labels)), val), val
 
 
-def _identity(fmt: CifarFormat, root: Path, val_size: int, seed: int) -> dict:
-    return {"kind": fmt.name, "preset": "official", "seed": seed, "val_size": val_size,
-            "image_size": _SIDE, "generator_version": CIFAR_VERSION,
-            "source": {"root": str(root.resolve()), "files": [f"{fmt.folder}/{f}" for f in fmt.files]}}
+def _identity(fmt: CifarFormat, root: Path, val_size: int, seed: int,
+              val_source: str = DEFAULT_VAL_SOURCE) -> dict:
+    identity = {"kind": fmt.name, "preset": "official", "seed": seed, "val_size": val_size,
+                "image_size": _SIDE, "generator_version": CIFAR_VERSION,
+                "source": {"root": str(root.resolve()), "files": [f"{fmt.folder}/{f}" for f in fmt.files]}}
+    if val_source != DEFAULT_VAL_SOURCE:
+        # only then: a "train" identity stays what it was, so datasets packed before val_source
+        # existed are still reused; "test" has val_size 0 (nothing held out of train), so the
+        # two never match each other
+        identity["val_source"] = val_source
+    return identity
+
+
+def _resolve_val_size(fmt: CifarFormat, val_size: int | None, val_source: str) -> int:
+    """Training images held out for validation: 0 with val_source "test"."""
+    if check_val_source(val_source) == "test":
+        if val_size:
+            raise UsageError(f"val_size ({val_size}) applies to val_source 'train' only: with "
+                             "'test' the official test set is the validation split")
+        return 0
+    val_size = fmt.default_val_size if val_size is None else val_size
+    if not isinstance(val_size, int) or isinstance(val_size, bool) or val_size < 1:
+        raise UsageError(f"--val-size must be a positive integer, got {val_size}")
+    return val_size
 
 
 def pack_cifar(root: str | Path, name: str, out: str | Path, *, val_size: int | None = None,
-               seed: int = 0, download: bool = True,
+               seed: int = 0, download: bool = True, val_source: str = DEFAULT_VAL_SOURCE,
                progress: Callable[[str], None] | None = None) -> Path:
     """Write ``name`` ("cifar10" | "cifar100") from ``root`` as a packed dataset at ``out``
     with fixed splits ``[train | val | test]``; returns ``out``. An identical dataset already
-    at ``out`` is kept without reading anything."""
+    at ``out`` is kept without reading anything. ``val_source`` "test": see the module docstring
+    (``val_size`` must then be None)."""
     fmt = cifar_format(name)
-    val_size = fmt.default_val_size if val_size is None else val_size
+    val_size = _resolve_val_size(fmt, val_size, val_source)
     if not isinstance(seed, int) or seed < 0:
         raise UsageError(f"--seed must be an integer >= 0, got {seed}")
-    if not isinstance(val_size, int) or val_size < 1:
-        raise UsageError(f"--val-size must be a positive integer, got {val_size}")
     root = Path(root).expanduser()
-    identity = _identity(fmt, _folder(root, fmt).parent, val_size, seed)
+    identity = _identity(fmt, _folder(root, fmt).parent, val_size, seed, val_source)
     if reusable(Path(out), identity):  # before any download or read
         return Path(out)
     folder = locate_or_fetch(root, name, download)
@@ -331,31 +438,52 @@ def pack_cifar(root: str | Path, name: str, out: str | Path, *, val_size: int | 
     if progress:
         progress(f"read {fmt.title}: {len(train_labels)} train + {len(test_labels)} test images, "
                  f"{len(classes)} classes")
-    train, val = holdout(train_labels, val_size, seed)
-    images = np.concatenate([train_images, test_images])
-    labels = np.concatenate([train_labels, test_labels])
-    test = np.arange(len(train_labels), len(labels))
+    counts = np.bincount(np.concatenate([train_labels, test_labels]), minlength=len(classes))
+    test_rows = np.arange(len(test_labels))
+    if val_source == "test":
+        # [train | test as val | test]: split ranges may not overlap, so val is a copy
+        images = np.concatenate([train_images, test_images, test_images])
+        labels = np.concatenate([train_labels, test_labels, test_labels])
+        train = np.arange(len(train_labels))
+        val, test = len(train_labels) + test_rows, len(train_labels) + len(test_labels) + test_rows
+        val_text = ("the official test set (rows copied from the test split), as the study's Keras "
+                    "validation_data=(x_test, y_test): selection sees the test set")
+    else:
+        images = np.concatenate([train_images, test_images])
+        labels = np.concatenate([train_labels, test_labels])
+        train, val = holdout(train_labels, val_size, seed)
+        test = len(train_labels) + test_rows
+        val_text = f"{val_size} images held out of the official train set, stratified, seed {seed}"
     order, ranges = fixed_split_layout(labels, {"train": train, "val": val, "test": test}, seed)
-    counts = np.bincount(labels, minlength=len(classes))
-    meta = {**identity, "classes": classes, "n": int(len(labels)),
-            "class_counts": dict(zip(classes, counts.tolist())),
-            "split_ranges": ranges,
-            "splits": {"fixed": True, "test": "official test set",
-                       "val": f"{val_size} images held out of the official train set, stratified, seed {seed}",
+    meta = {**identity, "classes": classes, "n": int(len(labels)),  # rows, a copied val included
+            "class_counts": dict(zip(classes, counts.tolist())),  # distinct images
+            "split_ranges": ranges, "val_source": val_source, "val_is_test": val_source == "test",
+            "source_md5": source_md5s(folder, name),
+            "splits": {"fixed": True, "test": "official test set", "val": val_text,
                        "train_order": "round-robin over classes: every prefix is class-balanced"}}
     return write_packed(out, images, labels, meta, progress, order=order)
 
 
-def cache_key(name: str, val_size: int, seed: int) -> str:
+def cache_key(name: str, val_size: int, seed: int, val_source: str = DEFAULT_VAL_SOURCE) -> str:
+    if val_source == "test":
+        return f"{name}-official-valtest-seed{seed}-v{CIFAR_VERSION}"
     return f"{name}-official-val{val_size}-seed{seed}-v{CIFAR_VERSION}"
 
 
+def packed_cache(cache_root: str | Path, name: str, val_size: int | None = None, seed: int = 0,
+                 val_source: str = DEFAULT_VAL_SOURCE) -> Path:
+    """Where ``ensure_cifar`` keeps this dataset under ``cache_root`` (built or not)."""
+    val_size = _resolve_val_size(cifar_format(name), val_size, val_source)
+    return Path(cache_root) / cache_key(name, val_size, seed, val_source)
+
+
 def ensure_cifar(cache_root: str | Path, root: str | Path, name: str, val_size: int | None = None,
-                 seed: int = 0, download: bool = True,
+                 seed: int = 0, download: bool = True, val_source: str = DEFAULT_VAL_SOURCE,
                  progress: Callable[[str], None] | None = None) -> Path:
     """The packed ``name`` under ``cache_root``, built at most once per machine."""
     fmt = cifar_format(name)
-    val_size = fmt.default_val_size if val_size is None else val_size
-    return ensure_packed(cache_root, cache_key(name, val_size, seed),
-                         lambda target: pack_cifar(root, name, target, val_size=val_size, seed=seed,
-                                                   download=download, progress=progress))
+    val_size = _resolve_val_size(fmt, val_size, val_source)
+    return ensure_packed(cache_root, cache_key(name, val_size, seed, val_source),
+                         lambda target: pack_cifar(root, name, target, val_size=val_size or None,
+                                                   seed=seed, download=download,
+                                                   val_source=val_source, progress=progress))

@@ -7,14 +7,20 @@ start-up: bad input is one line on stderr and exit 2, with nothing launched or w
 from __future__ import annotations
 
 import argparse
+import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xfer.argtypes import (OneLineParser, check_output_path, non_negative_float, positive_float,
                            positive_int)
+from xfer.data.pdf.families import GAMMA_BETA_READINGS
 from xfer.data.splits import SPLIT_CHOICES
 from xfer.errors import UsageError
+
+if TYPE_CHECKING:
+    from xfer.sweep.study import Preset
 
 SEARCHES = ("grid", "tpe", "nsga2")
 SCHEDULERS = ("asha", "fifo")
@@ -47,6 +53,9 @@ class SweepOptions:
     test_size: int | None = None  # held-out test images
     split: str | None = None  # "heldout" | "80:10:10"
     amortize_pretraining: int | None = None  # report: pretraining spread over N uses (train_macs)
+    momentum: float | None = None  # SGD momentum of every trial (None: each trial's own)
+    gamma_beta: str | None = None  # PDF plots: "rate" | "scale" (None: the preset's)
+    tick_labels: bool | None = None  # PDF plots: False with --no-tick-labels (None: the preset's)
 
     @property
     def storage_is_s3(self) -> bool:
@@ -113,6 +122,16 @@ def build_parser(prog: str, description: str, presets: list[str], default_preset
                         help="PDF plots: heldout (train/val 80:20 of each dataset size, one fixed "
                              "test set) or 80:10:10 (the study's split of each size; its test set "
                              "shrinks with the size) (default: the preset's, heldout)")
+    parser.add_argument("--gamma-beta", choices=GAMMA_BETA_READINGS, default=None,
+                        help="PDF plots: read the study's gamma beta (0.5) as a rate, density ∝ "
+                             "x^(α-1) e^(-βx), or as a scale (default: the preset's, rate)")
+    parser.add_argument("--no-tick-labels", action="store_true",
+                        help="PDF plots: draw frame and curve only, no tick marks or labels, so "
+                             "densities that differ only by location or scale look alike "
+                             "(default: the preset's, tick labels drawn)")
+    parser.add_argument("--momentum", type=_float, default=None, metavar="M",
+                        help="SGD momentum of every trial, in [0, 1); Keras' SGD default is 0 "
+                             "(default: each trial's, from the preset)")
     parser.add_argument("--max-failures", type=int, default=2,
                         help="retries of a crashed trial, each from its last epoch checkpoint (default: 2)")
     parser.add_argument("--no-report", action="store_true",
@@ -137,9 +156,41 @@ def parse_options(parser: argparse.ArgumentParser, argv: list[str] | None) -> Sw
         cache_dir=args.cache_dir, max_failures=args.max_failures, report=not args.no_report,
         data=args.data, data_root=args.data_root, download=not args.no_download,
         epoch_milestones=args.epoch_milestones, test_size=args.test_size, split=args.split,
-        amortize_pretraining=args.amortize_pretraining)
+        amortize_pretraining=args.amortize_pretraining, momentum=args.momentum,
+        gamma_beta=args.gamma_beta, tick_labels=False if args.no_tick_labels else None)
     validate(options)
     return options
+
+
+def _float(text: str) -> float:
+    """Any float (nan and inf included): its range is ``validate``'s to check (check_momentum)."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+
+
+def check_momentum(value: float) -> float:
+    """SGD momentum: 0 (plain SGD, Keras' default) up to, not including, 1 (at 1 the update
+    never decays; above, it grows without bound)."""
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and 0 <= value < 1):
+        raise UsageError(f"--momentum must be in [0, 1), got {value}")
+    return float(value)
+
+
+def apply_overrides(preset: "Preset", options: SweepOptions) -> "Preset":
+    """The preset with the options that override its trials' values applied: ``--momentum``
+    replaces every trial's momentum (the fixed value, any arm's own, any swept one). The PDF
+    options (``--gamma-beta``, ``--no-tick-labels``) apply to the data source instead, through
+    ``xfer.sweep.sources.source_from_option`` like ``--test-size`` and ``--split``."""
+    if options.momentum is None:
+        return preset
+    arms = {name: {k: v for k, v in values.items() if k != "momentum"}
+            for name, values in preset.arms.items()}
+    space = {axis: values for axis, values in preset.space.items() if axis != "momentum"}
+    return replace(preset, space=space, arms=arms,
+                   fixed={**preset.fixed, "momentum": check_momentum(options.momentum)})
 
 
 def visible_gpus() -> int:
@@ -158,6 +209,8 @@ def validate(options: SweepOptions) -> None:
         from xfer.data.pdf.generate import check_test_size
 
         check_test_size(options.test_size)
+    if options.momentum is not None:
+        check_momentum(options.momentum)
     if options.max_failures < 0:
         raise UsageError(f"--max-failures must be >= 0, got {options.max_failures}")
     if options.gpus_per_trial > 1 and options.gpus_per_trial != int(options.gpus_per_trial):
