@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from xfer.errors import UsageError, choice_error
 from xfer.sweep.sources import DataSource, PdfData
@@ -16,7 +18,8 @@ SWEEP_ONLY_KEYS = ("dataset_size", ARM)  # trial keys that are not TrialConfig f
 
 # The axes a preset may sweep. Each maps onto a TrialConfig field; dataset_size becomes `n`.
 AXES = ("model", "init", "train_layers", "head", "epochs", "batch_size", "dataset_size",
-        "lr", "optimizer", "schedule", "weight_decay", "image_size", "seed")
+        "lr", "optimizer", "schedule", "weight_decay", "image_size", "seed", "momentum",
+        "resize_mode")
 
 # ASHA's rungs compare trials only within a group of these values (those a sweep varies): a
 # trial on 100 images is not stopped for trailing one on 10,000, nor a scratch trial for
@@ -165,11 +168,107 @@ class Study:
     default_preset: str
     cost_metric: str = "train_macs"  # what nsga2 minimises and the frontier plots by default
     report_title: str = ""
+    # Where xfer departs from the published study, on purpose or from necessity: one short line
+    # each, at the top of the script (its DEPARTURES list), repeated by the report.
+    departures: tuple[str, ...] = ()
+    # The study's published numbers, as data (load_published): the report's replication card.
+    published: dict | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "departures", tuple(self.departures))
+        if not all(isinstance(d, str) and d.strip() for d in self.departures):
+            raise UsageError(f"study {self.name}: departures must be non-empty strings")
 
     def preset(self, name: str) -> Preset:
         if name not in self.presets:
             raise choice_error("preset", name, list(self.presets))
         return self.presets[name]
+
+
+# The metrics a published card may give, named as xfer logs them (the report compares like with
+# like); ``params`` is the model's parameter count, which xfer does not log as a metric.
+PUBLISHED_METRICS = ("test_accuracy", "val_accuracy", "train_accuracy", "test_loss", "val_loss",
+                     "train_loss", "test_precision_macro", "test_recall_macro", "test_f1_macro",
+                     "train_time_s", "wall_time_s", "epochs_run", "params")
+_PUBLISHED_KEYS = ("study", "title", "source_hardware", "dataset", "split", "recipe", "results", "tables")
+
+
+def load_published(path: "str | Path") -> dict:
+    """A study's published numbers (``sweeps/published/<study>.json``), checked lightly:
+
+    ``{"study", "title", "source_hardware", "dataset", "split": str, "recipe": {key: value},
+    "results": [{"label": str, "match": {trial key: value}, "dataset_size": int | null,
+    "metrics": {PUBLISHED_METRICS name: number}, ...}], "tables": [{"title": str,
+    "columns": [str], "rows": [[cell per column]]}]}``. ``match`` selects this run's trials
+    for a published row by their config (arm, model, init, ...); ``dataset_size`` null means
+    the study's full set. Other keys (notes) are kept as they are. UsageError naming the file
+    when it is missing, is not JSON or breaks the schema."""
+    path = Path(path)
+    try:
+        card = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"published numbers {path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UsageError(f"published numbers {path}: not readable JSON ({e})") from None
+    problem = _published_problem(card)
+    if problem:
+        raise UsageError(f"published numbers {path}: {problem}")
+    return card
+
+
+def _is_plain(value) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _published_problem(card) -> str | None:
+    """The first way ``card`` breaks load_published's schema, or None."""
+    if not isinstance(card, dict):
+        return "must be a JSON object"
+    missing = [k for k in _PUBLISHED_KEYS if k not in card]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    if not all(isinstance(card[k], str) and card[k] for k in _PUBLISHED_KEYS[:5]):
+        return f"{', '.join(_PUBLISHED_KEYS[:5])} must be non-empty strings"
+    if not isinstance(card["recipe"], dict):
+        return "recipe must be an object"
+    if not isinstance(card["results"], list) or not card["results"]:
+        return "results must be a non-empty list"
+    match_keys = set(AXES) | {ARM}
+    for i, row in enumerate(card["results"]):
+        where = f"results[{i}]"
+        if not isinstance(row, dict) or not isinstance(row.get("label"), str):
+            return f"{where} needs a label"
+        where = f"{where} ({row['label']})"
+        match = row.get("match")
+        if not isinstance(match, dict) or not all(_is_plain(v) for v in match.values()):
+            return f"{where}: match must be an object of plain values"
+        if set(match) - match_keys:
+            return f"{where}: match keys {sorted(set(match) - match_keys)} are not trial keys"
+        size = row.get("dataset_size")
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size <= 0):
+            return f"{where}: dataset_size must be a positive integer or null"
+        metrics = row.get("metrics")
+        if not isinstance(metrics, dict) or not metrics:
+            return f"{where}: metrics must be a non-empty object"
+        unknown = sorted(set(metrics) - set(PUBLISHED_METRICS))
+        if unknown:
+            return f"{where}: unknown metrics {unknown} (valid: {', '.join(PUBLISHED_METRICS)})"
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                   for v in metrics.values()):
+            return f"{where}: metric values must be finite numbers"
+    if not isinstance(card["tables"], list):
+        return "tables must be a list"
+    for i, table in enumerate(card["tables"]):
+        if not isinstance(table, dict) or not isinstance(table.get("title"), str):
+            return f"tables[{i}] needs a title"
+        columns, rows = table.get("columns"), table.get("rows")
+        if not isinstance(columns, list) or not columns or not isinstance(rows, list) or not rows:
+            return f"tables[{i}] ({table['title']}): columns and rows must be non-empty lists"
+        for row in rows:
+            if not isinstance(row, list) or len(row) != len(columns) or not all(map(_is_plain, row)):
+                return (f"tables[{i}] ({table['title']}): each row needs {len(columns)} plain cells "
+                        f"(one per column), got {row!r}")
+    return None
 
 
 def resolve_trial(config: dict) -> dict:
