@@ -80,6 +80,14 @@ def embedding(n: int = 24) -> dict:
         "labels": labels.tolist()} for stage in ("early", "middle", "late")}}
 
 
+# the parent run's study_card.json (xfer.report_card): with it the report holds every file
+CARD = {"study": "pdf_grid", "preset": "seed", "study_preset": "seed", "departures": ["a full factorial"],
+        "published": {"study": "000.txt", "title": "PDF plots", "results": [
+            {"label": "pretrained", "match": {"init": "pretrained"}, "dataset_size": None,
+             "metrics": {"test_accuracy": 0.9}}]},
+        "data": {"describe": "pdf plots", "genuine": True, "note": "", "val_is_test": False}, "hardware": "cpu"}
+
+
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     runs = sweep_runs()
@@ -90,7 +98,7 @@ def written(tmp_path_factory):
                                {r: confusion(0.9) for r in detail}, out, target_accuracy=0.7,
                                audit=AUDIT, title="test sweep",
                                rocs={r: roc(0.9) for r in groups.values()},
-                               embeddings={r: embedding() for r in groups.values()})
+                               embeddings={r: embedding() for r in groups.values()}, study_card=CARD)
     return path, runs, detail
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 from mlflow import MlflowClient
 
-from xfer import frontier, report
+from xfer import frontier, report, report_card
 from xfer.tracking import runs as tracking_runs
 
 
@@ -33,7 +33,8 @@ def build_report(experiment: str, sweep_id: str | None = None, cost: str = front
     split, test_set_sha256, pretrain_macs_basis), the parent run's params (scheduler,
     scheduler_detail, search), and the artifacts test_predictions.json (of the runs the report
     compares), confusion_matrix.json and the history of the runs it details, roc_curve.json and
-    embeddings.json of the best run of each model and condition."""
+    embeddings.json of the best run of each model and condition, and the parent's
+    study_card.json (the replication card; an older sweep has none, and no card)."""
     frontier.check_cost(cost)
     frontier.check_target(target_accuracy)
     frontier.check_amortize(amortize_pretraining, cost)
@@ -47,6 +48,8 @@ def build_report(experiment: str, sweep_id: str | None = None, cost: str = front
                                          config_columns=sweep.config_columns,
                                          amortize_pretraining=amortize_pretraining)
     uri = sweep.tracking_uri
+    card = tracking_runs.load_artifact_json([sweep.parent_run_id], report_card.ARTIFACT,
+                                            tracking_uri=uri).get(sweep.parent_run_id)
     path = report.write_report(
         sweep.runs, sweep.failed,
         tracking_runs.load_histories(detail, tracking_uri=uri),
@@ -59,7 +62,7 @@ def build_report(experiment: str, sweep_id: str | None = None, cost: str = front
         predictions=tracking_runs.load_artifact_json(compared, tracking_runs.PREDICTIONS_ARTIFACT,
                                                      tracking_uri=uri),
         amortize_pretraining=amortize_pretraining, sweep_params=sweep.parent_params,
-        num_classes=dataset_num_classes(sweep.runs))
+        num_classes=dataset_num_classes(sweep.runs), study_card=card if isinstance(card, dict) else None)
     if log_to_parent:
         client = MlflowClient(sweep.tracking_uri)
         for name in report.FILE_NAMES:

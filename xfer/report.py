@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from xfer import frontier as fr
+from xfer import report_card as card_sections
 from xfer import report_conclusions as conclusions
 from xfer import report_sections as sections
 from xfer.frontier import ACCURACY, CI_HIGH, CI_LOW, SELECTION
@@ -26,15 +27,17 @@ from xfer.report_figures import (LABEL_ALL_POINTS_UP_TO, frontier_figure, plot_b
 
 FILE_NAMES = ("report.md", "frontier.csv", "configurations.csv", "pretraining_gain.csv", "frontier.png",
               "size.png", "learning_curves.png", "confusion_matrices.png",
-              *sections.FILE_NAMES)  # everything write_report may write
+              card_sections.FILE_NAME, *sections.FILE_NAMES)  # everything write_report may write
 
 
 # --- entry points --------------------------------------------------------------------------------
 
 def detail_run_ids(runs: pd.DataFrame, *, cost: str = fr.DEFAULT_COST, config_columns=None) -> list[str]:
     """The runs whose learning curves and confusion matrices the report shows: for the best
-    configuration (by validation accuracy) of each condition, the seed closest to its mean."""
-    return list(_best_runs(fr.analyse(runs, cost, None, config_columns)).values())
+    configuration (by validation accuracy) of each condition, and of each model and condition
+    when the sweep has several models, the seed closest to its mean."""
+    analysis = fr.analyse(runs, cost, None, config_columns)
+    return list(dict.fromkeys([*_best_runs(analysis).values(), *_model_curve_runs(analysis).values()]))
 
 
 def comparison_run_ids(runs: pd.DataFrame, *, cost: str = fr.DEFAULT_COST, target_accuracy=None,
@@ -75,7 +78,8 @@ def write_report(runs: pd.DataFrame, failed: pd.DataFrame, histories: dict[str, 
                  title: str = "Sweep report", config_columns=None,
                  rocs: dict[str, dict] | None = None, embeddings: dict[str, dict] | None = None,
                  predictions: dict[str, dict] | None = None, amortize_pretraining: int | None = None,
-                 sweep_params: dict | None = None, num_classes: int | None = None) -> Path:
+                 sweep_params: dict | None = None, num_classes: int | None = None,
+                 study_card: dict | None = None) -> Path:
     """Write the report into ``out_dir`` and return the path of ``report.md``.
 
     ``runs``: finished runs, one row each; ``failed``: the runs that did not finish (listed,
@@ -88,7 +92,9 @@ def write_report(runs: pd.DataFrame, failed: pd.DataFrame, histories: dict[str, 
     over which pretraining is counted on the cost axis (train_macs only; default not counted);
     ``sweep_params``: the parent run's params (``scheduler``, ``scheduler_detail``, ``search``);
     ``num_classes``: for the chance-level guard (default: from the confusion matrices or the
-    predictions). Raises UsageError (before writing anything) for an unknown cost, a target
+    predictions); ``study_card``: the parent run's ``study_card.json`` (departures, published
+    numbers, the data's provenance, the hardware), for the replication card (none: no card,
+    an older sweep). Raises UsageError (before writing anything) for an unknown cost, a target
     outside (0, 1], a bad amortisation or no usable run.
     """
     analysis = fr.analyse(runs, cost, target_accuracy, config_columns, predictions=predictions,
@@ -99,18 +105,27 @@ def write_report(runs: pd.DataFrame, failed: pd.DataFrame, histories: dict[str, 
     for name in FILE_NAMES:  # a figure this sweep cannot draw must not survive from an older report
         (out / name).unlink(missing_ok=True)
     ceiling = (audit or {}).get("bayes_accuracy_ceiling")
+    levels = card_sections.ceiling_levels(audit)  # the configured ceiling, and the other rendering's
     _csv(analysis.frontier, out / "frontier.csv")
     _csv(analysis.points, out / "configurations.csv")
     if not analysis.gains.empty:
         _csv(analysis.gains.drop(columns="difference"), out / "pretraining_gain.csv")
     figures = {"frontier": plot_frontier(analysis, out / "frontier.png", ceiling=ceiling,
-                                         target=target_accuracy)}
+                                         target=target_accuracy, ceilings=levels)}
     if "dataset_size" in analysis.points:
-        figures["size"] = plot_by_size(analysis, out / "size.png", ceiling=ceiling)
+        figures["size"] = plot_by_size(analysis, out / "size.png", ceiling=ceiling, ceilings=levels)
     best_runs, names = _best_runs(analysis), _best_names(analysis)
-    curves = {c: histories[r] for c, r in best_runs.items() if r in histories}
+    by_model = _model_curve_runs(analysis)
+    if by_model:  # several models: one row of panels per model, not only the best model's curves
+        curves = {g: histories[r] for g, r in by_model.items() if r in histories}
+        models = {g: str(row["model"]) for g, row in _model_rows(analysis).items()}
+        curve_names = {g: f"{row['config']}, test accuracy {fr.point_accuracy_text(row)}"
+                       for g, row in _model_rows(analysis).items()}
+    else:
+        curves, models, curve_names = {c: histories[r] for c, r in best_runs.items() if r in histories}, None, names
     if curves:
-        figures["curves"] = plot_learning_curves(curves, out / "learning_curves.png", names=names)
+        figures["curves"] = plot_learning_curves(curves, out / "learning_curves.png", names=curve_names,
+                                                 models=models)
     matrices = {c: confusions[r] for c, r in best_runs.items() if r in confusions}
     if matrices:
         pairs = [tuple(p["classes"]) for p in (audit or {}).get("confusable", [])]
@@ -124,10 +139,13 @@ def write_report(runs: pd.DataFrame, failed: pd.DataFrame, histories: dict[str, 
     extra += sections.roc_section({labels[r]: c for r, c in (rocs or {}).items() if r in labels}, out)
     extra += sections.separation_section(
         best, {labels[r]: e for r, e in (embeddings or {}).items() if r in labels}, classes, out)
+    fidelity = card_sections.departures_lines(study_card)
+    fidelity += card_sections.card_lines(study_card, analysis.runs, analysis.points, out)
+    fidelity += card_sections.audit_lines(audit)
     path = out / "report.md"
     path.write_text(_markdown(analysis, failed, figures, title, ceiling, target_accuracy, audit,
                               weights=_weights_lines(runs), extra=extra, sweep_params=sweep_params,
-                              num_classes=num_classes))
+                              num_classes=num_classes, fidelity=fidelity))
     return path
 
 
@@ -142,6 +160,19 @@ def _best_runs(analysis: fr.Analysis) -> dict[str, str]:
     if "representative_run_id" not in analysis.best:  # a table without run ids has no details
         return {}
     return dict(zip(analysis.best["condition"], analysis.best["representative_run_id"]))
+
+
+def _model_rows(analysis: fr.Analysis) -> dict[str, pd.Series]:
+    """Group label (``model condition``) -> the best configuration of each model and condition,
+    when the sweep has several models (the CIFAR-100 study's three architectures); else empty."""
+    points = analysis.points
+    if "model" not in points or points["model"].nunique() < 2 or "representative_run_id" not in points:
+        return {}
+    return {sections.group_label(row): row for _, row in _best_per_model(analysis).iterrows()}
+
+
+def _model_curve_runs(analysis: fr.Analysis) -> dict[str, str]:
+    return {g: row["representative_run_id"] for g, row in _model_rows(analysis).items()}
 
 
 def _best_names(analysis: fr.Analysis) -> dict[str, str]:
@@ -201,13 +232,15 @@ def _weights_lines(runs: pd.DataFrame) -> list[str]:
 def _markdown(analysis: fr.Analysis, failed: pd.DataFrame, figures: dict[str, Path], title: str,
               ceiling: float | None, target: float | None, audit: dict | None,
               weights: list[str] | None = None, extra: list[str] | None = None,
-              sweep_params: dict | None = None, num_classes: int | None = None) -> str:
+              sweep_params: dict | None = None, num_classes: int | None = None,
+              fidelity: list[str] | None = None) -> str:
     cost = analysis.cost
     points = _with_display_columns(analysis.points)
     by_size = "dataset_size" in points and points["dataset_size"].nunique() > 1
     lines = [f"# {title}", "", "## Summary", ""]
-    lines += [f"- {s}" for s in summary(analysis, failed, ceiling, num_classes)]
+    lines += [f"- {s}" for s in summary(analysis, failed, ceiling, num_classes, audit=audit)]
     lines += ["", "## How it was measured", "", *conclusions.how_measured_lines(analysis.runs, sweep_params)]
+    lines += fidelity or []
     cost_lines = conclusions.pretraining_cost_lines(analysis, analysis.runs)
     if weights or cost_lines:
         lines += ["", "## Pretrained weights and what they cost", "", *(weights or []), *cost_lines]
@@ -259,8 +292,11 @@ def _markdown(analysis: fr.Analysis, failed: pd.DataFrame, figures: dict[str, Pa
                   "chosen_test_recall_macro": "its recall (macro)"})]
     lines += extra or []
     if "curves" in figures:
-        lines += ["", "## Learning curves", "", "Best configuration of each condition by validation accuracy "
-                  "(the seed closest to its mean): train solid, validation dashed.", "",
+        per_model = "model" in points and points["model"].nunique() > 1
+        lines += ["", "## Learning curves", "", "Best configuration of each "
+                  + ("model and condition by validation accuracy, one row of panels per model" if per_model
+                     else "condition by validation accuracy")
+                  + " (the seed closest to its mean): train solid, validation dashed.", "",
                   "![learning curves](learning_curves.png)"]
     if "confusion" in figures:
         lines += ["", "## Confusion matrices", "", "![confusion matrices](confusion_matrices.png)"]
@@ -326,7 +362,7 @@ def training_time(runs: pd.DataFrame, by_size: bool) -> pd.DataFrame:
 # --- the generated summary -----------------------------------------------------------------------
 
 def summary(analysis: fr.Analysis, failed: pd.DataFrame | None, ceiling: float | None,
-            num_classes: int | None = None) -> list[str]:
+            num_classes: int | None = None, *, audit: dict | None = None) -> list[str]:
     """Factual sentences: counts, warnings, the comparison of conditions at each size (with
     interval and verdict), who holds which budget on the overall frontier and whether the test
     set separates it, the target answers, the break-even and the ceiling. Only numbers from the
@@ -339,6 +375,12 @@ def summary(analysis: fr.Analysis, failed: pd.DataFrame | None, ceiling: float |
                  f"{', '.join(sorted(points['condition'].unique()))}. Every choice reads validation "
                  "accuracy; test accuracy is reported with its 95% interval.", _milestone_sentence(runs)]
     sentences += [f"Warning: {line}" for line in fr.guards(points, ceiling, num_classes)]
+    wrong = card_sections.disagreements(audit)
+    if wrong:
+        sentences.append(f"Warning: the dataset audit's pixel check disagrees with its analytic categories "
+                         f"for {len(wrong)} class pair{'s' if len(wrong) > 1 else ''} "
+                         f"({', '.join(' ~ '.join(p.get('classes', [])) for p in wrong)}): its ceiling may be "
+                         "wrong (see Dataset audit).")
     sizes = sorted(points["dataset_size"].unique()) if "dataset_size" in points else [None]
     for size in sizes:
         here = points if size is None else points[points["dataset_size"] == size]
@@ -354,7 +396,7 @@ def summary(analysis: fr.Analysis, failed: pd.DataFrame | None, ceiling: float |
         sentences.append(conclusions.common_sentence(analysis.common))
     if "init" in runs and (runs["init"] == "pretrained").any():
         sentences += conclusions.break_even_sentences(analysis)
-    sentences.append(conclusions.ceiling_sentence(analysis, ceiling))
+    sentences.append(conclusions.ceiling_sentence(analysis, ceiling, card_sections.ceiling_rendering(audit)))
     return [s for s in sentences if s]
 
 

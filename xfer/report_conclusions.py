@@ -177,7 +177,9 @@ def common_sentence(common: fr.TargetAnswer) -> str:
             + " ".join(common.sentences))
 
 
-def ceiling_sentence(analysis: fr.Analysis, ceiling: float | None) -> str:
+def ceiling_sentence(analysis: fr.Analysis, ceiling: float | None, rendering: str = "") -> str:
+    """The best configuration against the audit's ceiling; ``rendering``: what each rendering's
+    ceiling is ("with tick labels 75%, without 100%; ..."), from the audit, when it knows both."""
     if ceiling is None:
         return ""
     points, cost = analysis.points, analysis.cost
@@ -189,7 +191,8 @@ def ceiling_sentence(analysis: fr.Analysis, ceiling: float | None) -> str:
         relation = "above it, but within the interval's noise"
     else:
         relation = "at or below it"
-    return (f"The dataset audit's Bayes accuracy ceiling is {fr.percent(ceiling)}; the best configuration "
+    said = f" ({rendering})" if rendering else ""
+    return (f"The dataset audit's Bayes accuracy ceiling is {fr.percent(ceiling)}{said}; the best configuration "
             f"by validation accuracy, {best['config']}, scores {fr.point_accuracy_text(best)} on the test "
             f"set: {relation}.")
 

@@ -54,16 +54,35 @@ def _save(figure: Figure, path: Path) -> Path:
 
 
 def plot_frontier(analysis: fr.Analysis, path: Path, *, ceiling: float | None = None,
-                  target: float | None = None) -> Path:
-    return _save(frontier_figure(analysis, ceiling=ceiling, target=target), path)
+                  target: float | None = None, ceilings=None) -> Path:
+    return _save(frontier_figure(analysis, ceiling=ceiling, target=target, ceilings=ceilings), path)
+
+
+def _ceiling_levels(ceiling: float | None, ceilings) -> list[tuple[float, str, bool]]:
+    """(level, label, configured) per ceiling line: ``ceilings`` as the audit gives them
+    (``xfer.report_card.ceiling_levels``), else the one ``ceiling``."""
+    if ceilings:
+        return list(ceilings)
+    return [] if ceiling is None else [(ceiling, "Bayes ceiling (audit)", True)]
+
+
+def _draw_ceilings(ax, levels) -> None:
+    """The dataset's own ceiling dash-dotted black; the other rendering's, for comparison, a
+    faint grey dotted line."""
+    for level, text, configured in levels:
+        head, _, tail = text.partition(" (")  # "name (why)": the level after the name, why below
+        ax.axhline(level, color="black" if configured else "0.55", lw=1, ls="-." if configured else ":",
+                   label=f"{head} {level:.3g}" + (f"\n({tail}" if tail else ""), zorder=1)
 
 
 def frontier_figure(analysis: fr.Analysis, *, ceiling: float | None = None,
-                    target: float | None = None) -> Figure:
+                    target: float | None = None, ceilings=None) -> Figure:
     """Cost (log) vs test accuracy: every configuration (bars: its 95% interval), the frontier of
     each condition (thin dashes) and the overall one (thick grey) through the configurations that
-    validation accuracy puts on it, the ceiling and the target. Membership is decided on
-    validation, so a frontier line may dip on test: that dip is the selection's noise, shown."""
+    validation accuracy puts on it, the ceiling(s) and the target. Membership is decided on
+    validation, so a frontier line may dip on test: that dip is the selection's noise, shown.
+    ``ceilings``: [(level, label, configured)], the audit's ceiling under this dataset's
+    rendering and the other one's; default: ``ceiling`` alone."""
     cost, points, front = analysis.cost, analysis.points, analysis.frontier
     style = _style(sorted(points["condition"].unique()))
     figure = _figure(10, 6)
@@ -85,10 +104,11 @@ def frontier_figure(analysis: fr.Analysis, *, ceiling: float | None = None,
     if len(noisy):
         ax.scatter(noisy[cost], noisy[ACCURACY], s=160, facecolor="none", edgecolor="black", lw=0.8,
                    zorder=5, label="not separable on the test set\nfrom another frontier point")
-    for level, text, ls in ((ceiling, "Bayes ceiling (audit)", "-."), (target, "target", ":")):
-        if level is not None:
-            ax.axhline(level, color="black", lw=1, ls=ls, label=f"{text} {level:.3g}", zorder=1)
-    _limits(ax, points[cost], points[[ACCURACY, CI_LOW, CI_HIGH]], [ceiling, target])
+    levels = _ceiling_levels(ceiling, ceilings)
+    _draw_ceilings(ax, levels)
+    if target is not None:
+        ax.axhline(target, color="black", lw=1, ls=":", label=f"target {target:.3g}", zorder=1)
+    _limits(ax, points[cost], points[[ACCURACY, CI_LOW, CI_HIGH]], [*(lv[0] for lv in levels), target])
     ax.set_xscale("log")
     _log_axis(ax.xaxis)
     ax.set_xlabel(f"{fr.COST_UNITS[cost]}, log scale")
@@ -185,7 +205,7 @@ def _best_by_size(analysis: fr.Analysis) -> pd.DataFrame:
     return fr.best_per_group(analysis.points, ["condition", "dataset_size"], analysis.cost)
 
 
-def plot_by_size(analysis: fr.Analysis, path: Path, *, ceiling: float | None = None) -> Path:
+def plot_by_size(analysis: fr.Analysis, path: Path, *, ceiling: float | None = None, ceilings=None) -> Path:
     """Three panels against dataset size, one line per condition through its best configuration
     (by validation accuracy) at each size: test accuracy (bars: its 95% interval), training time
     and training MACs."""
@@ -210,8 +230,8 @@ def plot_by_size(analysis: fr.Analysis, path: Path, *, ceiling: float | None = N
                 if column == ACCURACY else None
             ax.errorbar(line["dataset_size"], line[column], yerr=yerr, marker=s["marker"], color=s["color"],
                         capsize=3, lw=1.5, label=condition)
-        if column == ACCURACY and ceiling is not None:
-            ax.axhline(ceiling, color="black", ls="-.", lw=1, label=f"Bayes ceiling {ceiling:.3g}")
+        if column == ACCURACY:
+            _draw_ceilings(ax, _ceiling_levels(ceiling, ceilings))
         sizes = sorted(points["dataset_size"].unique())
         if len(sizes) > 1:
             ax.set_xscale("log")
@@ -237,35 +257,51 @@ def plot_by_size(analysis: fr.Analysis, path: Path, *, ceiling: float | None = N
 
 
 def plot_learning_curves(curves: dict[str, pd.DataFrame], path: Path, *,
-                         names: dict[str, str] | None = None) -> Path:
+                         names: dict[str, str] | None = None,
+                         models: dict[str, str] | None = None) -> Path:
     """Train (solid) and validation (dashed) accuracy and loss per epoch, one colour per
-    condition; ``names`` says which configuration each condition's curves come from."""
-    style = _style(sorted(curves))
-    figure = _figure(12, 4.5 + 0.2 * len(curves))
-    figure.subplots_adjust(left=0.06, right=0.98, bottom=0.2, top=0.86 - 0.045 * len(curves), wspace=0.22)
-    panels = figure.subplots(1, 2)
-    for ax, metric in zip(panels, ("accuracy", "loss")):
-        for condition, history in sorted(curves.items()):
-            s = style[condition]
-            for split, ls in (("train", "-"), ("val", "--")):
-                if f"{split}_{metric}" in history:
-                    ax.plot(history.index, history[f"{split}_{metric}"], ls=ls, marker=s["marker"],
-                            markersize=4, color=s["color"], label=f"{condition} {split}")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
-        ax.set_title(f"{metric.capitalize()} per epoch")
-        ax.grid(True, alpha=0.3)
+    condition; ``names`` says which configuration each curve comes from. ``models``: curve key
+    (``model condition``) -> model; given, one row of panels per model, so that a sweep of
+    several architectures shows each one's curves, not only the best's."""
+    rows = sorted(set(models.values())) if models else [None]
+    condition = {key: key[len(models[key]) + 1:] if models else key for key in curves}
+    style = _style(sorted(set(condition.values())))
     source = "\n".join(f"{c}: {(names or {}).get(c, c)}" for c in sorted(curves))
-    figure.suptitle(f"Learning curves of the best configuration per condition\n{source}", fontsize=9)
-    handles, labels = panels[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=9, frameon=False)
+    top = 0.6 + 0.17 * len(curves)  # inches above the panels: the title, one line per curve
+    height = 3.6 * len(rows) + 0.9 + top
+    figure = _figure(12, height)
+    figure.subplots_adjust(left=0.06, right=0.98, bottom=0.9 / height, top=1 - top / height,
+                           wspace=0.22, hspace=0.45)
+    panels = np.atleast_2d(figure.subplots(len(rows), 2))
+    for row, model in zip(panels, rows):
+        mine = {k: h for k, h in curves.items() if models is None or models[k] == model}
+        for ax, metric in zip(row, ("accuracy", "loss")):
+            for key, history in sorted(mine.items()):
+                s = style[condition[key]]
+                for split, ls in (("train", "-"), ("val", "--")):
+                    if f"{split}_{metric}" in history:
+                        ax.plot(history.index, history[f"{split}_{metric}"], ls=ls, marker=s["marker"],
+                                markersize=4, color=s["color"], label=f"{condition[key]} {split}")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(metric)
+            ax.set_title(f"{model + ': ' if model else ''}{metric} per epoch")
+            ax.grid(True, alpha=0.3)
+    best = "model and condition" if models else "condition"
+    figure.suptitle(f"Learning curves of the best configuration per {best}\n{source}", fontsize=9)
+    labels = {}  # one legend entry per condition and split, across the rows
+    for ax in panels[:, 0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            labels.setdefault(label, handle)
+    figure.legend(list(labels.values()), list(labels), loc="lower center", ncol=min(len(labels), 6),
+                  fontsize=9, frameon=False)
     return _save(figure, path)
 
 
 def plot_confusions(matrices: dict[str, dict], confusable: list[tuple[str, str]], path: Path, *,
                     names: dict[str, str] | None = None) -> Path:
     """Row-normalised confusion matrices (counts printed), one panel per condition; the pairs
-    the audit calls indistinguishable are outlined in red, both cells."""
+    the audit calls confusable under the dataset's rendering (its ``confusable``, never a
+    hard-coded pair) are outlined in red, both cells."""
     figure = _figure(5.2 * len(matrices), 5.6)
     figure.subplots_adjust(left=0.12, right=0.98, bottom=0.2, top=0.9, wspace=0.35)
     panels = np.atleast_1d(figure.subplots(1, len(matrices)))
@@ -273,6 +309,6 @@ def plot_confusions(matrices: dict[str, dict], confusable: list[tuple[str, str]]
         draw_confusion(ax, content["matrix"], content["classes"], confusable)
         ax.set_title(f"{condition}\n{(names or {}).get(condition, '')}", fontsize=8)
     if confusable:
-        figure.text(0.5, 0.01, "red outline: a pair the dataset audit calls indistinguishable; "
+        figure.text(0.5, 0.01, "red outline: a pair the dataset audit calls confusable as rendered; "
                     "colour: share of the true class", ha="center", fontsize=8, color="0.35")
     return _save(figure, path)

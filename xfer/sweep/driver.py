@@ -19,7 +19,7 @@ from pathlib import Path
 from xfer.argtypes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from xfer.errors import Unavailable, UsageError
 from xfer.tracking import redacted_uri
-from xfer.sweep.options import SweepOptions, build_parser, parse_options, visible_gpus
+from xfer.sweep.options import SweepOptions, apply_overrides, build_parser, parse_options, visible_gpus
 from xfer.sweep.plan import format_plan, make_plan
 from xfer.sweep.sources import DataSource, apply_size_default, source_from_option
 from xfer.sweep.study import SWEEP_ONLY_KEYS, OfflinePretrain, Preset, Study
@@ -48,7 +48,8 @@ def tracking_uri() -> str:
 
 
 def run_study(study: Study, options: SweepOptions) -> int:
-    preset = study.preset(options.preset).for_run(options.preset, options.epoch_milestones)
+    preset = apply_overrides(study.preset(options.preset).for_run(options.preset, options.epoch_milestones),
+                             options)
     from xfer.frontier import check_amortize
 
     check_amortize(options.amortize_pretraining, study.cost_metric)
@@ -56,7 +57,8 @@ def run_study(study: Study, options: SweepOptions) -> int:
         options = replace(options, scheduler=preset.scheduler)
     source = source_from_option(options.data, preset.data, root=options.data_root,
                                 download=options.download, test_size=options.test_size,
-                                split=options.split)
+                                split=options.split, gamma_beta=options.gamma_beta,
+                                tick_labels=options.tick_labels)
     trials = _validated_trials(preset, options, source)
     source.check_available(Path(options.cache_dir).expanduser() / "datasets")
     _check_imagenet(preset, trials, options)
@@ -90,6 +92,7 @@ def run_study(study: Study, options: SweepOptions) -> int:
     with phases("dataset"):
         data_dir = source.prepare(cache / "datasets", max_n, progress=print)
     _print_audit(data_dir)
+    card = study_card(study, options, source, cache / "datasets")
     default_size = _size_on_disk(data_dir, trials)
     with phases("weights"):
         weights = _pretrained_weights(preset, trials, cache, options)
@@ -97,7 +100,7 @@ def run_study(study: Study, options: SweepOptions) -> int:
 
     outcome = launch(study=study, preset=preset, options=options, store=store, sweep_id=sweep_id,
                      previous=previous, data_dir=data_dir, weights=weights, tracking=uri,
-                     default_size=default_size,
+                     default_size=default_size, study_card=card,
                      local_ray=local_ray, phases=phases)
     print(f"\nsweep {sweep_id}: {outcome['finished']} trials finished, {outcome['failed']} failed, "
           f"in {phases.total():.0f} s ({phases})")
@@ -252,10 +255,80 @@ def _check_imagenet(preset: Preset, trials: list[dict], options: SweepOptions) -
 def _print_audit(data_dir: Path) -> None:
     audit_path = data_dir / "audit.json"
     if audit_path.is_file():
-        audit = json.loads(audit_path.read_text())
-        pairs = ", ".join("~".join(p["classes"]) for p in audit["confusable"]) or "none"
-        print(f"dataset {data_dir}: Bayes accuracy ceiling {audit['bayes_accuracy_ceiling']:.3f} "
-              f"(indistinguishable: {pairs})")
+        for line in audit_lines(json.loads(audit_path.read_text()), data_dir):
+            print(line)
+
+
+def audit_lines(audit: dict, data_dir) -> list[str]:
+    """One or two lines: the ceiling as rendered (and the other rendering's), the confusable
+    pairs, and the empirical check's disagreements if any. The report says it at length."""
+    pairs = lambda key: ", ".join("~".join(p["classes"]) for p in audit.get(key) or []) or "none"  # noqa: E731
+    ceilings = audit.get("ceilings") or {}
+    mine = "with" if audit.get("tick_labels", True) else "without"
+    other = ceilings.get("without_tick_labels" if mine == "with" else "with_tick_labels")
+    rendering = (f" ({mine} tick labels; {'without' if mine == 'with' else 'with'}: {other:.3f})"
+                 if other is not None else "")
+    lines = [f"dataset {data_dir}: Bayes accuracy ceiling {audit['bayes_accuracy_ceiling']:.3f}{rendering}, "
+             f"confusable: {pairs('confusable')}"]
+    if "identical" in audit or "scale_only" in audit:
+        wrong = ((audit.get("empirical") or {}).get("disagreements") or [])
+        lines.append(f"  audit: identical {pairs('identical')}; scale-only {pairs('scale_only')}"
+                     + (f"; WARNING: pixel check disagrees on {', '.join('~'.join(p['classes']) for p in wrong)}"
+                        if wrong else ""))
+    return lines
+
+
+def study_card(study: Study, options: SweepOptions, source: DataSource, cache_root: Path) -> dict:
+    """What the replication card needs that MLflow's params do not hold, logged as the parent
+    run's ``study_card.json``: the study's preset, its departures and published numbers, the
+    data's provenance (genuine or a stand-in) and this machine's devices."""
+    provenance = getattr(source, "provenance", None)
+    try:
+        data = provenance(cache_root) if provenance else None
+    except Exception as exc:  # noqa: BLE001 - the card says what it could not check; the sweep goes on
+        data = {"describe": source.describe(), "genuine": None, "note": f"provenance unknown: {exc}",
+                "val_is_test": False}
+    return {"study": study.name, "preset": options.preset, "study_preset": study.default_preset,
+            "departures": list(getattr(study, "departures", ()) or ()),
+            "published": getattr(study, "published", None), "data": data, "hardware": hardware()}
+
+
+def hardware() -> str:
+    """This machine's CPU model and GPUs, e.g. "AMD EPYC 7763 (16 cores); GPU: NVIDIA H200".
+    The driver's machine: on a cluster, trials may run on other nodes (said so)."""
+    import platform
+
+    cpu = ""
+    try:
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), "")
+    except OSError:
+        pass
+    text = f"{cpu or platform.processor() or platform.machine() or 'unknown CPU'} ({os.cpu_count()} cores)"
+    names = _gpu_names()
+    counts = {name: names.count(name) for name in names}
+    text += ("; GPU: " + ", ".join(f"{n} x {name}" if n > 1 else name for name, n in counts.items())
+             if names else "; no GPU")
+    if os.environ.get("RAY_ADDRESS"):
+        text += " (the driver's node; trials may run on other nodes of the cluster)"
+    return text
+
+
+def _gpu_names() -> list[str]:
+    """GPU names from nvidia-smi: asking torch (get_device_name) would open a CUDA context in
+    the driver, ~0.5 GB of GPU memory held for the whole sweep. Without nvidia-smi, torch's
+    device count (no context) names them generically."""
+    import subprocess
+
+    try:
+        done = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=20, check=True)
+        return [line.strip() for line in done.stdout.splitlines() if line.strip()]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    import torch  # already imported by the trial validation
+
+    return ["CUDA device"] * torch.cuda.device_count() if torch.cuda.is_available() else []
 
 
 def _pretrained_weights(preset: Preset, trials: list[dict], cache: Path,

@@ -33,7 +33,11 @@ from xfer.sweep.trial import SCORE_TEST_EACH_EPOCH, SharedData, run_trial, share
 
 def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepStore,
            sweep_id: str, previous: dict | None, data_dir, weights: dict[str, str], tracking: str,
-           local_ray: bool, phases, default_size: int | None = None) -> dict:
+           local_ray: bool, phases, default_size: int | None = None,
+           study_card: dict | None = None) -> dict:
+    """Run the sweep's trials under Ray Tune, logging to MLflow through the spool. ``study_card``
+    (``xfer.sweep.driver.study_card``) is logged on the parent run it creates as
+    ``study_card.json``, for the report's replication card."""
     import mlflow
     import ray
     from ray import tune
@@ -76,6 +80,8 @@ def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepS
         if previous:  # after what a killed driver left in the spool, if anything
             SpoolingWriter(tracking, spool_dir, spool_header).submit(
                 {"op": "update_run", "run": parent_run_id, "status": "RUNNING"})
+        elif study_card is not None:
+            log_study_card(SpoolingWriter(tracking, spool_dir, spool_header), parent_run_id, study_card)
         meta = {"sweep_id": sweep_id, "parent_run_id": parent_run_id, "experiment": options.experiment,
                 "experiment_id": experiment_id, "tracking_uri": redacted_uri(tracking),
                 "preset": options.preset,
@@ -282,6 +288,19 @@ def _create_parent(client, experiment_id: str, sweep_id: str, options: SweepOpti
               "packages": json.dumps(packages)}
     client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
     return run.info.run_id
+
+
+def log_study_card(writer, parent_run_id: str, card: dict) -> None:
+    """The card as the parent's ``study_card.json``, through the spool like every other write:
+    a tracking outage right after the parent was created delays it, never loses it (the spool
+    copies the file before the temporary folder goes)."""
+    import tempfile
+
+    from xfer.report_card import ARTIFACT
+
+    with tempfile.TemporaryDirectory(prefix="xfer-study-card-") as folder:
+        (Path(folder) / ARTIFACT).write_text(json.dumps(card, indent=2, default=str))
+        writer.submit({"op": "log_artifacts", "run": parent_run_id}, files=folder)
 
 
 def _weights_param(weights: dict[str, str]) -> str | None:
