@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from xfer import frontier as fr
-from xfer import report, stats
+from xfer import report, stats, uncertainty
 from xfer.errors import UsageError
 
 FAMILIES = ["beta", "chi2", "exponential", "gamma", "laplace", "normal", "uniform", "weibull"]
@@ -198,8 +198,10 @@ def test_best_configuration_table_holds_the_runs_numbers(written):
     assert len(table) == 4
     seeds = runs[(runs["init"] == "pretrained") & (runs["dataset_size"] == 800) & (runs["batch_size"] == 8)]
     row = table[(table["condition"] == "pretrained") & (table["images"] == "800")].iloc[0]
-    _, low, high = stats.seed_interval(seeds["test_accuracy"])
-    assert row["test acc [95% CI]"] == fr.accuracy_text(seeds["test_accuracy"].mean(), low, high) + " (3 seeds)"
+    interval = uncertainty.accuracy_interval(seeds)  # t across the seeds, widened by the test set's Wilson
+    assert interval["test_accuracy_ci_method"].startswith("seeds (t, 3 seeds) and test images")
+    assert row["test acc [95% CI]"] == fr.accuracy_text(seeds["test_accuracy"].mean(), interval["test_accuracy_ci_low"],
+                                                        interval["test_accuracy_ci_high"]) + " (3 seeds)"
     assert row["train acc"] == f"{seeds['train_accuracy'].mean():.3f}"
     assert row["test loss"] == f"{seeds['test_loss'].mean():.3f}"
     assert (row["batch size"], row["lr"], row["epochs"]) == ("8", "0.01", "6")
@@ -228,9 +230,10 @@ def test_summary_states_the_numbers(written):
     path, _, _ = written
     summary = path.read_text().split("## Summary", 1)[1].split("\n## ", 1)[0]
     assert "10 runs finished (1 stopped early by the scheduler) in 8 configurations; 1 run did not finish" in summary
-    # n=800: pretrained (mean of 3 seeds 0.93, t interval) vs scratch 71 of 100: +22 points, unpaired
+    # n=800: pretrained (mean of 3 seeds 0.93: t interval [88.0, 98.0] widened by the Wilson interval
+    # of its 100 test images) vs scratch 71 of 100: +22 points, unpaired
     assert ("At 800 images, best by validation accuracy: pretrained (resnet18-pretrained-all-n800-bs8-ep6, "
-            "test 93.0% [88.0, 98.0]) vs scratch (resnet18-scratch-all-n800-bs8-ep6, test 71.0% [61.5, 79.0]): "
+            "test 93.0% [84.6, 99.1]) vs scratch (resnet18-scratch-all-n800-bs8-ep6, test 71.0% [61.5, 79.0]): "
             "+22.0 points [") in summary
     assert "(unpaired: Newcombe, from the two Wilson intervals): pretrained better, at the same train_macs" in summary
     assert "At 200 images" in summary and "+31.0 points [" in summary
@@ -239,7 +242,7 @@ def test_summary_states_the_numbers(written):
     assert "test 71.0% [61.5, 79.0]: reaches 70% within noise" in summary
     assert "The test set does not confirm that both reach 70%, so the 0.25x holds only within its noise." in summary
     assert "No break-even at 70%: the pretrained runs logged no pretrain_macs" in summary
-    assert "Bayes accuracy ceiling is 93.75%" in summary and "93.0% [88.0, 98.0] on the test set: at or below it" in summary
+    assert "Bayes accuracy ceiling is 93.75%" in summary and "93.0% [84.6, 99.1] on the test set: at or below it" in summary
 
 
 def test_summary_counts_epoch_milestone_runs_only_when_there_are_some(written, tmp_path):
@@ -268,8 +271,11 @@ def test_seed_spread_and_noise_are_reported(written):
     text = path.read_text()
     spread = md_table(text, "## Seed spread")
     assert spread[["runs", "seeds", "mean", "min", "max"]].values.tolist() == [["3", "0,1,2", "0.930", "0.910", "0.950"]]
-    _, low, high = stats.seed_interval([0.93, 0.95, 0.91])
+    mean, t_low, t_high = stats.seed_interval([0.93, 0.95, 0.91])
+    w_low, w_high = stats.wilson_interval(93, 100)  # the seeds share 100 test images
+    low, high = mean - np.hypot(mean - t_low, mean - w_low), mean + np.hypot(t_high - mean, w_high - mean)
     assert spread[["95% CI low", "95% CI high"]].values.tolist() == [[f"{low:.3f}", f"{high:.3f}"]]
+    assert low < t_low and high > t_high  # wider than the seeds' spread alone
 
 
 def test_without_optional_inputs_only_what_can_be_drawn_is_written(tmp_path):

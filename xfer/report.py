@@ -305,7 +305,8 @@ def _markdown(analysis: fr.Analysis, failed: pd.DataFrame, figures: dict[str, Pa
     repeated = points[points["n_runs"] > 1]
     if len(repeated):
         lines += ["", "## Seed spread", "", "Test accuracy across the seeds of each configuration run more "
-                  "than once; the interval is mean ± Student's t (seed noise only).", "",
+                  "than once; the interval is mean ± Student's t across the seeds, widened in quadrature by "
+                  "the Wilson interval of the test images they share.", "",
                   _table(repeated, {"config": "configuration", "n_runs": "runs", "seeds": "seeds",
                                     ACCURACY: "mean", CI_LOW: "95% CI low", CI_HIGH: "95% CI high",
                                     f"{ACCURACY}_std": "std", f"{ACCURACY}_min": "min",

@@ -83,10 +83,12 @@ def how_measured_lines(runs: pd.DataFrame, sweep_params: dict | None) -> list[st
     else:
         lines.append("- Scheduler: not recorded on the sweep's parent run.")
     lines.append("- Intervals: one run: the Wilson 95% interval of its test accuracy over its test "
-                 "images; several seeds: mean ± Student's t 95% across the seeds (seed noise only: "
-                 "every seed is scored on the same test images). A difference of two configurations: "
-                 "paired on the same test images when both logged `test_predictions.json` for one "
-                 "test set (exact McNemar interval; a paired bootstrap for seed averages), else "
+                 "images; several seeds: mean ± Student's t 95% across the seeds, widened in quadrature "
+                 "by the Wilson interval of the test images every seed shares. A difference of two "
+                 "configurations: paired on the same test images when both logged "
+                 "`test_predictions.json` for one test set (exact McNemar interval; for seed averages "
+                 "a paired bootstrap over the images, widened in quadrature by the seeds' Welch t "
+                 "interval), else "
                  "unpaired (Newcombe's interval from the two Wilson intervals). A difference is "
                  "called a win only when its interval excludes zero.")
     return lines

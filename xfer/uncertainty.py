@@ -24,12 +24,21 @@ REACH_TOLERANCE = 1e-9  # 0.9 reached by 90/100 must not fail on the last float 
 
 
 def accuracy_interval(runs: pd.DataFrame) -> dict:
-    """Several seeds: mean ± t across them. One run: its logged Wilson bounds, else Wilson from
-    test_accuracy and n_test. Neither: no interval."""
+    """Several seeds: mean ± t across them, widened in quadrature by the Wilson interval of the
+    mean on n_test images when n_test is logged (every seed is scored on the same test images,
+    so the seeds' spread cannot show that test set's own sampling noise). One run: its logged
+    Wilson bounds, else Wilson from test_accuracy and n_test. Neither: no interval."""
     accuracy = runs[ACCURACY].to_numpy(float)
     if len(accuracy) > 1:
-        _, low, high = stats.seed_interval(accuracy)  # clipped: t knows nothing of [0, 1]
-        return {CI_LOW: max(low, 0.0), CI_HIGH: min(high, 1.0), CI_METHOD: f"seeds (t, {len(accuracy)} seeds)"}
+        mean, low, high = stats.seed_interval(accuracy)
+        method = f"seeds (t, {len(accuracy)} seeds)"
+        n_test = _number(runs["n_test"].max()) if "n_test" in runs else math.nan
+        if math.isfinite(n_test) and n_test > 0:
+            n = int(round(n_test))
+            w_low, w_high = stats.wilson_interval(min(max(mean * n, 0.0), n), n)
+            low, high = mean - math.hypot(mean - low, mean - w_low), mean + math.hypot(high - mean, w_high - mean)
+            method += " and test images (Wilson), in quadrature"
+        return {CI_LOW: max(low, 0.0), CI_HIGH: min(high, 1.0), CI_METHOD: method}  # t knows nothing of [0, 1]
     run = runs.iloc[0]
     logged = [_number(run.get(c)) for c in (CI_LOW, CI_HIGH)]
     if all(math.isfinite(v) for v in logged):
@@ -80,7 +89,8 @@ def compare_points(a, b, predictions: dict | None = None, *, names: tuple[str, s
 
     Paired on the same images when every run of both has test predictions (``predictions``:
     run id -> test_predictions.json) with one ``test_set_sha256``: exact McNemar for one run
-    each, else a paired bootstrap of the share of seeds right per image. Otherwise Newcombe's
+    each, else a paired bootstrap of the share of seeds right per image, widened by the seeds'
+    own spread (``stats.with_seed_noise``). Otherwise Newcombe's
     unpaired interval from n_test (the method says why it is not paired); without n_test,
     Welch across seeds when both have several, else no interval.
     """
@@ -95,8 +105,11 @@ def compare_points(a, b, predictions: dict | None = None, *, names: tuple[str, s
         if len(test_sets) == 1 and None not in test_sets and len(sizes) == 1 and 0 not in sizes:
             correct_a = np.mean([stats.correctness(p) for p in found_a], axis=0)
             correct_b = np.mean([stats.correctness(p) for p in found_b], axis=0)
-            method = "mcnemar" if len(found_a) == len(found_b) == 1 else "bootstrap"
-            return stats.paired_difference(correct_a, correct_b, confidence, method=method, names=names)
+            if len(found_a) == len(found_b) == 1:
+                return stats.paired_difference(correct_a, correct_b, confidence, method="mcnemar", names=names)
+            paired = stats.paired_difference(correct_a, correct_b, confidence, method="bootstrap", names=names)
+            return stats.with_seed_noise(paired, [stats.correctness(p).mean() for p in found_a],
+                                         [stats.correctness(p).mean() for p in found_b], confidence, names=names)
         note = "not paired: different test sets; "
     elif any(isinstance(p, dict) for p in found):
         note = "not paired: test predictions missing for some runs; "
