@@ -321,7 +321,10 @@ def test_ceiling_and_chance_guards_fire_on_hand_made_runs():
                        run(acc=0.15, bs=16, n_test=100),  # [9.3, 23.3] holds 1/8
                        run(acc=0.01, bs=32, n_test=400))  # [0.4, 2.5]: below 1/8 beyond noise
     lines = fr.guards(points, ceiling=0.75, num_classes=8)
-    assert len(lines) == 3
+    assert len(lines) == 4
+    seeds = lines.pop(1)  # every configuration ran one seed: its intervals cannot show seed noise
+    assert seeds.startswith("One seed per configuration: every interval here is the test set's sampling "
+                            "noise only.") and "--num-samples K" in seeds
     assert lines[0].startswith("resnet18-scratch-all-n100-bs8-ep10: test accuracy 95.0% [93.5, 96.2] lies entirely "
                                "above the dataset audit's Bayes accuracy ceiling of 75%. Likely causes: a test "
                                "set too small to measure it, test images leaking into training, or an audit "
@@ -329,7 +332,9 @@ def test_ceiling_and_chance_guards_fire_on_hand_made_runs():
     assert lines[1] == ("At chance level (1/8 = 12.5% lies inside the 95% interval): 1 of 4: "
                         "resnet18-scratch-all-n100-bs16-ep10 15.0% [9.3, 23.3].")
     assert lines[2].startswith("Below chance level (12.5%) beyond noise") and "bs32" in lines[2]
-    assert fr.guards(points, ceiling=None, num_classes=None) == []
+    assert fr.guards(points, ceiling=None, num_classes=None) == [seeds]
+    several = points.assign(n_runs=3)  # with seeds measured, no such warning
+    assert not any(line.startswith("One seed") for line in fr.guards(several, 0.75, 8))
     # a plain runs table works too (the sweep's closing summary): intervals from n_test
     runs = pd.DataFrame([{"run_name": "t1", "test_accuracy": 0.125, "n_test": 8}])
     assert fr.guards(runs, 0.9, 8) == ["At chance level (1/8 = 12.5% lies inside the 95% interval): 1 of 1: "

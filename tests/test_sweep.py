@@ -6,6 +6,7 @@ own MLflow store, and checks the store afterwards.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -212,16 +213,30 @@ def test_the_sweep_writes_its_frontier_report_from_the_real_runs(smoke_sweep):
     assert "paired: exact McNemar" in report  # the gains pair runs on the same test images
     # the closing summary repeats the report's conclusions in the terminal
     assert "Every choice reads validation accuracy" in done.stdout
+    # the audit decides the ceiling and the outlined pairs: at the study's parameters (gamma's
+    # beta a rate) chi2 ~ gamma and exponential ~ weibull are one distribution each
+    audit = json.loads((Path(run.data.params["dataset_path"]) / "audit.json").read_text())
+    assert audit["bayes_accuracy_ceiling"] == 0.75
+    assert {tuple(c["classes"]) for c in audit["confusable"]} == {("chi2", "gamma"), ("exponential", "weibull")}
+    assert "Bayes accuracy ceiling is 75%" in report
+    assert "Confusable as rendered (outlined in the confusion matrices): chi2 ~ gamma, exponential ~ weibull" in report
+    assert "- audit: chi2 ~ gamma" in report.split("## Confusion matrices", 1)[1]
+    # the study's departures and its replication card, from the parent run's study_card.json
+    assert "study_card.json" in parent_artifacts and "replication_card.csv" in parent_artifacts
+    assert "## Departures from the study" in report and "superset" in report
+    card = report.split("## Replication card", 1)[1].split("\n## ", 1)[0]
+    assert "000_6392b5b558675b4f.txt" in card and "scales the study down" in card
 
 
 def test_xfer_frontier_answers_the_target_query_on_the_real_store(smoke_sweep, tmp_path):
     tmp, _, _ = smoke_sweep
     _, _, children = _runs(tmp)
-    # the cheapest run of each init that reaches the lowest accuracy both inits reach
+    # the cheapest run of each init that reaches, on validation (what every choice reads), the
+    # lowest validation accuracy both inits reach
     by_init = {}
     for c in children:
         by_init.setdefault(c.data.params["init"], []).append(c)
-    target = min(max(c.data.metrics["test_accuracy"] for c in runs) for runs in by_init.values())
+    target = min(max(c.data.metrics["val_accuracy"] for c in runs) for runs in by_init.values())
     done = subprocess.run([sys.executable, "-m", "xfer.cli", "frontier", "--experiment", "pdf_grid",
                            "--target-accuracy", f"{max(target, 1e-6):.6f}", "--out", str(tmp_path / "r")],
                           capture_output=True, text=True, timeout=300, env=sweep_env(tmp), cwd=tmp)
@@ -229,7 +244,7 @@ def test_xfer_frontier_answers_the_target_query_on_the_real_store(smoke_sweep, t
     section = (tmp_path / "r" / "report.md").read_text().split("## Cheapest configuration", 1)[1]
     answer = section.split("\n- ", 1)[1].splitlines()[0]  # the line for --target-accuracy
     for init, runs in by_init.items():
-        cheapest = min((c for c in runs if c.data.metrics["test_accuracy"] >= target - 1e-9),
+        cheapest = min((c for c in runs if c.data.metrics["val_accuracy"] >= target - 1e-9),
                        key=lambda c: c.data.metrics["train_macs"])
         assert init in answer and f"{cheapest.data.metrics['train_macs']:.3g}" in answer, answer
 

@@ -146,7 +146,8 @@ def guards(points: pd.DataFrame, ceiling: float | None = None, num_classes: int 
            *, most: int = 6) -> list[str]:
     """Warnings, one line each, for a table of runs or points (``test_accuracy`` and its
     interval, or ``n_test`` to make one): an accuracy whose interval lies entirely above the
-    audit's Bayes ``ceiling``, and (one line each) the configurations at chance level
+    audit's Bayes ``ceiling``; one seed per configuration (points with ``n_runs``), whose
+    intervals cannot show seed noise; and (one line each) the configurations at chance level
     (1/``num_classes`` inside the interval) and significantly below it. Up to ``most`` names per
     line. Empty when nothing is wrong."""
     if points is None or len(points) == 0 or ACCURACY not in points:
@@ -166,6 +167,10 @@ def guards(points: pd.DataFrame, ceiling: float | None = None, num_classes: int 
                          f"above the dataset audit's Bayes accuracy ceiling of {percent(ceiling)}. Likely "
                          "causes: a test set too small to measure it, test images leaking into "
                          "training, or an audit whose ceiling is wrong for this renderer.")
+    if "n_runs" in rows and len(rows) > 1 and (rows["n_runs"] == 1).all():
+        lines.append("One seed per configuration: every interval here is the test set's sampling noise "
+                     "only. Seed-to-seed variation is not measured and can be larger, enough to "
+                     "reverse a verdict on a small training set; --num-samples K runs K seeds.")
     if num_classes:
         chance = 1 / num_classes
         at = (rows[CI_LOW] <= chance) & (rows[CI_HIGH] >= chance)
