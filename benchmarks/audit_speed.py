@@ -25,11 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
 
 from xfer.data.pdf.audit import audit_dataset, audit_entries  # noqa: E402
-from xfer.data.pdf.families import FAMILY_NAMES, PRESETS  # noqa: E402
-from xfer.data.pdf.generate import GENERATOR_VERSION, PdfDatasetSpec, image_key, write_dataset  # noqa: E402
+from xfer.data.pdf.families import FAMILY_NAMES  # noqa: E402
+from xfer.data.pdf.generate import PdfDatasetSpec, image_parameters, write_dataset  # noqa: E402
 from xfer.data.pdf.separability import DEFAULT_PER_CLASS, pair_accuracies, render_features  # noqa: E402
 
 
@@ -43,14 +42,7 @@ def timed(fn, repeats: int) -> tuple[float, float]:
 
 
 def varied_parameters(n: int) -> tuple[list[str], list[list[float]]]:
-    labels, values = [], []
-    for position in range(n):
-        family_index, index = image_key(position)
-        name = FAMILY_NAMES[family_index]
-        labels.append(name)
-        rng = np.random.default_rng([GENERATOR_VERSION, 0, family_index, index])
-        values.append(list(PRESETS["varied"](name, rng)))
-    return labels, values
+    return image_parameters("varied", 0, n)
 
 
 def main() -> None:

@@ -187,3 +187,12 @@ def test_step_speed_refuses_cuda_graphs_on_cpu_in_one_line(tmp_path):
     done = _bench("step_speed.py", "--device", "cpu", "--graphs", "off,capture", env=_gpu_machine_env(tmp_path))
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.strip().count("\n") == 0 and "CUDA graphs need a CUDA device" in done.stderr
+
+
+def test_audit_speed_smoke():
+    """The audit benchmark (RESULTS.md's audit_speed) runs end to end at 32 px, 8 per class."""
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "audit_speed.py"), "--smoke"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "whole audit, empirical check at 8 per class" in done.stdout, done.stdout
+    assert "0 disagreements" in done.stdout

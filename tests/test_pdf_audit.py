@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from xfer.cli import main
 from xfer.data.pdf.audit import audit_dataset, audit_entries, format_audit
-from xfer.data.pdf.families import FAMILY_NAMES, PRESETS, SEED_PARAMETERS
-from xfer.data.pdf.generate import GENERATOR_VERSION, PdfDatasetSpec, image_key, plan, write_dataset
+from xfer.data.pdf.families import FAMILY_NAMES, SEED_PARAMETERS
+from xfer.data.pdf.generate import PdfDatasetSpec, image_parameters, plan, write_dataset
 from xfer.errors import UsageError
 
 SEED_LABELS = list(FAMILY_NAMES) * 5  # 40 images, 5 per family
@@ -104,14 +103,7 @@ def test_axis_ranges_within_a_pixel_are_identical_even_with_tick_labels():
 
 
 def _varied(n: int) -> tuple[list[str], list[list[float]]]:
-    labels, values = [], []
-    for position in range(n):
-        family_index, index = image_key(position)
-        name = FAMILY_NAMES[family_index]
-        labels.append(name)
-        rng = np.random.default_rng([GENERATOR_VERSION, 0, family_index, index])
-        values.append(list(PRESETS["varied"](name, rng)))
-    return labels, values
+    return image_parameters("varied", 0, n)
 
 
 @pytest.mark.parametrize("gamma_beta", ["rate", "scale"])

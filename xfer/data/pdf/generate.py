@@ -179,12 +179,28 @@ def row_key(spec: PdfDatasetSpec, row: int) -> tuple[int, int, int, str]:
     return spec.resolved_test_seed, family_index, index, TEST_PREFIX + image_name(family_index, index)
 
 
+def image_parameters(preset: str, seed: int, n: int) -> tuple[list[str], list[list[float]]]:
+    """The family and parameter values of the first ``n`` images of (preset, seed), as
+    :func:`sample_image` draws them, without sampling or rendering: what the audit needs."""
+    labels, values = [], []
+    for position in range(n):
+        family_index, index = image_key(position)
+        name = FAMILY_NAMES[family_index]
+        labels.append(name)
+        values.append(list(PRESETS[preset](name, _image_rng(seed, family_index, index))))
+    return labels, values
+
+
+def _image_rng(seed: int, family_index: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([GENERATOR_VERSION, seed, family_index, index])
+
+
 def sample_image(spec: PdfDatasetSpec, family_index: int, index: int, seed: int | None = None):
     """The parameters, sorted observations and densities of one image; pure function of its key
     (``seed``: the spec's own unless given, e.g. the test seed)."""
     name = FAMILY_NAMES[family_index]
     seed = spec.seed if seed is None else seed
-    rng = np.random.default_rng([GENERATOR_VERSION, seed, family_index, index])
+    rng = _image_rng(seed, family_index, index)
     values = PRESETS[spec.preset](name, rng)
     fam = family(name, spec.gamma_beta)
     x = np.sort(fam.sample(rng, spec.observations, *values))
