@@ -185,13 +185,28 @@ def _keep_credentials_out_of_runtime_envs() -> None:
     class_cache.ENV_VARS_TO_PROPAGATE.difference_update(_CREDENTIAL_VARS)
 
 
+def bind_to_loopback() -> None:
+    """Make the local Ray this process starts listen on 127.0.0.1 only, whatever imported ray
+    before. Ray decides its node address from ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER``, which it
+    reads once, into ``ray_constants.ENABLE_RAY_CLUSTER``, when ray is imported; with it off,
+    ``services.get_node_ip_address`` answers 127.0.0.1, and the GCS, raylet and workers bind
+    there instead of on the machine's network interface (measured: ``*:PORT`` without it). So
+    both the variable (for the worker processes Ray starts, which import ray afresh) and the
+    constant (for this process, which may have imported ray already) are set. The constant is
+    private: ``tests/test_ray_loopback.py`` checks the sockets, so a Ray upgrade that moves it
+    fails there, not silently. Never for a driver that joins a cluster: its node is not
+    127.0.0.1."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
 def _start_ray(local: bool, env: dict) -> None:
     import ray
 
     if local:
-        # A single-machine Ray bound to 127.0.0.1; without this Ray opens its ports on the
-        # machine's network interface even for a laptop run.
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        bind_to_loopback()
         # address="local": always a new instance; a bare init() would join any `ray start`
         # cluster already running on this machine (another user's, with other resources).
         ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING,
