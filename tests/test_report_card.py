@@ -273,7 +273,7 @@ def test_the_driver_builds_the_card_from_the_study_the_options_and_the_source(tm
         def provenance(self, cache_root):
             raise OSError("unreadable batch")
 
-    bare = types.SimpleNamespace(name="x", default_preset="p")  # a Study before departures existed
+    bare = types.SimpleNamespace(name="x", default_preset="p", departures=(), published=None)  # Study's defaults
     built = driver.study_card(bare, options, Failing(), tmp_path)
     assert built["departures"] == [] and built["published"] is None
     assert built["data"]["genuine"] is None and "unreadable batch" in built["data"]["note"]

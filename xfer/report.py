@@ -115,12 +115,13 @@ def write_report(runs: pd.DataFrame, failed: pd.DataFrame, histories: dict[str, 
     if "dataset_size" in analysis.points:
         figures["size"] = plot_by_size(analysis, out / "size.png", ceiling=ceiling, ceilings=levels)
     best_runs, names = _best_runs(analysis), _best_names(analysis)
-    by_model = _model_curve_runs(analysis)
+    by_model = _model_rows(analysis)
     if by_model:  # several models: one row of panels per model, not only the best model's curves
-        curves = {g: histories[r] for g, r in by_model.items() if r in histories}
-        models = {g: str(row["model"]) for g, row in _model_rows(analysis).items()}
+        curves = {g: histories[row["representative_run_id"]] for g, row in by_model.items()
+                  if row["representative_run_id"] in histories}
+        models = {g: str(row["model"]) for g, row in by_model.items()}
         curve_names = {g: f"{row['config']}, test accuracy {fr.point_accuracy_text(row)}"
-                       for g, row in _model_rows(analysis).items()}
+                       for g, row in by_model.items()}
     else:
         curves, models, curve_names = {c: histories[r] for c, r in best_runs.items() if r in histories}, None, names
     if curves:

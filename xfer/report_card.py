@@ -351,13 +351,13 @@ def audit_lines(audit: dict | None) -> list[str]:
     if "empirical" in audit and not empirical:
         lines.append("- Empirical check: skipped.")
     elif empirical:
-        pairs = empirical.get("pairs") or []
+        pairs, wrong = empirical.get("pairs") or [], disagreements(audit)
         lines.append(f"- Empirical check ({empirical.get('method', '?')}, {empirical.get('per_class', '?')} images "
                      f"per class at {empirical.get('image_size', '?')} px, {_seconds(empirical.get('seconds'))}): "
                      f"{len(pairs)} pair{'' if len(pairs) == 1 else 's'}, "
-                     + ("every verdict agrees with the analytic categories." if not disagreements(audit)
-                        else f"{len(disagreements(audit))} disagree with the analytic categories:"))
-        lines += [f"  - Warning: {_disagreement_text(p)}" for p in disagreements(audit)]
+                     + ("every verdict agrees with the analytic categories." if not wrong
+                        else f"{len(wrong)} disagree with the analytic categories:"))
+        lines += [f"  - Warning: {_disagreement_text(p)}" for p in wrong]
     return lines
 
 

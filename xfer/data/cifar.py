@@ -405,8 +405,10 @@ def _identity(fmt: CifarFormat, root: Path, val_size: int, seed: int,
     return identity
 
 
-def _resolve_val_size(fmt: CifarFormat, val_size: int | None, val_source: str) -> int:
-    """Training images held out for validation: 0 with val_source "test"."""
+def resolve_val_size(name: str, val_size: int | None, val_source: str) -> int:
+    """Training images held out for validation: ``val_size`` (None: the release's default) with
+    val_source "train", 0 with "test" (which takes no ``val_size``); else UsageError."""
+    fmt = cifar_format(name)
     if check_val_source(val_source) == "test":
         if val_size:
             raise UsageError(f"val_size ({val_size}) applies to val_source 'train' only: with "
@@ -426,7 +428,7 @@ def pack_cifar(root: str | Path, name: str, out: str | Path, *, val_size: int | 
     at ``out`` is kept without reading anything. ``val_source`` "test": see the module docstring
     (``val_size`` must then be None)."""
     fmt = cifar_format(name)
-    val_size = _resolve_val_size(fmt, val_size, val_source)
+    val_size = resolve_val_size(name, val_size, val_source)
     if not isinstance(seed, int) or seed < 0:
         raise UsageError(f"--seed must be an integer >= 0, got {seed}")
     root = Path(root).expanduser()
@@ -473,7 +475,7 @@ def cache_key(name: str, val_size: int, seed: int, val_source: str = DEFAULT_VAL
 def packed_cache(cache_root: str | Path, name: str, val_size: int | None = None, seed: int = 0,
                  val_source: str = DEFAULT_VAL_SOURCE) -> Path:
     """Where ``ensure_cifar`` keeps this dataset under ``cache_root`` (built or not)."""
-    val_size = _resolve_val_size(cifar_format(name), val_size, val_source)
+    val_size = resolve_val_size(name, val_size, val_source)
     return Path(cache_root) / cache_key(name, val_size, seed, val_source)
 
 
@@ -481,9 +483,8 @@ def ensure_cifar(cache_root: str | Path, root: str | Path, name: str, val_size: 
                  seed: int = 0, download: bool = True, val_source: str = DEFAULT_VAL_SOURCE,
                  progress: Callable[[str], None] | None = None) -> Path:
     """The packed ``name`` under ``cache_root``, built at most once per machine."""
-    fmt = cifar_format(name)
-    val_size = _resolve_val_size(fmt, val_size, val_source)
+    val_size = resolve_val_size(name, val_size, val_source)
     return ensure_packed(cache_root, cache_key(name, val_size, seed, val_source),
-                         lambda target: pack_cifar(root, name, target, val_size=val_size or None,
+                         lambda target: pack_cifar(root, name, target, val_size=val_size,
                                                    seed=seed, download=download,
                                                    val_source=val_source, progress=progress))

@@ -282,15 +282,14 @@ def study_card(study: Study, options: SweepOptions, source: DataSource, cache_ro
     """What the replication card needs that MLflow's params do not hold, logged as the parent
     run's ``study_card.json``: the study's preset, its departures and published numbers, the
     data's provenance (genuine or a stand-in) and this machine's devices."""
-    provenance = getattr(source, "provenance", None)
     try:
-        data = provenance(cache_root) if provenance else None
+        data = source.provenance(cache_root)
     except Exception as exc:  # noqa: BLE001 - the card says what it could not check; the sweep goes on
         data = {"describe": source.describe(), "genuine": None, "note": f"provenance unknown: {exc}",
                 "val_is_test": False}
     return {"study": study.name, "preset": options.preset, "study_preset": study.default_preset,
-            "departures": list(getattr(study, "departures", ()) or ()),
-            "published": getattr(study, "published", None), "data": data, "hardware": hardware()}
+            "departures": list(study.departures), "published": study.published, "data": data,
+            "hardware": hardware()}
 
 
 def hardware() -> str:

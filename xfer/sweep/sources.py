@@ -213,14 +213,11 @@ class CifarData(_FixedSplits):
     val_source: str = "train"  # "train" | "test" (xfer.data.cifar.VAL_SOURCES)
 
     def __post_init__(self):
-        from xfer.data.cifar import check_val_source
+        from xfer.data.cifar import resolve_val_size
 
         if self.name not in _CIFAR:
             raise UsageError(f"unknown CIFAR dataset {self.name!r} (valid: {', '.join(_CIFAR)})")
-        check_val_source(self.val_source)
-        if self.val_is_test and self.val_size is not None:
-            raise UsageError(f"val_size ({self.val_size}) applies to val_source 'train' only: with "
-                             "'test' the official test set is the validation split")
+        resolve_val_size(self.name, self.val_size, self.val_source)  # UsageError when they clash
 
     @property
     def val_is_test(self) -> bool:
@@ -266,7 +263,7 @@ class CifarData(_FixedSplits):
         from xfer.data.cifar import ensure_cifar
 
         return ensure_cifar(cache_root, self._root(cache_root), self.name,
-                            val_size=self.holdout or None, seed=self.seed, download=self.download,
+                            val_size=self.holdout, seed=self.seed, download=self.download,
                             val_source=self.val_source, progress=progress)
 
     def provenance(self, cache_root: Path) -> dict:
@@ -275,7 +272,7 @@ class CifarData(_FixedSplits):
         (before ``prepare``, with nothing extracted yet)."""
         from xfer.data.cifar import packed_cache, recorded_md5s, release_note
 
-        packed = packed_cache(cache_root, self.name, self.holdout or None, self.seed, self.val_source)
+        packed = packed_cache(cache_root, self.name, self.holdout, self.seed, self.val_source)
         genuine, note = release_note(self.name, recorded_md5s(packed, self._root(cache_root), self.name))
         return _provenance(self.describe(), genuine, note, self.val_is_test)
 

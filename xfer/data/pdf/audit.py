@@ -37,13 +37,11 @@ from pathlib import Path
 import numpy as np
 
 from xfer.data.pdf.families import DEFAULT_GAMMA_BETA, FAMILY_NAMES, check_gamma_beta, family
+from xfer.data.pdf.render import AXES_HEIGHT_FRACTION, AXES_WIDTH_FRACTION, axis_limits
 from xfer.data.pdf.separability import DEFAULT_PER_CLASS, SEPARABLE_ACCURACY, empirical_check
 from xfer.errors import UsageError
 
 GRID_POINTS = 64
-AXES_HEIGHT_FRACTION = 0.77  # matplotlib's default subplot: top 0.88 - bottom 0.11
-AXES_WIDTH_FRACTION = 0.775  # right 0.9 - left 0.125
-AXIS_MARGIN = 0.05  # matplotlib's axes.xmargin / ymargin, as render.data_limits adds them
 SAME_DISTRIBUTION_RMS = 1e-6  # raw densities this close are the same distribution
 CHANCE_MARGIN = 0.05  # a pair whose (balanced) Bayes ceiling is below 0.55 is expected at chance
 _ROW_BLOCK = 1024  # distance rows per block: 1024 x U float64 stays small at U = 10k
@@ -53,15 +51,6 @@ METHOD = ("canonical density curves (quantile range 1/(m+1)..m/(m+1), min-max sc
           "height (RMS) are indistinguishable; with tick labels, their four axis limits must also "
           "agree within one pixel; ceiling = Bayes accuracy under the empirical class posterior "
           "among indistinguishable images")
-
-
-def _axis_limits(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """render.data_limits, vectorised: 5% margins; a constant gets +-5.5% of its value."""
-    flat = hi - lo <= 1e-12 * np.maximum(1.0, np.abs(hi))
-    half = np.where(hi != 0, 0.05 * np.abs(hi), 0.05)
-    lo, hi = np.where(flat, hi - half, lo), np.where(flat, hi + half, hi)
-    span = hi - lo
-    return lo - AXIS_MARGIN * span, hi + AXIS_MARGIN * span
 
 
 def _curves(names: list[str], values: list[list[float]], observations: int, gamma_beta: str,
@@ -84,8 +73,8 @@ def _curves(names: list[str], values: list[list[float]], observations: int, gamm
             density = np.broadcast_to(fam.pdf(lo + t * (hi - lo), *columns), (len(rows), GRID_POINTS))
         curves[rows] = _minmax(density)
         finite = np.where(np.isfinite(density), density, np.nan)
-        x_limits = _axis_limits(lo[:, 0], hi[:, 0])
-        y_limits = _axis_limits(np.nanmin(finite, axis=1), np.nanmax(finite, axis=1))
+        x_limits = axis_limits(lo[:, 0], hi[:, 0])
+        y_limits = axis_limits(np.nanmin(finite, axis=1), np.nanmax(finite, axis=1))
         limits[rows] = np.column_stack([*x_limits, *y_limits])
     return curves, limits
 

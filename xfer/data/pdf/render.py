@@ -34,6 +34,9 @@ _TICK_LEN_PT = 3.5
 _TICK_PAD_PT = 3.5
 _MARGINS = 0.05  # axes.xmargin / axes.ymargin
 _SUBPLOT = {"left": 0.125, "right": 0.9, "bottom": 0.11, "top": 0.88}
+# The axes' share of the image, per side: what one pixel of each axis is, for the audit
+AXES_WIDTH_FRACTION = _SUBPLOT["right"] - _SUBPLOT["left"]  # 0.775
+AXES_HEIGHT_FRACTION = _SUBPLOT["top"] - _SUBPLOT["bottom"]  # 0.77
 _MINUS = "\u2212"  # matplotlib's unicode minus
 
 
@@ -60,16 +63,22 @@ def _tick_space(length_pt: float, font_pt: float, per_label: float) -> int:
     return int(np.clip(math.floor(length_pt / (font_pt * per_label)), 1, 9))
 
 
-def data_limits(values: np.ndarray) -> tuple[float, float]:
-    """Autoscaled axis limits with matplotlib's 5% margins; a constant gets +-5.5%, like
-    matplotlib's nonsingular expansion followed by the margin."""
-    lo, hi = float(values.min()), float(values.max())
+def axis_limits(lo, hi):
+    """Autoscaled axis limits of data spanning [lo, hi], with matplotlib's 5% margins; a
+    constant gets +-5.5%, like matplotlib's nonsingular expansion followed by the margin.
+    Elementwise on arrays (the audit computes thousands of plots' limits at once)."""
+    lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+    flat = hi - lo <= 1e-12 * np.maximum(1.0, np.abs(hi))
+    half = np.where(hi != 0, 0.05 * np.abs(hi), 0.05)
+    lo, hi = np.where(flat, hi - half, lo), np.where(flat, hi + half, hi)
     span = hi - lo
-    if span <= 1e-12 * max(1.0, abs(hi)):
-        half = 0.05 * abs(hi) if hi != 0 else 0.05
-        lo, hi = hi - half, hi + half
-        span = hi - lo
     return lo - _MARGINS * span, hi + _MARGINS * span
+
+
+def data_limits(values: np.ndarray) -> tuple[float, float]:
+    """The autoscaled axis limits of ``values`` (:func:`axis_limits` of their range)."""
+    lo, hi = axis_limits(values.min(), values.max())
+    return float(lo), float(hi)
 
 
 def format_ticks(ticks: np.ndarray) -> list[str]:

@@ -100,6 +100,11 @@ def render_features(spec, per_class: int) -> np.ndarray:
     return np.stack(features)
 
 
+def pair_confidence(n_pairs: int) -> float:
+    """Each pair's interval confidence: Bonferroni over the pairs, for FAMILYWISE_CONFIDENCE."""
+    return 1 - (1 - FAMILYWISE_CONFIDENCE) / max(1, n_pairs)
+
+
 def verdict(accuracy: float, ci_low: float, ci_high: float) -> str:
     if accuracy >= SEPARABLE_ACCURACY:
         return "separable"
@@ -115,7 +120,7 @@ def pair_accuracies(features: np.ndarray, classes: list[str], expected: dict | N
     from xfer.stats import wilson_interval
 
     n_pairs = len(classes) * (len(classes) - 1) // 2
-    confidence = 1 - (1 - FAMILYWISE_CONFIDENCE) / max(1, n_pairs)
+    confidence = pair_confidence(n_pairs)
     per_class = features.shape[1]
     train = per_class // 2
     labels_train = np.r_[np.zeros(train), np.ones(train)]
@@ -160,7 +165,7 @@ def empirical_check(spec, per_class: int = DEFAULT_PER_CLASS, expected: dict | N
         "per_class": per_class,
         "image_size": spec.image_size,
         "feature_px": side,
-        "confidence": round(1 - (1 - FAMILYWISE_CONFIDENCE) / max(1, len(pairs)), 6),
+        "confidence": round(pair_confidence(len(pairs)), 6),
         "seconds": round(time.perf_counter() - started, 3),
         "pairs": pairs,
         "disagreements": [p for p in pairs if p.get("agrees") is False],
