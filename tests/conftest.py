@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -96,3 +99,36 @@ def s3_endpoint(request) -> str:
     request.addfinalizer(server.stop)
     host, port = server.get_host_and_port()
     return f"http://{host}:{port}"
+
+
+# The shared smoke sweep's arguments (one line per feature that the shared sweep exercises).
+SMOKE_ARGS = ["--preset", "smoke"]
+SMOKE_ARGS += []  # system metrics (issue 16)
+SMOKE_ARGS += []  # progress line interval (issue 16)
+
+# Fake credentials in the smoke sweep's environment, as a cluster's driver would have real ones:
+# test_no_secret_... searches everything the sweep wrote for them (one sweep serves both).
+SECRETS = {"AWS_ACCESS_KEY_ID": "AKIAXFERFAKEKEY12345", "AWS_SECRET_ACCESS_KEY": "xfer-fake-secret-9f8e7d",
+           "MLFLOW_TRACKING_PASSWORD": "xfer-fake-mlflow-pw-4c3b", "RAY_AUTH_TOKEN": "xferfaketoken0a1b2c3d4e5f"}
+
+
+@pytest.fixture(scope="session")
+def smoke_ray_tmp():
+    """The smoke sweep's RAY_TMPDIR, kept until the session ends so its Ray logs can be read."""
+    ray_tmp = Path(tempfile.mkdtemp(prefix="xr", dir="/tmp"))  # short: Ray's socket paths are capped
+    yield ray_tmp
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def smoke_sweep(tmp_path_factory, shared_cache, smoke_ray_tmp):
+    """`sweeps/pdf_grid.py --preset smoke` once per session, as a user runs it: (its folder,
+    with mlflow.db; the finished process; seconds). Every test that only reads a smoke
+    sweep's store or output shares this one."""
+    tmp = tmp_path_factory.mktemp("smoke")
+    env = {**sweep_env(tmp), **SECRETS, "MLFLOW_TRACKING_USERNAME": "xfer-driver",
+           "RAY_TMPDIR": str(smoke_ray_tmp)}
+    started = time.perf_counter()
+    done = run_sweep("pdf_grid.py", SMOKE_ARGS, tmp, shared_cache, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return tmp, done, time.perf_counter() - started

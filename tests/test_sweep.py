@@ -7,10 +7,8 @@ own MLflow store, and checks the store afterwards.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -18,7 +16,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO, kill_group, run_sweep, sweep_env
+from conftest import REPO, SECRETS, kill_group, run_sweep, sweep_env
 
 pytestmark = pytest.mark.slow
 
@@ -40,29 +38,6 @@ def _runs(tmp: Path):
     return client, parents, children
 
 
-# Fake credentials in the smoke sweep's environment, as a cluster's driver would have real ones:
-# test_no_secret_... searches everything the sweep wrote for them (one sweep serves both).
-SECRETS = {"AWS_ACCESS_KEY_ID": "AKIAXFERFAKEKEY12345", "AWS_SECRET_ACCESS_KEY": "xfer-fake-secret-9f8e7d",
-           "MLFLOW_TRACKING_PASSWORD": "xfer-fake-mlflow-pw-4c3b", "RAY_AUTH_TOKEN": "xferfaketoken0a1b2c3d4e5f"}
-
-
-@pytest.fixture(scope="module")
-def smoke_ray_tmp():
-    """The smoke sweep's RAY_TMPDIR, kept until the module ends so its Ray logs can be read."""
-    ray_tmp = Path(tempfile.mkdtemp(prefix="xr", dir="/tmp"))  # short: Ray's socket paths are capped
-    yield ray_tmp
-    shutil.rmtree(ray_tmp, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def smoke_sweep(tmp_path_factory, shared_cache, smoke_ray_tmp):
-    tmp = tmp_path_factory.mktemp("smoke")
-    env = {**sweep_env(tmp), **SECRETS, "MLFLOW_TRACKING_USERNAME": "xfer-driver",
-           "RAY_TMPDIR": str(smoke_ray_tmp)}
-    started = time.perf_counter()
-    done = run_sweep("pdf_grid.py", ["--preset", "smoke"], tmp, shared_cache, env=env)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return tmp, done, time.perf_counter() - started
 
 
 def test_smoke_sweep_logs_one_parent_and_exactly_one_child_per_trial(smoke_sweep):
