@@ -1,6 +1,6 @@
 """The seed study's grid through `xfer train` processes: wall time, images/s, GPU utilisation.
 
-Issue 9's goal is the 54 configurations of ``sweeps/pdf_grid.py --preset seed`` (ResNet-50 at
+Issue 9's goal is the 54 configurations of ``sweeps/pdf_grid.py --preset study`` (ResNet-50 at
 256 px, SGD lr 0.01; epochs {10, 20, 50} x batch {4, 8, 16} x init {scratch, pretrained} x
 dataset size {100, 1000, 10000}) on one H100 in <= 30 min. This runs the grid's trials as
 ``python -m xfer.cli train`` processes, ``--k`` at once (no Ray, no MLflow), longest first.
@@ -67,7 +67,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # packing.py, when imp
 from packing import (GpuSampler, Trial, cpu_cores, exit_with, fail, missing_modules,  # noqa: E402
                      resolve_device, run_trials, write_dataset, write_standin_weights)
 
-# sweeps/pdf_grid.py's `seed` preset (tests/test_benchmarks_smoke.py checks they agree); copied,
+# sweeps/pdf_grid.py's `study` preset (tests/test_benchmarks_smoke.py checks they agree); copied,
 # not imported, because importing the sweep pulls in Ray, which the GPU machine lacks.
 SEED_GRID = {"epochs": [10, 20, 50], "batch_size": [4, 8, 16], "init": ["scratch", "pretrained"],
              "dataset_size": [100, 1000, 10000]}

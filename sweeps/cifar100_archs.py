@@ -1,7 +1,7 @@
 """CIFAR-100: EfficientNet-B0 and ResNet-50 (ImageNet-pretrained, fine-tuned) vs AlexNet (from
 scratch), with each model's training time next to its accuracy.
 
-    python sweeps/cifar100_archs.py --preset cpu            # laptop: 64 px, 2,000 images, ~15 min
+    python sweeps/cifar100_archs.py --preset quick            # laptop: 64 px, 2,000 images, ~15 min
     ray job submit --working-dir . -- python sweeps/cifar100_archs.py   # the study's setting
 
 Data: CIFAR-100's python-pickle archive (cifar-100-python.tar.gz) in --data-root, downloaded by
@@ -13,11 +13,9 @@ sweeps/published/cifar100_archs.json.
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `ray job submit` runs from a copy
-
-from xfer.sweep.driver import main  # noqa: E402
-from xfer.sweep.sources import CifarData  # noqa: E402
-from xfer.sweep.study import OfflinePretrain, Preset, Study, load_published  # noqa: E402
+from xfer.sweep.driver import main
+from xfer.sweep.sources import CifarData
+from xfer.sweep.study import SMOKE_PRETRAIN, Preset, Study, load_published
 
 # Where the `study` preset departs from the study (shared/studies/002), on purpose or from
 # necessity (the report repeats this list).
@@ -41,7 +39,7 @@ DEPARTURES = [
     "Recall: the study's 'Recall Score' is read as macro-averaged (test_recall_macro).",
     "Hardware: the study timed 25 epochs on one NVIDIA Tesla V100 16 GB (Google Colab); training "
     "times compare only on like hardware, and xfer's train_time_s excludes validation.",
-    "cpu and smoke presets: 64 px, 2,000 images, 3 epochs, batch 32, lr 0.01 (cpu) or a tiny "
+    "quick and smoke presets: 64 px, 2,000 images, 3 epochs, batch 32, lr 0.01 (quick) or a tiny "
     "ResNet on 200 images (smoke): too short for the plateau schedule to act; their numbers do "
     "not compare with the study's.",
 ]
@@ -60,7 +58,7 @@ STUDY_SETTING = {"init": "pretrained", "optimizer": "sgd", "momentum": 0.0, "lr"
 
 STUDY = Study(
     name="cifar100_archs",
-    default_preset="study",
+    aliases={"cpu": "quick"},  # its name before issue 16
     report_title="CIFAR-100: EfficientNet-B0 vs ResNet-50 vs AlexNet, accuracy and training time",
     departures=tuple(DEPARTURES),
     published=load_published(Path(__file__).resolve().parent / "published" / "cifar100_archs.json"),
@@ -72,11 +70,10 @@ STUDY = Study(
             arms={name: {**arm, "model": "resnet10"} for name, arm in ARMS.items()},
             fixed={**STUDY_SETTING, "batch_size": 32, "epochs": 2, "image_size": 32, "lr": 0.05},
             data=CifarData("cifar100", val_size=100),
-            pretrained=OfflinePretrain(model="resnet10", n=160, image_size=32, epochs=2,
-                                       batch_size=32, lr=0.05),
+            pretrained=SMOKE_PRETRAIN,
             description="tests"),
-        # A CPU: the three real models at 64 px on 2,000 training images for 3 epochs.
-        "cpu": Preset(
+        # quick, for a laptop's CPU: the three real models at 64 px on 2,000 training images for 3 epochs.
+        "quick": Preset(
             space={"dataset_size": [2000]}, arms=ARMS,
             fixed={**STUDY_SETTING, "batch_size": 32, "epochs": 3, "image_size": 64, "lr": 0.01},
             data=CifarData("cifar100"), pretrained="imagenet", description="a CPU"),

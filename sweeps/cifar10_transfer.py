@@ -1,7 +1,7 @@
 """CIFAR-10: an ImageNet-pretrained ResNet-50 against a small CNN trained from scratch, at 1%, 10%
 and 100% of the training set. How much data is pretraining worth, and at what cost?
 
-    python sweeps/cifar10_transfer.py --preset cpu          # laptop: ResNet-18 at 64 px, ~10 min
+    python sweeps/cifar10_transfer.py --preset quick          # laptop: ResNet-18 at 64 px, ~10 min
     ray job submit --working-dir . -- python sweeps/cifar10_transfer.py   # the study's setting
 
 Data: CIFAR-10's python-pickle archive (cifar-10-python.tar.gz) in --data-root, downloaded there
@@ -15,11 +15,9 @@ sweeps/published/cifar10_transfer.json.
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `ray job submit` runs from a copy
-
-from xfer.sweep.driver import main  # noqa: E402
-from xfer.sweep.sources import CifarData  # noqa: E402
-from xfer.sweep.study import OfflinePretrain, Preset, Study, load_published  # noqa: E402
+from xfer.sweep.driver import main
+from xfer.sweep.sources import CifarData
+from xfer.sweep.study import SMOKE_PRETRAIN, Preset, Study, load_published
 
 # Where the `study` preset departs from the study (shared/studies/001), on purpose or from
 # necessity (the report repeats this list).
@@ -42,7 +40,7 @@ DEPARTURES = [
     "BatchNorm: every layer trains, as in the study (26,162,698 trainable), but torch's running "
     "statistics move 0.1 per step where Keras' move 0.01 (momentum 0.99).",
     "Hardware: not stated by the study (Colab); xfer records its own.",
-    "cpu and smoke presets: ResNet-18 (cpu) or a tiny ResNet pretrained offline (smoke) at 64 px "
+    "quick and smoke presets: ResNet-18 (quick) or a tiny ResNet pretrained offline (smoke) at 64 px "
     "(nearest x2), fewer epochs and sizes; their numbers do not compare with the study's.",
 ]
 
@@ -60,7 +58,7 @@ STUDY_DATA = CifarData("cifar10", val_source="test")
 
 STUDY = Study(
     name="cifar10_transfer",
-    default_preset="study",
+    aliases={"cpu": "quick"},  # its name before issue 16
     report_title="CIFAR-10: pretrained ResNet-50 vs a small CNN from scratch, by training-set size",
     departures=tuple(DEPARTURES),
     published=load_published(Path(__file__).resolve().parent / "published" / "cifar10_transfer.json"),
@@ -72,12 +70,11 @@ STUDY = Study(
                   "scratch": {**SCRATCH, "epochs": 3, "early_stopping_patience": 2}},
             fixed={**STUDY_SETTING, "batch_size": 16},
             data=STUDY_DATA,
-            pretrained=OfflinePretrain(model="resnet10", n=160, image_size=32, epochs=2,
-                                       batch_size=32, lr=0.05),
+            pretrained=SMOKE_PRETRAIN,
             scheduler="fifo", description="tests"),
-        # A CPU: ImageNet ResNet-18 at 64 px (nearest x2) for 3 epochs vs the scratch CNN, at 1%
+        # quick, for a laptop's CPU: ImageNet ResNet-18 at 64 px (nearest x2) for 3 epochs vs the scratch CNN, at 1%
         # and 10%.
-        "cpu": Preset(
+        "quick": Preset(
             space={"dataset_size": [500, 5000]},
             arms={"transfer": {**TRANSFER, "model": "resnet18", "image_size": 64, "epochs": 3},
                   "scratch": {**SCRATCH, "epochs": 15, "early_stopping_patience": 3}},

@@ -2,7 +2,7 @@
 and fine-tuned (ImageNet weights, only the classifier trained), with precision, recall, F1 and
 one-vs-rest AUC-ROC.
 
-    python sweeps/folder_finetune.py --data DIR --preset cpu      # laptop
+    python sweeps/folder_finetune.py --data DIR --preset quick      # laptop
     ray job submit --working-dir . -- python sweeps/folder_finetune.py --data DIR
 
 Data: --data DIR, one sub-folder per class (torchvision's ImageFolder layout), split 80:10:10
@@ -15,11 +15,9 @@ a target.
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `ray job submit` runs from a copy
-
-from xfer.sweep.driver import main  # noqa: E402
-from xfer.sweep.sources import FolderData  # noqa: E402
-from xfer.sweep.study import OfflinePretrain, Preset, Study, load_published  # noqa: E402
+from xfer.sweep.driver import main
+from xfer.sweep.sources import FolderData
+from xfer.sweep.study import SMOKE_PRETRAIN, Preset, Study, load_published
 
 # Where the `study` preset departs from the study (shared/studies/003), on purpose or from
 # necessity (the report repeats this list).
@@ -40,7 +38,7 @@ DEPARTURES = [
     "ImageNet IMAGENET1K_V1 weights for all three models.",
     "Precision, recall and F1: averaging not stated; xfer reports macro averages.",
     "Hardware: the study trained on an NVIDIA Quadro P5000 (Paperspace) and reports no times.",
-    "cpu and smoke presets: ResNet-18 only for 5 epochs at 64 px, lr 1e-3 (cpu), or a tiny ResNet "
+    "quick and smoke presets: ResNet-18 only for 5 epochs at 64 px, lr 1e-3 (quick), or a tiny ResNet "
     "at 32 px (smoke); lr 1e-3 so that a few epochs learn something.",
 ]
 
@@ -55,7 +53,7 @@ STUDY_SETTING = {"optimizer": "adam", "lr": 1e-4, "batch_size": 32, "epochs": 50
 
 STUDY = Study(
     name="folder_finetune",
-    default_preset="study",
+    aliases={"cpu": "quick"},  # its name before issue 16
     report_title="Image folder: ResNet-18, VGG-19 and Inception V3, scratch vs fine-tuned",
     departures=tuple(DEPARTURES),
     published=load_published(Path(__file__).resolve().parent / "published" / "folder_finetune.json"),
@@ -65,11 +63,10 @@ STUDY = Study(
             space={"model": ["resnet10"]}, arms=CONDITIONS,
             fixed={**STUDY_SETTING, "epochs": 2, "batch_size": 16, "lr": 1e-3},
             data=FolderData(image_size=32),
-            pretrained=OfflinePretrain(model="resnet10", n=160, image_size=32, epochs=2,
-                                       batch_size=32, lr=0.05),
+            pretrained=SMOKE_PRETRAIN,
             description="tests"),
-        # A CPU: ResNet-18 only, at 64 px, 5 epochs.
-        "cpu": Preset(
+        # quick, for a laptop's CPU: ResNet-18 only, at 64 px, 5 epochs.
+        "quick": Preset(
             space={"model": ["resnet18"]}, arms=CONDITIONS,
             fixed={**STUDY_SETTING, "epochs": 5, "image_size": 64, "lr": 1e-3},
             data=FolderData(image_size=64), pretrained="imagenet", description="a CPU"),

@@ -2,7 +2,7 @@
 each regime's features separate the classes at an early, a middle and a late stage (t-SNE and
 UMAP, plus silhouette scores).
 
-    python sweeps/probe_regimes.py --preset cpu             # laptop: ResNet-18, 2,000 images
+    python sweeps/probe_regimes.py --preset quick             # laptop: ResNet-18, 2,000 images
     ray job submit --working-dir . -- python sweeps/probe_regimes.py   # the study's setting
     python sweeps/probe_regimes.py --data DIR               # any image folder or xfer dataset
 
@@ -13,11 +13,9 @@ out for validation), or --data. The study's published numbers: sweeps/published/
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `ray job submit` runs from a copy
-
-from xfer.sweep.driver import main  # noqa: E402
-from xfer.sweep.sources import CifarData  # noqa: E402
-from xfer.sweep.study import OfflinePretrain, Preset, Study, load_published  # noqa: E402
+from xfer.sweep.driver import main
+from xfer.sweep.sources import CifarData
+from xfer.sweep.study import SMOKE_PRETRAIN, Preset, Study, load_published
 
 # Where the `study` preset departs from the study (shared/studies/004), on purpose or from
 # necessity (the report repeats this list).
@@ -36,7 +34,7 @@ DEPARTURES = [
     "Embeddings: t-SNE and UMAP of early, middle and late features as in its figures, on at most "
     "2,000 test images (the study's count and settings are not stated), plus silhouette scores.",
     "Hardware: not stated by the study; xfer records its own.",
-    "cpu and smoke presets: ResNet-18 at 64 px on 2,000 images for 3 epochs (cpu), or a tiny "
+    "quick and smoke presets: ResNet-18 at 64 px on 2,000 images for 3 epochs (quick), or a tiny "
     "ResNet at 32 px (smoke, t-SNE only: UMAP's numba compilation costs ~20 s per worker on 2 "
     "cores); their numbers do not compare with the study's.",
 ]
@@ -51,7 +49,7 @@ STUDY_SETTING = {"model": "resnet152", "optimizer": "sgd", "momentum": 0.9, "lr"
 
 STUDY = Study(
     name="probe_regimes",
-    default_preset="study",
+    aliases={"cpu": "quick"},  # its name before issue 16
     report_title="ResNet-152: linear probe vs last block vs full fine-tune",
     departures=tuple(DEPARTURES),
     published=load_published(Path(__file__).resolve().parent / "published" / "probe_regimes.json"),
@@ -61,10 +59,9 @@ STUDY = Study(
             fixed={**STUDY_SETTING, "model": "resnet10", "epochs": 2, "batch_size": 16,
                    "image_size": 32, "lr": 0.05, "embeddings": "tsne"},
             data=CifarData("cifar10", val_size=40),
-            pretrained=OfflinePretrain(model="resnet10", n=160, image_size=32, epochs=2,
-                                       batch_size=32, lr=0.05),
+            pretrained=SMOKE_PRETRAIN,
             scheduler="fifo", description="tests"),
-        "cpu": Preset(
+        "quick": Preset(
             space={**REGIMES, "dataset_size": [2000]},
             fixed={**STUDY_SETTING, "model": "resnet18", "epochs": 3, "image_size": 64},
             data=CifarData("cifar10"), pretrained="imagenet", scheduler="fifo", description="a CPU"),

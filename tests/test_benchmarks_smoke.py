@@ -145,7 +145,7 @@ def test_seed_grid_is_the_sweeps_seed_preset(monkeypatch):
     spec = importlib.util.spec_from_file_location("pdf_grid", ROOT / "sweeps" / "pdf_grid.py")
     pdf_grid = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(pdf_grid)
-    preset = pdf_grid.STUDY.presets["seed"]
+    preset = pdf_grid.STUDY.presets["study"]
     assert preset.space == seed_grid.SEED_GRID
     assert {k: preset.fixed[k] for k in ("model", "lr", "optimizer")} == {
         k: seed_grid.SEED_FIXED[k] for k in ("model", "lr", "optimizer")}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -16,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from xfer.errors import UsageError
-from xfer.sweep.study import AXES, PUBLISHED_METRICS, SWEEP_ONLY_KEYS, Preset, Study, load_published
+from xfer.sweep.study import (AXES, PRESETS, PUBLISHED_METRICS, SMOKE_PRETRAIN, SWEEP_ONLY_KEYS, Preset,
+                              Study, load_published)
 from xfer.train import TrialConfig
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,6 +51,31 @@ def _by_arm(configs) -> dict[str, list[TrialConfig]]:
     for c in configs:
         arms.setdefault(c.sweep["arm"], []).append(c)
     return arms
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_script_has_the_same_preset_names_and_help_shows_them(name):
+    study = _module(name).STUDY
+    assert tuple(study.presets) == PRESETS == ("smoke", "quick", "study")
+    assert study.default_preset == "study"
+    assert study.presets["smoke"].pretrained == SMOKE_PRETRAIN  # one smoke pretraining for all five
+    # run as a user runs it, from another folder and without PYTHONPATH: the installed package,
+    # not a sys.path line in the script, makes `xfer` importable
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, str(REPO / "sweeps" / f"{name}.py"), "--help"], cwd="/",
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "--preset {smoke,quick,study}" in done.stdout
+    assert "sys.path" not in (REPO / "sweeps" / f"{name}.py").read_text()
+
+
+def test_old_preset_names_are_aliases_of_the_standard_ones():
+    assert _module("pdf_grid").STUDY.preset("seed") is _module("pdf_grid").STUDY.presets["study"]
+    for name in SCRIPTS[1:]:
+        study = _module(name).STUDY
+        assert study.canonical("cpu") == "quick" and study.preset("cpu") is study.presets["quick"]
+    with pytest.raises(UsageError, match="preset"):
+        _module("pdf_grid").STUDY.preset("cpu")
 
 
 @pytest.mark.parametrize("name", SCRIPTS)

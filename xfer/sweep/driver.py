@@ -28,9 +28,10 @@ from xfer.sweep.study import SWEEP_ONLY_KEYS, OfflinePretrain, Preset, Study
 def main(study: Study, argv: list[str] | None = None) -> int:
     prog = f"sweeps/{study.name}.py"
     parser = build_parser(prog, study.report_title or f"The {study.name} study as a Ray Tune sweep.",
-                          list(study.presets), study.default_preset, study.name)
+                          list(study.presets), study.default_preset, study.name, aliases=study.aliases)
     try:
         options = parse_options(parser, argv)
+        options = replace(options, preset=study.canonical(options.preset))
         return run_study(study, options)
     except (UsageError, FileNotFoundError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)

@@ -63,10 +63,13 @@ class SweepOptions:
 
 
 def build_parser(prog: str, description: str, presets: list[str], default_preset: str,
-                 experiment: str) -> argparse.ArgumentParser:
+                 experiment: str, aliases: dict[str, str] | None = None) -> argparse.ArgumentParser:
     parser = OneLineParser(prog=prog, description=description)
-    parser.add_argument("--preset", choices=presets, default=default_preset,
-                        help=f"which study setting to run (default: {default_preset})")
+    also = "".join(f"; {alias} = {name}" for alias, name in (aliases or {}).items())
+    parser.add_argument("--preset", choices=[*presets, *(aliases or {})], default=default_preset,
+                        metavar="{" + ",".join(presets) + "}",
+                        help=f"smoke: a tiny sweep for tests; quick: minutes on a laptop's CPU; "
+                             f"study: the published study's setting (default: {default_preset}{also})")
     parser.add_argument("--smoke-test", action="store_true",
                         help="the same as --preset smoke: a tiny sweep for tests")
     parser.add_argument("--num-samples", type=positive_int, default=None,

@@ -53,6 +53,11 @@ class OfflinePretrain:
         return replace(self, model=model)
 
 
+# Every study's smoke preset pretrains the same way: a tiny ResNet on 160 `varied` plots at
+# 32 px for 2 epochs (~10 s on a CPU), cached once per machine and shared by all five scripts.
+SMOKE_PRETRAIN = OfflinePretrain(model="resnet10", n=160, image_size=32, epochs=2, batch_size=32, lr=0.05)
+
+
 @dataclass(frozen=True)
 class Preset:
     """A search space: ``space`` axes crossed with ``arms``. An arm is a named bundle of values
@@ -161,11 +166,19 @@ class SchedulerPlan:
         return f"ASHA {pool}, grace {self.grace_period}, reduction {self.reduction_factor:g}, {rungs}"
 
 
+# The preset names of every study script, in --help's order.
+PRESETS = ("smoke", "quick", "study")
+
+
 @dataclass(frozen=True)
 class Study:
+    """One published study as a sweep script's data. The five study scripts have the same three
+    presets (``PRESETS``; tests/test_study_recipes.py checks it): ``smoke`` for tests, ``quick``
+    for a laptop's CPU, ``study`` for the study's own setting (the default). ``aliases`` keeps other names working: pdf_grid's ``seed`` (the
+    SPEC's name for its study grid) and the four others' ``cpu`` (``quick`` before issue 16)."""
     name: str  # the default MLflow experiment
     presets: dict[str, Preset]
-    default_preset: str
+    default_preset: str = "study"
     cost_metric: str = "train_macs"  # what nsga2 minimises and the frontier plots by default
     report_title: str = ""
     # Where xfer departs from the published study, on purpose or from necessity: one short line
@@ -173,16 +186,28 @@ class Study:
     departures: tuple[str, ...] = ()
     # The study's published numbers, as data (load_published): the report's replication card.
     published: dict | None = None
+    aliases: dict[str, str] = field(default_factory=dict)  # other name -> one of PRESETS
 
     def __post_init__(self):
         object.__setattr__(self, "departures", tuple(self.departures))
         if not all(isinstance(d, str) and d.strip() for d in self.departures):
             raise UsageError(f"study {self.name}: departures must be non-empty strings")
+        if self.default_preset not in self.presets:
+            raise UsageError(f"study {self.name}: default preset {self.default_preset!r} is not one "
+                             f"of its presets ({', '.join(self.presets)})")
+        if not set(self.aliases.values()) <= set(self.presets) or set(self.aliases) & set(self.presets):
+            raise UsageError(f"study {self.name}: an alias must name one of its presets "
+                             f"({', '.join(self.presets)}) and not be one")
 
-    def preset(self, name: str) -> Preset:
+    def canonical(self, name: str) -> str:
+        """The preset a name (or alias) stands for; UsageError for an unknown one."""
+        name = self.aliases.get(name, name)
         if name not in self.presets:
             raise choice_error("preset", name, list(self.presets))
-        return self.presets[name]
+        return name
+
+    def preset(self, name: str) -> Preset:
+        return self.presets[self.canonical(name)]
 
 
 # The metrics a published card may give, named as xfer logs them (the report compares like with
