@@ -82,6 +82,9 @@ def test_ray_job_submit_runs_the_smoke_sweep(ray_head, tmp_path, shared_cache):
         cwd=REPO, env=job_env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "succeeded" in (done.stdout + done.stderr)
+    # no sys.path line in the script: xfer came from the working dir Ray shipped
+    code = re.search(r"code: xfer from (\S+)", done.stdout + done.stderr)
+    assert code and "working_dir_files" in code.group(1), done.stdout[-4000:]
     client = MlflowClient(f"sqlite:///{db}")
     experiment = client.get_experiment_by_name("pdf_grid")
     runs = client.search_runs([experiment.experiment_id])

@@ -91,6 +91,10 @@ def test_smoke_sweep_runs_on_two_ray_nodes_with_mlflow_on_postgres_and_s3(topo, 
         pytest.fail(f"job still running after {JOB_TIMEOUT_S} s; its log:\n{logs.stdout[-4000:]}")
     output = done.stdout + done.stderr
     assert done.returncode == 0 and f"Job '{submission}' succeeded" in output, output[-5000:]
+    # the study script has no sys.path line: the job imported xfer from the working dir Ray
+    # shipped, not from the checkout the nodes' environment was installed from
+    code = re.search(r"code: xfer from (\S+)", output)
+    assert code and "working_dir_files" in code.group(1) and not code.group(1).startswith(str(REPO)), output[-5000:]
     job_status = subprocess.run([RAY, "job", "status", "--address", topo.dashboard_url, submission],
                                 env=job_env, capture_output=True, text=True, timeout=60)
     assert "succeeded" in (job_status.stdout + job_status.stderr).lower()

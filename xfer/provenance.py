@@ -36,3 +36,12 @@ def package_versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             pass
     return versions
+
+
+def code_origin() -> str:
+    """Where the running xfer was imported from, with its commit: on a cluster, the copy of
+    the working directory Ray unpacked for the job (``.../runtime_resources/working_dir_files/
+    ...``, put first on the job's PYTHONPATH by ``ray job submit --working-dir .``), locally the
+    checkout the virtual environment installed in editable mode. The sweep prints it with its
+    plan, so a job's log says which code ran."""
+    return f"xfer from {Path(__file__).resolve().parent} (git {git_sha()})"
