@@ -1,18 +1,25 @@
-"""infra/ configs: offline checks of the cluster launcher YAML against Ray's own schema, the
-KubeRay manifests' required fields, the MLflow compose file's intent, and the RayJob
-entrypoint's retry logic run for real with a stub `python`. No network, no cloud API."""
+"""infra/ configs: offline checks of the cluster launcher YAML against Ray's own schema and
+Ray's autoscaler v2 scheduler (spot first), the KubeRay manifests' required fields, the MLflow
+compose file's intent, and two shell snippets run for real: the RayJob entrypoint's retry logic
+with a stub `python`, the GPU nodes' driver check with a stub `nvidia-smi`. No network, no cloud
+API, no Docker."""
 import copy
+import inspect
 import json
 import re
 import subprocess
 from pathlib import Path
 
 import jsonschema
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
 CLUSTER_YAML = INFRA / "aws" / "cluster.yaml"
+DOCKERFILE = INFRA / "k8s" / "Dockerfile"
+# The lock inside the image, outside the path the AWS launcher mounts the repo over.
+IMAGE_LOCK = "/opt/xfer/constraints.txt"
 
 # AWS access key ids, secret-looking assignments, passwords in URIs.
 SECRET_PATTERNS = [re.compile(p) for p in (
@@ -64,10 +71,132 @@ def test_cluster_yaml_intent():
     assert "--dashboard-host=127.0.0.1" in start
     assert "0.0.0.0" not in json.dumps(config)   # comments aside: no command binds to all
     setup = " ".join(config["setup_commands"])
-    assert "-c constraints.txt" in setup and "pip install" in setup
     assert config["file_mounts"]["~/xfer"] == "."
     assert "MLFLOW_TRACKING_URI=" in setup and "s3://" in setup and "RAY_AUTH_MODE=token" in setup
     _assert_no_secrets(CLUSTER_YAML)
+
+
+def test_cluster_nodes_run_the_image_instead_of_installing_the_environment():
+    """Every node runs the image built from infra/k8s/Dockerfile (docker:), nothing installs
+    the ~7 GB environment at boot, GPU workers get their GPUs in the container, and a node whose
+    synced lock differs from the image's stops with the fix."""
+    config = _load(CLUSTER_YAML)
+    docker = config["docker"]
+    assert re.fullmatch(r"\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com/xfer:ray2\.60\.0-py311-gpu",
+                        docker["image"])
+    assert docker["container_name"] and docker["pull_before_run"] is True
+    commands = json.dumps({k: config[k] for k in config if k.endswith("_commands")})
+    assert "pip install" not in commands and "venv" not in commands and "apt-get" not in commands
+    setup = " ".join(config["setup_commands"])
+    assert f"cmp -s ~/xfer/constraints.txt {IMAGE_LOCK}" in setup and "exit 1" in setup
+    init = " ".join(config["initialization_commands"])
+    assert "aws ecr get-login-password" in init and "docker login" in init
+    assert docker["image"].split("/")[0] in init   # logs in to the registry the image is in
+    head = config["head_node_type"]
+    for name, node_type in config["available_node_types"].items():
+        if name != head:
+            assert "--gpus all" in node_type["docker"]["worker_run_options"], name
+    # The image keeps the lock where the setup check looks, and installs from it.
+    dockerfile = DOCKERFILE.read_text()
+    assert f"COPY constraints.txt {IMAGE_LOCK}" in dockerfile
+    assert f"pip install --no-cache-dir -r {IMAGE_LOCK}" in dockerfile
+
+
+def test_image_build_context_leaves_out_the_venv_and_secrets():
+    ignored = (INFRA / "k8s" / "Dockerfile.dockerignore").read_text().split()
+    for pattern in ("**/.venv", ".git", "infra/mlflow/.env", "mlflow.db", "xfer_runs"):
+        assert pattern in ignored, pattern
+
+
+def _with_worker_resources(config: dict) -> dict:
+    """`ray up` fills the worker types' `resources: {}` from EC2's instance-type API; the
+    g5.12xlarge's numbers stand in for that cloud call."""
+    from ray.autoscaler._private.util import prepare_config
+
+    config = prepare_config(copy.deepcopy(config))
+    for name, node_type in config["available_node_types"].items():
+        if name != config["head_node_type"]:
+            node_type["resources"] = {"CPU": 48, "GPU": 4}
+    return config
+
+
+def test_autoscaler_v2_starts_spot_first_and_on_demand_when_spot_fails():
+    """The comment on `priority` says what Ray 2.60 does: `ray up` runs autoscaler v2, whose
+    scheduler reads `priority` (v1 ignores it). Ray's own v2 scheduler, given this config and
+    four 1-GPU trials, launches a spot node; when spot launches recently failed, on-demand."""
+    from ray.autoscaler._private import commands
+    from ray.autoscaler.v2.instance_manager.config import AutoscalingConfig
+    from ray.autoscaler.v2.scheduler import ResourceDemandScheduler, SchedulingRequest
+    from ray.autoscaler.v2.utils import ResourceRequestUtil
+    from ray.core.generated.autoscaler_pb2 import ResourceRequestByCount
+
+    # The installed Ray's `ray up` turns v2 on unless RAY_UP_enable_autoscaler_v2=0.
+    assert 'os.getenv("RAY_UP_enable_autoscaler_v2", "1") == "1"' in inspect.getsource(commands)
+    config = _with_worker_resources(_load(CLUSTER_YAML))
+    node_types = AutoscalingConfig(config, skip_content_hash=True).get_node_type_configs()
+    spot = "worker.gpu.a10g.x4.spot"
+    assert node_types[spot].priority > node_types["worker.gpu.a10g.x4"].priority
+
+    def launched(recent_failures: dict) -> list:
+        trials = ResourceRequestByCount(request=ResourceRequestUtil.make({"GPU": 1, "CPU": 1}),
+                                        count=4)
+        reply = ResourceDemandScheduler().schedule(SchedulingRequest(
+            disable_launch_config_check=True, node_type_configs=node_types,
+            max_num_nodes=config["max_workers"], resource_requests=[trials],
+            recoverable_resource_availabilities=recent_failures))
+        return [(launch.instance_type, launch.count) for launch in reply.to_launch]
+
+    assert launched({}) == [(spot, 1)]
+    assert launched({spot: 0.0}) == [("worker.gpu.a10g.x4", 1)]
+
+
+# The GPU driver check of the AWS nodes (an initialization command, on the host), run with a
+# stub `nvidia-smi` that answers `-L` with LIST_RC and the driver query with DRIVER.
+NVIDIA_SMI_STUB = """#!/bin/sh
+case "$1" in
+  -L) [ "$LIST_RC" = 0 ] && echo "GPU 0: NVIDIA A10G (UUID: GPU-x)"; exit "$LIST_RC";;
+  --query-gpu=driver_version) echo "$DRIVER";;
+esac
+"""
+
+
+def _driver_check(tmp_path: Path, *, driver: str = "", list_rc: int = 0, stub: bool = True):
+    (check,) = [c for c in _load(CLUSTER_YAML)["initialization_commands"] if "nvidia-smi" in c]
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    (bindir / "nvidia-smi").unlink(missing_ok=True)
+    if stub:
+        (bindir / "nvidia-smi").write_text(NVIDIA_SMI_STUB)
+        (bindir / "nvidia-smi").chmod(0o755)
+    env = {"PATH": f"{bindir}:/usr/bin:/bin", "DRIVER": driver, "LIST_RC": str(list_rc)}
+    # Ray's launcher runs initialization commands with bash over SSH.
+    return subprocess.run(["/bin/bash", "-c", check], env=env, capture_output=True, text=True,
+                          timeout=30)
+
+
+@pytest.mark.parametrize("driver, ok", [("580.65.06", True), ("590.44.01", True),
+                                        ("570.172.08", False), ("535.104.05", False),
+                                        ("", False), ("N/A", False)])
+def test_gpu_node_with_a_driver_older_than_580_stops(tmp_path, driver, ok):
+    done = _driver_check(tmp_path, driver=driver)
+    assert (done.returncode == 0) is ok, done.stderr
+    if not ok:
+        assert "older than 580" in done.stderr and "infra/README.md" in done.stderr
+
+
+def test_node_without_a_gpu_passes_the_driver_check(tmp_path):
+    """The head: the AMI ships nvidia-smi, which fails without a GPU; or no nvidia-smi at all."""
+    if Path("/usr/bin/nvidia-smi").exists() or Path("/bin/nvidia-smi").exists():
+        pytest.skip("a real nvidia-smi on PATH would answer instead of the missing stub")
+    assert _driver_check(tmp_path, list_rc=9).returncode == 0
+    assert _driver_check(tmp_path, stub=False).returncode == 0
+
+
+def test_every_config_that_brings_up_gpu_nodes_states_the_driver():
+    for path in (CLUSTER_YAML, INFRA / "aws" / "README.md", INFRA / "k8s" / "raycluster.yaml",
+                 INFRA / "k8s" / "rayjob.yaml", INFRA / "k8s" / "README.md", DOCKERFILE,
+                 INFRA / "README.md"):
+        assert re.search(r"(driver\s*)?(>=|≥)\s*580", path.read_text()), path
 
 
 def test_security_group_script_opens_only_ssh_and_intra_cluster():
@@ -84,6 +213,9 @@ def test_security_group_script_opens_only_ssh_and_intra_cluster():
 def _check_cluster_spec(spec: dict):
     head = spec["headGroupSpec"]
     assert head["template"]["spec"]["containers"]
+    # S3 through the service account's IAM role (IRSA / Pod Identity), on every pod.
+    for group in [head] + spec["workerGroupSpecs"]:
+        assert group["template"]["spec"]["serviceAccountName"] == "xfer-ray"
     assert head.get("serviceType", "ClusterIP") == "ClusterIP"
     assert isinstance(head["rayStartParams"], dict)
     for group in spec["workerGroupSpecs"]:
@@ -102,6 +234,28 @@ def _check_cluster_spec(spec: dict):
         assert {"secretRef": {"name": "xfer-secrets"}} in container["envFrom"]
         assert not [e for e in container.get("env", []) if "value" in e and (
             "PASSWORD" in e["name"] or "SECRET" in e["name"] or e["name"].startswith("MLFLOW"))]
+        assert not [e for e in container.get("env", []) if e["name"].startswith("AWS_")]
+
+
+def test_no_static_aws_keys_for_kubernetes():
+    """IRSA / Pod Identity instead of keys in a Secret: the service account names the role, and
+    neither the manifests nor the README's `kubectl create secret` carry AWS keys."""
+    (account,) = yaml.safe_load_all((INFRA / "k8s" / "serviceaccount.yaml").read_text())
+    assert account["kind"] == "ServiceAccount" and account["metadata"]["name"] == "xfer-ray"
+    assert re.fullmatch(r"arn:aws:iam::\d{12}:role/[\w+=,.@-]+",
+                        account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"])
+    for path in sorted((INFRA / "k8s").iterdir()):
+        text = path.read_text()
+        assert "AWS_ACCESS_KEY_ID=" not in text and "AWS_SECRET_ACCESS_KEY=" not in text, path
+        _assert_no_secrets(path)
+
+
+def test_kuberay_version_stated_is_the_one_backofflimit_needs():
+    """spec.backoffLimit arrived in KubeRay 1.2 (activeDeadlineSeconds in 1.1)."""
+    for path in (INFRA / "k8s" / "rayjob.yaml", INFRA / "k8s" / "README.md"):
+        text = path.read_text()
+        assert re.search(r"KubeRay( operator)?\s*\**(>=|≥)\s*1\.2", text, re.I), path
+        assert not re.search(r"KubeRay( operator)?\s*(>=|≥)\s*1\.1\b", text, re.I), path
 
 
 def test_raycluster_manifest():
@@ -125,6 +279,9 @@ def test_rayjob_manifest():
     assert "--resume" in job["spec"]["entrypoint"]
     assert "s3://" not in job["spec"]["entrypoint"]          # storage comes from XFER_STORAGE
     assert job["spec"]["backoffLimit"] >= 1
+    # A bound on a hung sweep's bill; KubeRay does not retry a job stopped by it.
+    deadline = job["spec"]["activeDeadlineSeconds"]
+    assert isinstance(deadline, int) and 3600 <= deadline <= 7 * 86400
     assert "rayClusterSpec" in job["spec"] or "clusterSelector" in job["spec"]
     _check_cluster_spec(job["spec"]["rayClusterSpec"])
     storage = [e["value"] for c in job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]

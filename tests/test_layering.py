@@ -15,7 +15,8 @@ XFER = Path(__file__).resolve().parent.parent / "xfer"
 CORE = ["xfer.train", "xfer.pretrain", "xfer.models", "xfer.weights", "xfer.metrics", "xfer.cost",
         "xfer.batches", "xfer.data.tensors", "xfer.data.pdf.generate", "xfer.data.pdf.audit",
         "xfer.frontier", "xfer.embeddings", "xfer.report_sections", "xfer.stats",
-        "xfer.uncertainty", "xfer.report_conclusions", "xfer.report_figures", "xfer.lite_weights"]
+        "xfer.uncertainty", "xfer.report_conclusions", "xfer.report_figures", "xfer.lite_weights",
+        "xfer.gpu_probe"]
 
 
 def test_importing_the_core_loads_neither_ray_nor_mlflow_nor_optuna():

@@ -18,6 +18,7 @@ import contextlib
 import math
 import random
 import time
+import warnings
 from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from xfer import cost, models
+from xfer import cost, gpu_probe, models
 from xfer.batches import RESIZE_MODES, BatchPrep, augment_generator, batch_slices, epoch_order
 from xfer.data.tensors import ImageSet, load_packed
 from xfer.errors import UsageError, choice_error
@@ -200,9 +201,13 @@ def _is_number(value: object) -> bool:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` → ``cuda`` when available, else ``cpu``. UsageError for an unknown or absent one."""
+    """``auto`` → ``cuda`` when available, else ``cpu``, with a warning (once per process) when
+    the machine has an NVIDIA GPU that torch cannot use. UsageError for an unknown or absent one."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        _warn_if_gpu_unusable()
+        return torch.device("cpu")
     valid = ("auto", "cpu", "cuda", "cuda:N")
     try:
         device = torch.device(name)
@@ -216,6 +221,24 @@ def resolve_device(name: str) -> torch.device:
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UsageError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s)")
     return device
+
+
+_gpu_checked = False
+
+
+def _warn_if_gpu_unusable() -> None:
+    """``auto`` falling back to CPU on a GPU machine (typically a driver too old for torch's
+    CUDA) is a many-fold slowdown that looks like success: say so. The probe runs once per
+    process (validate() and resolved() both resolve the device, and it may run nvidia-smi)."""
+    global _gpu_checked
+    if _gpu_checked:
+        return
+    _gpu_checked = True
+    reason = gpu_probe.unusable_gpu_reason(torch.__version__, torch.version.cuda)
+    if reason is None:
+        return
+    warnings.warn(f"device 'auto' runs on CPU: {reason}. To use the GPU: {gpu_probe.HOW_TO_FIX}",
+                  UserWarning, stacklevel=3)
 
 
 def print_report(metrics: dict) -> None:
