@@ -103,8 +103,8 @@ def s3_endpoint(request) -> str:
 
 # The shared smoke sweep's arguments (one line per feature that the shared sweep exercises).
 SMOKE_ARGS = ["--preset", "smoke"]
-SMOKE_ARGS += []  # system metrics (issue 16)
-SMOKE_ARGS += []  # progress line interval (issue 16)
+SMOKE_ARGS += ["--system-metrics", "on"]  # system metrics (issue 16)
+SMOKE_ARGS += ["--progress-interval", "2"]  # progress line interval (issue 16)
 
 # Fake credentials in the smoke sweep's environment, as a cluster's driver would have real ones:
 # test_no_secret_... searches everything the sweep wrote for them (one sweep serves both).

@@ -282,8 +282,8 @@ def test_without_optional_inputs_only_what_can_be_drawn_is_written(tmp_path):
     (tmp_path / "learning_curves.png").write_bytes(b"stale")  # from an older report in the same folder
     runs = sweep_runs().drop(columns=["dataset_size"])
     path = report.write_report(runs, pd.DataFrame(), {}, {}, tmp_path, cost="wall_time_s")
-    assert {p.name for p in tmp_path.iterdir()} == {"report.md", "frontier.csv", "configurations.csv", "frontier.png",
-                                                    "pretraining_gain.csv"}
+    assert {p.name for p in tmp_path.iterdir()} == {"report.md", "report.html", "frontier.csv", "configurations.csv",
+                                                    "frontier.png", "pretraining_gain.csv"}
     text = path.read_text()
     assert "size.png" not in text and "learning_curves.png" not in text and "Every run finished." in text
     assert_real_png(tmp_path / "frontier.png")

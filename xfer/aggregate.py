@@ -2,19 +2,23 @@
 
 The glue the ``xfer frontier`` command and the sweep scripts share: read the runs
 (``xfer.tracking.runs``), write the report (``xfer.report``), then log the files as artifacts of
-the parent run so the MLflow UI shows them next to the runs. Every check on the user's input
+the parent run, with its summary metrics and description (``xfer.parent_summary``), so the MLflow
+UI shows the sweep's outcome on the parent next to the runs. Every check on the user's input
 happens before anything is written.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.entities import Metric, RunTag
+from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 
-from xfer import frontier, report, report_card
+from xfer import frontier, parent_summary, report, report_card
 from xfer.tracking import runs as tracking_runs
 
 
@@ -34,7 +38,10 @@ def build_report(experiment: str, sweep_id: str | None = None, cost: str = front
     scheduler_detail, search), and the artifacts test_predictions.json (of the runs the report
     compares), confusion_matrix.json and the history of the runs it details, roc_curve.json and
     embeddings.json of the best run of each model and condition, and the parent's
-    study_card.json (the replication card; an older sweep has none, and no card)."""
+    study_card.json (the replication card; an older sweep has none, and no card).
+
+    ``log_to_parent``: also attach the report's files (report.html included) to the parent run
+    and log its summary metrics and description (:func:`log_summary`)."""
     frontier.check_cost(cost)
     frontier.check_target(target_accuracy)
     frontier.check_amortize(amortize_pretraining, cost)
@@ -48,6 +55,7 @@ def build_report(experiment: str, sweep_id: str | None = None, cost: str = front
                                          config_columns=sweep.config_columns,
                                          amortize_pretraining=amortize_pretraining)
     uri = sweep.tracking_uri
+    predictions = tracking_runs.load_artifact_json(compared, tracking_runs.PREDICTIONS_ARTIFACT, tracking_uri=uri)
     card = tracking_runs.load_artifact_json([sweep.parent_run_id], report_card.ARTIFACT,
                                             tracking_uri=uri).get(sweep.parent_run_id)
     path = report.write_report(
@@ -59,8 +67,7 @@ def build_report(experiment: str, sweep_id: str | None = None, cost: str = front
         rocs=tracking_runs.load_artifact_json(groups, tracking_runs.ROC_ARTIFACT, tracking_uri=uri),
         embeddings=tracking_runs.load_artifact_json(groups, tracking_runs.EMBEDDINGS_ARTIFACT,
                                                     tracking_uri=uri),
-        predictions=tracking_runs.load_artifact_json(compared, tracking_runs.PREDICTIONS_ARTIFACT,
-                                                     tracking_uri=uri),
+        predictions=predictions,
         amortize_pretraining=amortize_pretraining, sweep_params=sweep.parent_params,
         num_classes=dataset_num_classes(sweep.runs), study_card=card if isinstance(card, dict) else None)
     if log_to_parent:
@@ -68,7 +75,27 @@ def build_report(experiment: str, sweep_id: str | None = None, cost: str = front
         for name in report.FILE_NAMES:
             if (out / name).is_file():
                 client.log_artifact(sweep.parent_run_id, str(out / name))
+        # the same analysis write_report drew from (the bootstrap is seeded: identical numbers)
+        analysis = frontier.analyse(sweep.runs, cost, target_accuracy, sweep.config_columns,
+                                    predictions=predictions, amortize_pretraining=amortize_pretraining)
+        log_summary(client, sweep.parent_run_id, analysis, sweep.runs, sweep.failed, path)
     return path
+
+
+def log_summary(client: MlflowClient, run_id: str, analysis: frontier.Analysis, runs: pd.DataFrame,
+                failed: pd.DataFrame, report_md: Path) -> None:
+    """One batch on the parent run: the summary metrics at step 0 (MLflow draws a metric whose
+    history has a step >= 1 as a line chart; at step 0 the UI shows its value), the description
+    (report.md's summary) and where the pretraining gain was read. Logging again (``xfer
+    frontier --log-to-parent`` after the sweep) adds a newer point at step 0, which the UI shows."""
+    now = int(time.time() * 1000)
+    metrics = [Metric(key, value, now, 0)
+               for key, value in parent_summary.summary_metrics(analysis, runs, failed).items()]
+    tags = [RunTag(parent_summary.NOTE_TAG, parent_summary.description(report_md, MAX_TAG_VAL_LENGTH))]
+    where = parent_summary.gain_location(analysis.gains)
+    if where:
+        tags.append(RunTag(parent_summary.GAIN_AT_TAG, where))
+    client.log_batch(run_id, metrics=metrics, tags=tags)
 
 
 def dataset_num_classes(runs: pd.DataFrame) -> int | None:

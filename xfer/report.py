@@ -1,5 +1,5 @@
 """The sweep report: ``report.md``, its PNG figures, ``frontier.csv``, ``configurations.csv`` and
-``pretraining_gain.csv``.
+``pretraining_gain.csv``; ``report.html`` is report.md with its figures embedded (``xfer.report_html``).
 
 Files in, files out: the inputs are the DataFrames and dicts that ``xfer.tracking.runs`` reads
 (no MLflow here), the numbers come from ``xfer.frontier``, the figures from
@@ -19,14 +19,15 @@ import pandas as pd
 from xfer import frontier as fr
 from xfer import report_card as card_sections
 from xfer import report_conclusions as conclusions
+from xfer import report_html
 from xfer import report_sections as sections
 from xfer.frontier import ACCURACY, CI_HIGH, CI_LOW, SELECTION
 from xfer.report_conclusions import markdown_table as _table
 from xfer.report_figures import (LABEL_ALL_POINTS_UP_TO, frontier_figure, plot_by_size,  # noqa: F401
                                  plot_confusions, plot_frontier, plot_learning_curves)
 
-FILE_NAMES = ("report.md", "frontier.csv", "configurations.csv", "pretraining_gain.csv", "frontier.png",
-              "size.png", "learning_curves.png", "confusion_matrices.png",
+FILE_NAMES = ("report.md", report_html.FILE_NAME, "frontier.csv", "configurations.csv", "pretraining_gain.csv",
+              "frontier.png", "size.png", "learning_curves.png", "confusion_matrices.png",
               card_sections.FILE_NAME, *sections.FILE_NAMES)  # everything write_report may write
 
 
@@ -147,6 +148,7 @@ def write_report(runs: pd.DataFrame, failed: pd.DataFrame, histories: dict[str, 
     path.write_text(_markdown(analysis, failed, figures, title, ceiling, target_accuracy, audit,
                               weights=_weights_lines(runs), extra=extra, sweep_params=sweep_params,
                               num_classes=num_classes, fidelity=fidelity))
+    report_html.write_html(path)  # the same report with its figures inside, for MLflow's artifact viewer
     return path
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from xfer.argtypes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from xfer.errors import Unavailable, UsageError
+from xfer.provenance import code_origin
 from xfer.tracking import redacted_uri
 from xfer.sweep.options import SweepOptions, apply_overrides, build_parser, parse_options, visible_gpus
 from xfer.sweep.plan import format_plan, make_plan
@@ -85,6 +86,7 @@ def run_study(study: Study, options: SweepOptions) -> int:
                       data_note=f"{source.describe()}, largest size {max_n}",
                       weights_note=weights_note, tracking_uri=redacted_uri(uri),
                       storage=store.display(options.experiment, sweep_id)))
+    print(f"  code: {code_origin()}")
     if options.dry_run:
         return EXIT_OK
 
@@ -101,42 +103,32 @@ def run_study(study: Study, options: SweepOptions) -> int:
 
     outcome = launch(study=study, preset=preset, options=options, store=store, sweep_id=sweep_id,
                      previous=previous, data_dir=data_dir, weights=weights, tracking=uri,
-                     default_size=default_size, study_card=card,
+                     default_size=default_size, study_card=card, plan=plan,
                      local_ray=local_ray, phases=phases)
     print(f"\nsweep {sweep_id}: {outcome['finished']} trials finished, {outcome['failed']} failed, "
           f"in {phases.total():.0f} s ({phases})")
     for line in outcome["best"]:
         print(line)
     shown = redacted_uri(uri)
-    print(f"MLflow: {shown}  experiment {options.experiment!r}, parent run {outcome['parent_run_id']}"
-          f"  (view: {_viewer_hint(shown)})")
+    print(f"MLflow: {shown}  experiment {options.experiment!r}, parent run {outcome['parent_run_id']}")
+    print(f"runs of this sweep: {outcome['runs_url']}{_viewer_hint(shown)}")
     if outcome.get("report"):
         # the report's conclusions, its warnings (accuracy above the audit's ceiling, runs at
-        # chance) included, where the user is looking; one source: report.md's summary
+        # chance) included, where the user is looking; one source: report.md's summary, which
+        # is also the parent run's description
+        from xfer.parent_summary import report_summary
+
         for line in report_summary(Path(outcome["report"])):
             print(line)
         print(f"report: {outcome['report']} (also attached to the parent run)")
     return EXIT_OK if outcome["finished"] else EXIT_FAILED
 
 
-def report_summary(report: Path) -> list[str]:
-    """The bullets of a report.md's "## Summary" section, as printed lines."""
-    lines, inside = [], False
-    for line in report.read_text().splitlines():
-        if line.startswith("## "):
-            if inside:
-                break
-            inside = line.strip() == "## Summary"
-        elif inside and line.startswith("- "):
-            lines.append(line)
-    return lines
-
-
 def _viewer_hint(uri: str) -> str:
-    """A tracking server is opened in a browser; a local store through ``mlflow ui``."""
+    """A tracking server serves the URL itself; a local store needs ``mlflow ui`` first."""
     if uri.startswith(("http://", "https://", "databricks")):
-        return f"open {uri} in a browser"
-    return f"mlflow ui --backend-store-uri {uri}"
+        return ""
+    return f"\n  (a local store: start the UI first with  mlflow ui --backend-store-uri {uri})"
 
 
 class PhaseClock:

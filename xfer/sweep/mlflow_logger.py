@@ -27,6 +27,19 @@ metrics and artifacts, tagged ``xfer.milestone_of`` (the trial's id) and
 every milestone reached so far, so a milestone missed while no driver listened is logged from
 a later report; found again by those tags, it is written once.
 
+What the MLflow UI shows of a child run (trial or milestone):
+
+- its dataset as an input (``log_inputs``: name, digest, source, context "training"), which fills
+  the runs table's Dataset column (``dataset_input``);
+- the standard source tags, set at creation like ``mlflow.start_run`` sets them: the study
+  script, LOCAL or JOB, the git commit, the user (``source_tags``; the parent gets the same);
+- final metrics (test scores, costs, silhouettes) at step 0: the UI draws a metric whose steps
+  reach 1 or more as a line chart, and a single point at step = epochs_run as a one-dot chart;
+  at step 0 it shows a value. Nothing reads their step: a run's epoch count is the metric
+  ``epochs_run``, the epochs' own metrics keep step = epoch;
+- with ``--system-metrics`` on, MLflow's system metrics per epoch (``system/...``, step = epoch;
+  sampled in the trial, ``xfer.sweep.system_metrics``), in the UI's "System metrics" tab.
+
 Statuses: a trial that completes, including one ASHA stopped early (``epochs_run`` <
 ``epochs``), is FINISHED; one that exhausts its retries is FAILED with its error as the tag
 ``xfer.error``.
@@ -34,14 +47,19 @@ Statuses: a trial that completes, including one ASHA stopped early (``epochs_run
 
 from __future__ import annotations
 
+import getpass
+import hashlib
 import json
 import math
+import os
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 from ray.tune import Callback
 
+from xfer.sweep import system_metrics
 from xfer.sweep.study import resolve_trial, trial_name
 from xfer.tracking.runs import EMBEDDINGS_ARTIFACT, MILESTONE_OF_TAG, PREDICTIONS_ARTIFACT, ROC_ARTIFACT
 from xfer.tracking.spool import SpoolingWriter, placeholder
@@ -69,13 +87,16 @@ NODE_TAG = "xfer.node_ip"  # the Ray node that ran the trial's latest epoch
 MILESTONE_EPOCH_TAG = "xfer.milestone_epoch"
 MILESTONES_TAG = "xfer.epoch_milestones"  # on a trial's run: "10,20"
 STEP_MARKER = "val_accuracy"  # every epoch logs it: its latest step is the latest epoch logged
+FINAL_STEP = 0  # final metrics: one value each, shown as a value, not a one-dot chart (docstring)
+DATASET_CONTEXT = "training"  # the input tag mlflow.data.context of every child's dataset
 _MAX_ERROR_TAG = 5000  # MLflow tag values are capped (8000 chars in MLflow 3)
 
 
 class MlflowSweepLogger(Callback):
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, sweep_id: str,
                  swept_axes: list[str], echo=print, confusable=(), spool_dir: str | None = None,
-                 spool_header: dict | None = None):
+                 spool_header: dict | None = None, dataset: dict | None = None,
+                 run_tags: dict | None = None):
         self.tracking_uri = tracking_uri
         # spool_dir: where records wait while MLflow is down (tune_run: the sweep's storage folder)
         self.writer = SpoolingWriter(tracking_uri, spool_dir or Path("xfer_spool", sweep_id).resolve(),
@@ -85,6 +106,8 @@ class MlflowSweepLogger(Callback):
         self.sweep_id = sweep_id
         self.swept_axes = list(swept_axes)
         self.confusable = [tuple(pair) for pair in confusable]  # the dataset audit's pairs
+        self.dataset = dataset  # dataset_input(...): every child run's input
+        self.run_tags = dict(run_tags or {})  # source_tags(...): set on every child run
         self.echo = echo
         self.runs: dict[str, str] = {}  # trial_id -> run_id
         self.logged_through: dict[str, int] = {}  # trial_id -> last epoch logged
@@ -111,6 +134,8 @@ class MlflowSweepLogger(Callback):
         self.__dict__.setdefault("nodes", {})  # pickled by an older xfer
         self.__dict__.setdefault("milestones_logged", set())
         self.__dict__.setdefault("param_keys", {})
+        self.__dict__.setdefault("dataset", None)
+        self.__dict__.setdefault("run_tags", {})
         self.echo = self.echo or print
         if "writer" not in self.__dict__:  # pickled by an xfer without the spool
             self.writer = SpoolingWriter(self.tracking_uri, Path("xfer_spool", self.sweep_id).resolve())
@@ -197,12 +222,18 @@ class MlflowSweepLogger(Callback):
             params.setdefault(key, value)
         if values.get("init") == "scratch":
             params["weights"] = "none"  # the sweep's weights apply to the pretrained arm only
-        return self.writer.submit({
+        opened = self.writer.submit({
             "op": "open_run", "run": run, "experiment_id": self.experiment_id,
             "match_tags": {"xfer.sweep_id": self.sweep_id, **match},
             "run_name": trial_name(values, self.swept_axes), "start_time": _now_ms(),
-            "tags": {"mlflow.parentRunId": self.parent_run_id, "xfer.sweep_id": self.sweep_id, **tags},
+            "tags": {**self.run_tags, "mlflow.parentRunId": self.parent_run_id,
+                     "xfer.sweep_id": self.sweep_id, **tags},
             "params": params, "marker": STEP_MARKER})
+        if self.dataset and not (opened and opened["closed"]):
+            # a run found again may have it already: the replay skips an input the run has
+            self.writer.submit({"op": "log_inputs", "run": opened["run_id"] if opened else run,
+                                "datasets": [{**self.dataset, "tags": {"mlflow.data.context": DATASET_CONTEXT}}]})
+        return opened
 
     def _log_milestones(self, trial, result: dict) -> None:
         """One finished child run per milestone the result carries and this driver has not
@@ -224,7 +255,7 @@ class MlflowSweepLogger(Callback):
             now = _now_ms()
             self.writer.submit({
                 "op": "log_batch", "run": run, "after_step_of": STEP_MARKER,
-                "metrics": _epoch_metrics(history, now),
+                "metrics": _epoch_metrics(history, now) + _system_metrics(result, history, now),
                 "params": {k: str(v) for k, v in _params_known_after_start(result).items()}})
             self._log_final(run, {**entry, "classes": result.get("classes", [])})
             self.writer.submit({"op": "set_terminated", "run": run, "status": "FINISHED", "end_time": now})
@@ -232,7 +263,10 @@ class MlflowSweepLogger(Callback):
     def _log_epochs(self, trial, run_id: str, result: dict) -> None:
         """Per-epoch metrics (step = epoch) for epochs MLflow does not have yet."""
         done = self.logged_through.get(trial.trial_id, 0)
-        metrics = _epoch_metrics([h for h in _history(result) if h["epoch"] > done], _now_ms())
+        history, now = [h for h in _history(result) if h["epoch"] > done], _now_ms()
+        # system metrics ride in the same batch as their epochs' val_accuracy (the replay's
+        # after_step_of keeps or skips an epoch whole)
+        metrics = _epoch_metrics(history, now) + _system_metrics(result, history, now)
         logged = self.param_keys.setdefault(trial.trial_id, set())
         params = {k: str(v) for k, v in _params_known_after_start(result).items() if k not in logged}
         logged.update(params)
@@ -245,12 +279,12 @@ class MlflowSweepLogger(Callback):
             # after_step_of: a replay skips epochs the run already has (a run found again)
             self.writer.submit({"op": "log_batch", "run": run_id, "metrics": metrics, "params": params,
                                 "tags": tags, "after_step_of": STEP_MARKER})
-        if metrics:  # in MLflow or in the spool, which replays it: either way, logged
-            self.logged_through[trial.trial_id] = max(m[3] for m in metrics)
+        if history:  # in MLflow or in the spool, which replays it: either way, logged
+            self.logged_through[trial.trial_id] = max(int(h["epoch"]) for h in history)
 
     def _log_final(self, run_id: str, result: dict) -> None:
         now = _now_ms()
-        step = int(result.get("epochs_run", 0))
+        step = FINAL_STEP
         metrics = [[key, float(result[key]), now, step] for key in FINAL_METRICS
                    if isinstance(result.get(key), (int, float)) and not isinstance(result.get(key), bool)]
         with tempfile.TemporaryDirectory() as tmp:
@@ -280,6 +314,12 @@ def _epoch_metrics(history: list[dict], now: int) -> list[list]:
             for entry in history for key in EPOCH_METRICS if key in entry]
 
 
+def _system_metrics(result: dict, history: list[dict], now: int) -> list[list]:
+    """The trial's ``system/`` metrics (step = epoch) for the epochs of ``history``."""
+    epochs = {int(h["epoch"]) for h in history}
+    return system_metrics.epoch_metrics(result.get(system_metrics.RESULT_KEY) or [], epochs, now)
+
+
 def _history(result: dict) -> list[dict]:
     """The epochs a result holds: its ``history`` (a result with the test scores carries every
     epoch so far, which back-fills epochs no driver heard), else the one epoch it reports
@@ -291,6 +331,54 @@ def _history(result: dict) -> list[dict]:
 
 def _values(trial) -> dict:
     return resolve_trial(trial.config)
+
+
+def study_script(study_name: str) -> str:
+    """The script a study runs as, relative to the repository (``python sweeps/<study>.py``,
+    locally and as ``ray job submit``'s entrypoint)."""
+    return f"sweeps/{study_name}.py"
+
+
+def source_tags(script: str, sha: str) -> dict[str, str]:
+    """MLflow's standard source tags, which ``mlflow.start_run`` would set and ``create_run``
+    does not: the study script (sweeps/<study>.py, as run locally and by ``ray job submit``), how
+    it ran (JOB under ``ray job submit``, whose driver has RAY_JOB_CONFIG_JSON_ENV_VAR, else
+    LOCAL), the commit (without xfer.git_sha's "-dirty", which the runs keep in that tag; left out
+    when unknown), the OS user (also the run's user_id)."""
+    tags = {"mlflow.source.name": script,
+            "mlflow.source.type": "JOB" if os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") else "LOCAL",
+            "mlflow.user": _os_user()}
+    commit = sha.removesuffix("-dirty")
+    if commit and commit != "unknown":
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # a container user with no passwd entry and no $USER
+        return "unknown"
+
+
+def dataset_input(meta: dict, images, labels) -> dict:
+    """The packed dataset (its dataset.json, with "path", and its arrays) as an MLflow dataset
+    input: a name that says what it is (kind, preset, seed, image size), a digest of its content
+    (the images' sha256 that dataset.json records, else computed here, and the labels' sha256:
+    equal digests mean equal pixels and labels; dataset.json itself is no key, it holds timings
+    and where it was built), the folder as its source."""
+    images_sha256 = (meta.get("packed") or {}).get("images_sha256")
+    if not images_sha256:  # a dataset packed before the fingerprint: one pass over the array
+        images_sha256 = hashlib.sha256(memoryview(np.ascontiguousarray(images)).cast("B")).hexdigest()
+    labels_sha256 = hashlib.sha256(np.ascontiguousarray(labels, dtype=np.int64).tobytes()).hexdigest()
+    digest = hashlib.sha256(f"{images_sha256}:{labels_sha256}".encode()).hexdigest()
+    classes = meta.get("classes", meta.get("families")) or []
+    profile = {"num_images": int(len(labels)), "num_classes": len(classes) or None,
+               "image_size": meta.get("image_size")}
+    return {"name": f"{meta.get('kind', 'pdf')}-{meta.get('preset')}-seed{meta.get('seed')}-"
+                    f"{meta.get('image_size')}px",
+            "digest": digest[:16], "source_type": "local", "source": str(meta.get("path", "")),
+            "profile": json.dumps({k: v for k, v in profile.items() if v is not None})}
 
 
 def _trial_defaults(keys: tuple[str, ...]) -> dict:

@@ -18,6 +18,8 @@ from xfer.argtypes import (OneLineParser, check_output_path, non_negative_float,
 from xfer.data.pdf.families import GAMMA_BETA_READINGS
 from xfer.data.splits import SPLIT_CHOICES
 from xfer.errors import UsageError
+from xfer.sweep.system_metrics import CHOICES as SYSTEM_METRICS_CHOICES
+from xfer.sweep.system_metrics import wanted as system_metrics_wanted
 
 if TYPE_CHECKING:
     from xfer.sweep.study import Preset
@@ -56,10 +58,17 @@ class SweepOptions:
     momentum: float | None = None  # SGD momentum of every trial (None: each trial's own)
     gamma_beta: str | None = None  # PDF plots: "rate" | "scale" (None: the preset's)
     tick_labels: bool | None = None  # PDF plots: False with --no-tick-labels (None: the preset's)
+    system_metrics: str = "auto"  # --system-metrics: auto | on | off (see samples_system_metrics)
+    progress_interval: float = 30.0  # seconds between progress lines off a terminal; 0: none
 
     @property
     def storage_is_s3(self) -> bool:
         return self.storage.startswith("s3://")
+
+    @property
+    def samples_system_metrics(self) -> bool:
+        """Trials sample MLflow's system metrics (auto: where they hold a GPU)."""
+        return system_metrics_wanted(self.system_metrics, self.gpus_per_trial)
 
 
 def build_parser(prog: str, description: str, presets: list[str], default_preset: str,
@@ -137,6 +146,16 @@ def build_parser(prog: str, description: str, presets: list[str], default_preset
                              "(default: each trial's, from the preset)")
     parser.add_argument("--max-failures", type=int, default=2,
                         help="retries of a crashed trial, each from its last epoch checkpoint (default: 2)")
+    parser.add_argument("--progress-interval", type=non_negative_float, default=30.0, metavar="S",
+                        help="seconds between the sweep's progress lines (trials done / running / "
+                             "pending / failed, elapsed, ETA) when stdout is not a terminal, e.g. "
+                             "`ray job logs`; in a terminal the line is a bar redrawn in place; 0 "
+                             "turns it off (default: 30)")
+    parser.add_argument("--system-metrics", choices=SYSTEM_METRICS_CHOICES, default="auto",
+                        help="log MLflow's system metrics (CPU, memory, disk, network, GPU "
+                             "utilisation and memory) per trial epoch, in each child run's "
+                             "\"System metrics\" tab; auto: on when --gpus-per-trial > 0 "
+                             "(default: auto)")
     parser.add_argument("--no-report", action="store_true",
                         help="skip the frontier report at the end of the sweep")
     parser.add_argument("--amortize-pretraining", type=positive_int, default=None, metavar="N",
@@ -160,7 +179,9 @@ def parse_options(parser: argparse.ArgumentParser, argv: list[str] | None) -> Sw
         data=args.data, data_root=args.data_root, download=not args.no_download,
         epoch_milestones=args.epoch_milestones, test_size=args.test_size, split=args.split,
         amortize_pretraining=args.amortize_pretraining, momentum=args.momentum,
-        gamma_beta=args.gamma_beta, tick_labels=False if args.no_tick_labels else None)
+        gamma_beta=args.gamma_beta, tick_labels=False if args.no_tick_labels else None,
+        system_metrics=args.system_metrics,
+        progress_interval=args.progress_interval)
     validate(options)
     return options
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from xfer.sweep.options import SweepOptions
 from xfer.sweep.sources import DataSource
@@ -30,10 +30,22 @@ class Plan:
     seconds_serial: float  # the same, one trial after another on this hardware
     parallel_trials: int
     device: str
+    # seconds of one trial on this hardware, by cost_key: the live progress line's ETA
+    # (xfer.sweep.progress) weighs each trial left by its own estimate; empty uncalibrated
+    trial_seconds: dict[tuple, float] = field(default_factory=dict)
 
     @property
     def seconds(self) -> float:
         return self.seconds_serial / max(1, min(self.parallel_trials, self.num_trials))
+
+
+COST_KEYS = ("model", "image_size", "head", "train_layers", "batch_size", "dataset_size", "epochs")
+
+
+def cost_key(trial: dict) -> tuple:
+    """What a trial's time depends on (its seed, lr or init do not change it): a plan's trial
+    and the same trial's config in Ray (``xfer.sweep.study.resolve_trial``) give the same key."""
+    return tuple(trial.get(key) for key in COST_KEYS)
 
 
 def make_plan(trials: list[dict], options: SweepOptions, source: DataSource,
@@ -47,6 +59,7 @@ def make_plan(trials: list[dict], options: SweepOptions, source: DataSource,
     num_trials = len(trials) if options.search == "grid" else (options.num_samples or len(trials))
     step_seconds = _StepTimer(num_classes) if calibrate else None
     total_macs = total_seconds = 0.0
+    trial_seconds: dict[tuple, float] = {}
     for trial in trials:
         input_size = models.input_size_for(trial["model"], trial.get("image_size") or dataset_image_size)
         macs = macs_per_image_for(trial["model"], num_classes, trial.get("head", "linear"), input_size)
@@ -62,13 +75,15 @@ def make_plan(trials: list[dict], options: SweepOptions, source: DataSource,
             steps = math.ceil(train_images / trial["batch_size"]) * trial["epochs"]
             # evaluation: val + test each epoch, forward only (~1/3 of a step per image)
             eval_images = source.eval_images(trial["dataset_size"]) * trial["epochs"]
-            total_seconds += per_step * (steps + eval_images / trial["batch_size"] / 3)
+            seconds = per_step * (steps + eval_images / trial["batch_size"] / 3)
+            trial_seconds[cost_key(trial)] = seconds
+            total_seconds += seconds
     if options.search != "grid" and trials:  # sampled: the grid's mean per trial
         total_macs *= num_trials / len(trials)
         total_seconds *= num_trials / len(trials)
     return Plan(trials=trials, num_trials=num_trials, train_macs=total_macs,
                 seconds_serial=total_seconds, parallel_trials=parallel_trials,
-                device=_device_name())
+                device=_device_name(), trial_seconds=trial_seconds)
 
 
 class _StepTimer:
@@ -152,9 +167,9 @@ def format_plan(plan: Plan, preset_name: str, preset: Preset, options: SweepOpti
         f"  training MACs: {plan.train_macs:.3g} (forward + backward, if no trial stops early)",
     ]
     if plan.seconds_serial:
-        lines.append(f"  time estimate on {plan.device}: {_duration(plan.seconds)} with "
+        lines.append(f"  time estimate on {plan.device}: {format_duration(plan.seconds)} with "
                      f"{min(plan.parallel_trials, plan.num_trials)} trials at once "
-                     f"({_duration(plan.seconds_serial)} of trial time"
+                     f"({format_duration(plan.seconds_serial)} of trial time"
                      f"{'; ASHA may cut it' if options.scheduler == 'asha' else ''})")
     lines += [f"  MLflow: {tracking_uri} (experiment {options.experiment})",
               f"  trial storage: {storage}"]
@@ -171,7 +186,7 @@ def _milestone_lines(preset: Preset, plan: Plan) -> list[str]:
             f"configurations from {plan.num_trials} trials"]
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:

@@ -85,7 +85,10 @@ def local_weights(source: str | None, shared: SharedData) -> str | None:
     return str(path) + (f"{SHA256_PIN}{pin}" if pin else "")
 
 
-def run_trial(config: dict, shared: SharedData) -> None:
+def run_trial(config: dict, shared: SharedData, system_metrics: bool = False) -> None:
+    """Train one trial, reporting every epoch to Tune. ``system_metrics``: sample the node's
+    CPU, memory, disk, network and the trial's GPUs (``xfer.sweep.system_metrics``) and carry
+    one aggregate per epoch in the reports, for the driver to log."""
     from dataclasses import fields
 
     import ray
@@ -115,6 +118,11 @@ def run_trial(config: dict, shared: SharedData) -> None:
     dataset_name = f"{shared.meta.get('kind', 'pdf')}-{shared.meta.get('preset')}-seed{shared.meta.get('seed')}"
     latest: dict = {}
     node_ip = ray.util.get_node_ip_address()
+    sampler = None
+    if system_metrics:
+        from xfer.sweep.system_metrics import start_sampler
+
+        sampler = start_sampler(gpu_ids=ray.get_gpu_ids() if gpus > 0 else None)
 
     def keep(state: dict) -> None:
         latest["state"] = state
@@ -135,12 +143,20 @@ def run_trial(config: dict, shared: SharedData) -> None:
         if weights.get("sha256"):
             metrics["weights_sha256"] = weights["sha256"]
             metrics["weights_origin"] = origin_note(weights.get("meta") or {})
+        if sampler is not None:
+            from xfer.sweep.system_metrics import RESULT_KEY
+
+            metrics[RESULT_KEY] = sampler.close_epoch(metrics["epoch"])
         with tempfile.TemporaryDirectory() as folder:
             torch.save(latest.pop("state"), Path(folder) / CHECKPOINT_FILE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
         _maybe_inject_fault(config, metrics["epoch"])
 
-    fit(trial_config, report, data=data, resume=resume, checkpoint=keep)
+    try:
+        fit(trial_config, report, data=data, resume=resume, checkpoint=keep)
+    finally:
+        if sampler is not None:  # Tune reuses the worker for the next trial
+            sampler.stop()
 
 
 def _maybe_inject_fault(config: dict, epoch: int) -> None:

@@ -34,17 +34,19 @@ from xfer.sweep.trial import SCORE_TEST_EACH_EPOCH, SharedData, run_trial, share
 def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepStore,
            sweep_id: str, previous: dict | None, data_dir, weights: dict[str, str], tracking: str,
            local_ray: bool, phases, default_size: int | None = None,
-           study_card: dict | None = None) -> dict:
+           study_card: dict | None = None, plan=None) -> dict:
     """Run the sweep's trials under Ray Tune, logging to MLflow through the spool. ``study_card``
     (``xfer.sweep.driver.study_card``) is logged on the parent run it creates as
-    ``study_card.json``, for the report's replication card."""
+    ``study_card.json``, for the report's replication card. ``plan`` (``xfer.sweep.plan.Plan``)
+    feeds the live progress line's ETA (``xfer.sweep.progress``); without it, no progress line."""
     import mlflow
     import ray
     from ray import tune
 
     from xfer.data.tensors import read_packed_arrays
     from xfer.provenance import git_sha, package_versions
-    from xfer.sweep.mlflow_logger import MlflowSweepLogger
+    from xfer.sweep.mlflow_logger import MlflowSweepLogger, dataset_input, source_tags, study_script
+    from xfer.sweep.progress import SweepProgress, lines_above_bar
     from xfer.tracking.spool import SpoolingWriter, set_driver_client_env
 
     _keep_credentials_out_of_runtime_envs()
@@ -67,12 +69,14 @@ def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepS
         set_driver_client_env()
         client = mlflow.tracking.MlflowClient(tracking)
         experiment_id = _experiment_id(client, options.experiment)
+        run_tags = source_tags(study_script(study.name), git_sha())  # MLflow's, on every run
         if previous:
             parent_run_id = previous["parent_run_id"]
         else:
             parent_run_id = _create_parent(client, experiment_id, sweep_id, options, preset,
                                            git_sha(), package_versions(), weights,
-                                           _scheduler_plan(preset, options))
+                                           _scheduler_plan(preset, options), run_tags)
+        view_url = _runs_view_url(client, tracking, experiment_id, sweep_id)
         spool_dir = spool_folder(store, options.experiment, sweep_id)
         spool_header = {"sweep_id": sweep_id, "experiment": options.experiment,
                         "experiment_id": experiment_id, "parent_run_id": parent_run_id,
@@ -94,7 +98,8 @@ def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepS
         shared = SharedData(images=images, labels=labels, meta=dataset_meta,
                             weight_files=shareable_weights(weights.values()))
         trainable = tune.with_resources(
-            tune.with_parameters(run_trial, shared=shared),
+            tune.with_parameters(run_trial, shared=shared,
+                                 system_metrics=options.samples_system_metrics),
             {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
         swept = [axis for axis, values in preset.axes().items() if len(values) > 1]
         audit_path = Path(data_dir) / "audit.json"
@@ -102,13 +107,18 @@ def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepS
                       if audit_path.is_file() else [])
         logger = MlflowSweepLogger(tracking, experiment_id, parent_run_id, sweep_id, swept,
                                    confusable=confusable, spool_dir=str(spool_dir),
-                                   spool_header=spool_header)
+                                   spool_header=spool_header,
+                                   dataset=dataset_input(dataset_meta, images, labels),
+                                   run_tags=run_tags)
+        # the live progress line (xfer.sweep.plan.Plan ``plan``: its ETA starts from the estimate)
+        progress = ([SweepProgress.from_plan(plan, options.progress_interval)]
+                    if plan is not None and options.progress_interval > 0 else [])
         run_config = tune.RunConfig(
             name=sweep_id, storage_path=store.experiment_root(options.experiment),
             storage_filesystem=store.fs if store.is_s3 else None,
             failure_config=tune.FailureConfig(max_failures=options.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[logger], verbose=0)
+            callbacks=[logger, *progress], verbose=0)
         path = store.display(options.experiment, sweep_id)
         ray_path = store.sweep_path(options.experiment, sweep_id)
         filesystem = store.fs if store.is_s3 else None
@@ -120,7 +130,7 @@ def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepS
             param_space, tune_config = _search(preset, options, study, weights, default_size)
             tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
                                run_config=run_config)
-        with phases("trials"):
+        with phases("trials"), lines_above_bar(enabled=bool(progress)):
             results = tuner.fit()
 
         finished = [r for r in results if r.error is None]
@@ -144,10 +154,22 @@ def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepS
         _print_spool(writer, store.display(options.experiment, sweep_id))
         store.write_meta(options.experiment, sweep_id, {**meta, "finished": True})
         return {"finished": len(finished), "failed": len(failed), "parent_run_id": parent_run_id,
-                "best": _best_per_init(finished, swept), "report": report}
+                "best": _best_per_init(finished, swept), "report": report, "runs_url": view_url}
     finally:
         if started_ray:
             ray.shutdown()
+
+
+def _runs_view_url(client, tracking: str, experiment_id: str, sweep_id: str) -> str:
+    """The URL of this sweep's runs table (``xfer.tracking.ui``). The view is a convenience: if
+    saving it fails, the URL of the experiment's runs table stands in, and the sweep goes on."""
+    from xfer.tracking import ui
+
+    try:
+        key = ui.publish_sweep_view(client, experiment_id, sweep_id)
+    except Exception:  # noqa: BLE001 - see the docstring
+        key = None
+    return ui.runs_url(ui.ui_base(tracking), experiment_id, key)
 
 
 def spool_folder(store: SweepStore, experiment: str, sweep_id: str) -> Path:
@@ -286,11 +308,13 @@ def _experiment_id(client, name: str) -> str:
 
 def _create_parent(client, experiment_id: str, sweep_id: str, options: SweepOptions,
                    preset: Preset, sha: str, packages: dict, weights: dict[str, str],
-                   scheduler: SchedulerPlan) -> str:
+                   scheduler: SchedulerPlan, run_tags: dict | None = None) -> str:
+    """The sweep's parent run. ``run_tags``: MLflow's source tags (``mlflow_logger.source_tags``),
+    the same as every child's."""
     from mlflow.entities import Param
 
     run = client.create_run(experiment_id, run_name=f"sweep-{options.preset}-{sweep_id[-20:]}",
-                            tags={"xfer.sweep_id": sweep_id, "xfer.role": "parent",
+                            tags={**(run_tags or {}), "xfer.sweep_id": sweep_id, "xfer.role": "parent",
                                   "xfer.preset": options.preset, "xfer.git_sha": sha})
     params = {"preset": options.preset, "search": options.search, "scheduler": options.scheduler,
               "scheduler_detail": scheduler.describe(),
@@ -299,7 +323,7 @@ def _create_parent(client, experiment_id: str, sweep_id: str, options: SweepOpti
               "gpus_per_trial": options.gpus_per_trial, "cpus_per_trial": options.cpus_per_trial,
               "storage": options.storage, "git_sha": sha,
               "pretrained_weights": _weights_param(weights), "arms": json.dumps(preset.arms),
-              "data": options.data or "preset",
+              "data": options.data or "preset", "system_metrics": options.system_metrics,
               "packages": json.dumps(packages)}
     client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
     return run.info.run_id

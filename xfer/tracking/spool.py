@@ -38,13 +38,17 @@ Records (all carry "seq" and "op"):
     set_terminated  status and end_time (of the event, not of the replay)
     update_run      status
     log_artifacts   "dir", relative to the spool folder
+    log_inputs      "datasets": [{name, digest, source_type, source, schema?, profile?, tags}],
+                    MlflowClient.log_inputs; a dataset the run already has (same name, digest
+                    and tags) is left out
 
 Exactly once. A replayed record may already be in MLflow (the server applied it and died
 before answering), and ``xfer replay`` may run twice; every record is safe to apply again: runs
 are found by tags before one is created, a FINISHED run found again is not written to,
 per-epoch metrics skip steps the run has, metrics keep their original timestamps (MLflow keeps
 one row per key, step, timestamp and value), params and tags are set to the same values,
-statuses to the same status and end time, artifacts overwritten by the same files. The
+statuses to the same status and end time, artifacts overwritten by the same files, dataset
+inputs left out when the run has them (MLflow's SQL store also merges them itself). The
 acknowledgements make a second replay a no-op without relying on that.
 """
 
@@ -59,7 +63,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 
@@ -274,9 +278,32 @@ def apply_record(client: MlflowClient, record: dict, state: ReplayState,
         client.update_run(run_id, status=record["status"])
     elif op == "log_artifacts":
         client.log_artifacts(run_id, str(files if files is not None else Path(folder) / record["dir"]))
+    elif op == "log_inputs":
+        datasets = _inputs_not_logged(client, run_id, record.get("datasets", []))
+        if datasets:
+            client.log_inputs(run_id, datasets=datasets)
     else:
         raise ValueError(f"unknown spool record op {op!r}")
     return {"run_id": run_id}
+
+
+def _inputs_not_logged(client: MlflowClient, run_id: str, datasets: list[dict]) -> list[DatasetInput]:
+    """The record's dataset inputs the run does not have yet (one get_run: its inputs)."""
+    def key(name, digest, tags: dict) -> tuple:
+        return name, digest, tuple(sorted(tags.items()))
+
+    inputs = client.get_run(run_id).inputs
+    have = {key(i.dataset.name, i.dataset.digest, {t.key: t.value for t in i.tags})
+            for i in (inputs.dataset_inputs if inputs else [])}
+    wanted = []
+    for entry in datasets:
+        tags = {k: str(v) for k, v in (entry.get("tags") or {}).items()}
+        if key(entry["name"], entry["digest"], tags) in have:
+            continue
+        dataset = Dataset(name=entry["name"], digest=entry["digest"], source_type=entry["source_type"],
+                          source=entry["source"], schema=entry.get("schema"), profile=entry.get("profile"))
+        wanted.append(DatasetInput(dataset, tags=[InputTag(k, v) for k, v in tags.items()]))
+    return wanted
 
 
 def _open_run(client: MlflowClient, record: dict, state: ReplayState) -> dict:
