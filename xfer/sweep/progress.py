@@ -27,6 +27,7 @@ line is due (once a second on a terminal, once per interval elsewhere).
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -233,10 +234,17 @@ class SweepProgress(Callback):
 
 
 def _is_terminal(stream) -> bool:
+    """A terminal that a bar can be drawn on: a tty with a width. A pseudo-terminal of size 0
+    (`script` run without a controlling terminal) gets plain lines: tqdm draws nothing there."""
     try:
-        return bool(stream.isatty())
+        if not stream.isatty():
+            return False
     except (AttributeError, ValueError):  # no isatty, or a closed stream
         return False
+    try:
+        return os.get_terminal_size(stream.fileno()).columns > 0
+    except (AttributeError, ValueError, OSError):  # a tty stand-in without a file descriptor
+        return True
 
 
 def _unwrapped(stream):
