@@ -53,6 +53,19 @@ def sweep_env(tmp: Path) -> dict:
     return env
 
 
+def sweep_store(folder: Path, experiment: str = "pdf_grid"):
+    """What a sweep run in ``folder`` wrote to its SQLite store: (client, experiment id, the
+    parent run, its child runs: trials and milestones). One sweep per store."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    runs = client.search_runs([experiment_id], max_results=1000)
+    [parent] = [r for r in runs if r.data.tags.get("xfer.role") == "parent"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    return client, experiment_id, parent, children
+
+
 def run_sweep(script: str, args: list[str], tmp: Path, cache: Path, timeout: float = 600,
               env: dict | None = None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, str(REPO / "sweeps" / script), *args]

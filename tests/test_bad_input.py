@@ -154,7 +154,12 @@ CASES: dict[str, Case] = {
         "xfer", ["frontier", "--experiment", "pdf_grid", "--out", "{out}"], ("no MLflow store at",)),
     # --- the sweep scripts: every shared option --------------------------------------------------
     "pdf_grid: unknown preset": Case("pdf_grid.py", ["--preset", "huge"],
-                                     ("invalid choice: 'huge'", "'smoke', 'quick', 'seed'")),
+                                     ("invalid choice: 'huge'", "'smoke', 'quick', 'study'")),
+    "pdf_grid: negative --progress-interval": Case(
+        "pdf_grid.py", ["--smoke-test", "--progress-interval", "-5"], ("--progress-interval",)),
+    "cifar100_archs: unknown --system-metrics": Case(
+        "cifar100_archs.py", ["--smoke-test", "--system-metrics", "always"],
+        ("invalid choice: 'always'", "'auto', 'on', 'off'")),
     "pdf_grid: unknown search": Case("pdf_grid.py", ["--smoke-test", "--search", "random"],
                                      ("invalid choice: 'random'", "'grid', 'tpe', 'nsga2'")),
     "pdf_grid: unknown scheduler": Case("pdf_grid.py", ["--smoke-test", "--scheduler", "pbt"],

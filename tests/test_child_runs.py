@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from conftest import sweep_store
+
 SOURCE_TAGS = ("mlflow.source.name", "mlflow.source.type", "mlflow.source.git.commit", "mlflow.user")
 
 
@@ -18,14 +20,7 @@ SOURCE_TAGS = ("mlflow.source.name", "mlflow.source.type", "mlflow.source.git.co
 
 @pytest.fixture(scope="module")
 def smoke_store(smoke_sweep):
-    from mlflow.tracking import MlflowClient
-
-    tmp, _, _ = smoke_sweep
-    client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("pdf_grid")
-    runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    parent = next(r for r in runs if r.data.tags.get("xfer.role") == "parent")
-    children = [r for r in runs if r.data.tags.get("xfer.role") in ("trial", "milestone")]
+    client, _, parent, children = sweep_store(smoke_sweep[0])
     assert children
     return client, parent, children
 

@@ -20,9 +20,8 @@ import time
 import urllib.request
 
 import pytest
-from mlflow.tracking import MlflowClient
 
-from conftest import kill_group
+from conftest import kill_group, sweep_store
 from xfer.tracking.ui import LOCAL_UI
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -85,15 +84,6 @@ def browser():
         driver.quit()
 
 
-def _sweep_runs(folder):
-    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("pdf_grid")
-    runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    [parent] = [r for r in runs if r.data.tags.get("xfer.role") == "parent"]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    return experiment.experiment_id, parent, children
-
-
 def _page_text(driver) -> str:
     from selenium.webdriver.common.by import By
 
@@ -107,7 +97,7 @@ def test_the_printed_url_shows_the_parent_and_every_child_run(smoke_sweep, mlflo
     printed = re.search(r"runs of this sweep: (\S+)", done.stdout)
     assert printed, done.stdout[-2000:]
     url = printed.group(1)
-    experiment_id, parent, children = _sweep_runs(folder)
+    _, experiment_id, parent, children = sweep_store(folder)
     assert url.startswith(f"{LOCAL_UI}/#/experiments/{experiment_id}/runs?")
     assert "workflowType=machine_learning" in url and "viewStateShareKey=" in url
     assert len(children) == 8
@@ -127,7 +117,7 @@ def test_the_parents_html_report_shows_the_frontier_figure(smoke_sweep, mlflow_u
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import WebDriverWait
 
-    experiment_id, parent, _ = _sweep_runs(smoke_sweep[0])
+    _, experiment_id, parent, _ = sweep_store(smoke_sweep[0])
     browser.get(f"{mlflow_ui}/#/experiments/{experiment_id}/runs/{parent.info.run_id}/artifacts/"
                 "report.html?workflowType=machine_learning")
     frame = WebDriverWait(browser, WAIT_S).until(

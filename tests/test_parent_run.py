@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from conftest import sweep_store
 from test_report import sweep_runs
 from test_report_html import Page, decoded
 from test_tracking_runs import MACS_PER_IMAGE, build_store
@@ -154,14 +155,8 @@ def test_report_html_is_attached_with_its_figures_inside(store, logged, tmp_path
 
 @pytest.fixture(scope="module")
 def smoke_parent(smoke_sweep):
-    tmp, _, _ = smoke_sweep
-    client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("pdf_grid")
-    runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    parents = [r for r in runs if r.data.tags.get("xfer.role") == "parent"]
-    trials = [r for r in runs if r.data.tags.get("xfer.role") == "trial"]
-    assert len(parents) == 1
-    return client, parents[0], trials
+    client, _, parent, children = sweep_store(smoke_sweep[0])
+    return client, parent, [r for r in children if r.data.tags.get("xfer.role") == "trial"]
 
 
 def test_the_smoke_sweeps_parent_has_its_summary_metrics_at_step_0(smoke_parent):
