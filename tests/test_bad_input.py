@@ -60,8 +60,6 @@ class Case:
     env: dict = field(default_factory=dict)  # on top of the isolated env; {closed}: a closed port
 
 
-S3_CLOSED = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-             "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": "http://127.0.0.1:{closed}"}
 TRAIN = ["train", "--data", "{blobs}", "--model", "resnet10", "--epochs", "1", "--batch-size", "16",
          "--device", "cpu", "--json-out", "{out}/result.json"]
 PRETRAINED = [*TRAIN, "--init", "pretrained", "--weights"]  # + the weights source
@@ -126,9 +124,8 @@ CASES: dict[str, Case] = {
         "xfer", [*PRETRAINED, "s3://bucket"], ("malformed S3 URI 's3://bucket'",)),
     "train: s3 weights without AWS credentials": Case(
         "xfer", [*PRETRAINED, "s3://bucket/w.pt"], ("s3://bucket/w.pt needs AWS credentials",)),
-    "train: s3 endpoint on a closed port": Case(
-        "xfer", [*PRETRAINED, "s3://bucket/w.pt"], ("cannot reach the S3 endpoint", "AWS_ENDPOINT_URL"),
-        env=S3_CLOSED),
+    # an S3 endpoint on a closed port is a service that does not answer: exit 1, not here
+    # (tests/test_endpoints.py::test_an_s3_weights_endpoint_that_does_not_answer_is_exit_1)
     "train: --epoch-milestones not numbers": Case("xfer", [*SCRATCH, "--epoch-milestones", "ten"],
                                                   ("argument --epoch-milestones: must be whole epochs",)),
     "train: an epoch milestone at or past --epochs": Case(
@@ -218,6 +215,53 @@ CASES: dict[str, Case] = {
         "probe_regimes.py", ["--smoke-test", "--epoch-milestones"], ("preset smoke does not sweep epochs",)),
     "probe_regimes: fractional GPUs above one": Case(
         "probe_regimes.py", ["--smoke-test", "--gpus-per-trial", "1.5"], ("whole number",)),
+    # --- names, bounds, contradictions (issue 17; the rules: tests/test_names_and_bounds.py) -----
+    "pdf_grid: --experiment escaping --storage": Case(
+        "pdf_grid.py", ["--smoke-test", "--experiment", "../../escape"],
+        ("--experiment '../../escape' cannot name a folder", "path separator '/'")),
+    "pdf_grid: a newline in --experiment": Case(
+        "pdf_grid.py", ["--smoke-test", "--experiment", "two\nlines"],
+        ("cannot name a folder", "control character '\\n'")),
+    "pdf_grid: --smoke-test with another --preset": Case(
+        "pdf_grid.py", ["--smoke-test", "--preset", "quick"], ("--smoke-test", "contradicts --preset quick")),
+    "pdf_grid: --num-samples 10^9": Case(
+        "pdf_grid.py", ["--smoke-test", "--num-samples", "1000000000"],
+        ("--num-samples 1000000000 needs at least", "this machine has")),
+    "pdf_grid: --max-concurrent 10^6": Case(
+        "pdf_grid.py", ["--smoke-test", "--max-concurrent", "1000000"],
+        ("--max-concurrent 1000000 needs at least", "trial processes", "this machine has")),
+    "pdf_grid: a newline in --storage": Case(
+        "pdf_grid.py", ["--smoke-test", "--storage", "{tmp}/runs\nx"], ("--storage", "control character")),
+    "data pdf: --image-size 10^6": Case(
+        "xfer", ["data", "pdf", "--n", "8", "--image-size", "1000000", "--out", "{out}"],
+        ("--image-size 1000000 needs at least", "of memory", "this machine has")),
+    "data pdf: --n beyond the disk": Case(
+        "xfer", ["data", "pdf", "--n", "800000", "--image-size", "8192", "--out", "{out}"],
+        ("--n 800000 at --image-size 8192 needs at least", "of disk", "free")),
+    "data folder: --out inside SRC": Case(
+        "xfer", ["data", "folder", "{one_class}", "--out", "{one_class}/packed"], ("is inside SRC",)),
+    "data folder: --image-size 10^6": Case(
+        "xfer", ["data", "folder", "{corrupt_class}", "--out", "{out}", "--image-size", "1000000"],
+        ("--image-size 1000000 needs at least", "8 packed images")),
+    "train: --image-size 10^6": Case(
+        "xfer", [*SCRATCH, "--image-size", "1000000"],
+        ("--image-size 1000000 needs at least", "one batch of 256 image(s) (--eval-batch-size)")),
+    # --- found by the fuzz test (tests/test_fuzz_cli.py) -------------------------------------
+    "data audit: a newline in the folder's name (the message stays one line)": Case(
+        "xfer", ["data", "audit", "{tmp}/a\nb"], ("{tmp}/a\\nb is not a folder",)),
+    "train: a 300-character --data name (ENAMETOOLONG, not a traceback)": Case(
+        "xfer", [*SCRATCH[:2], "x" * 300, *SCRATCH[3:]], ("File name too long",)),
+    "pdf_grid: a 300-character --data name with --dry-run": Case(
+        "pdf_grid.py", ["--smoke-test", "--dry-run", "--data", "x" * 300], ("File name too long",)),
+    # --- endpoints first (tests/test_endpoints.py has the exit-1 side: closed ports, read-only) --
+    "pdf_grid: MLFLOW_TRACKING_URI with an unknown scheme": Case(
+        "pdf_grid.py", ["--smoke-test"], ("unknown tracking URI scheme 'bogus'", "valid: "),
+        env={"MLFLOW_TRACKING_URI": "bogus://x"}),
+    "frontier: MLFLOW_TRACKING_URI without a host": Case(
+        "xfer", ["frontier", "--experiment", "pdf_grid", "--out", "{out}"],
+        ("malformed tracking URI 'http://'", "no host"), env={"MLFLOW_TRACKING_URI": "http://"}),
+    "train: runs:/ weights and no MLflow store (creates no mlflow.db)": Case(
+        "xfer", [*PRETRAINED, "runs:/0123456789abcdef/model.pt"], ("not found: no MLflow store at",)),
 }
 
 

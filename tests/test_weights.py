@@ -470,7 +470,8 @@ def test_imagenet_weights_not_cached_and_offline_say_how_to_prestage(no_network_
     assert "\n" not in message
     assert file_name in message and str(hub_dir / "checkpoints") in message
     assert "--weights FILE" in message and "TORCH_HOME" in message
-    assert list((hub_dir / "checkpoints").iterdir()) == []  # no partial download left behind
+    # no partial download and no empty cache folder left behind (issue 17: no debris)
+    assert not (hub_dir / "checkpoints").exists()
 
 
 @pytest.fixture

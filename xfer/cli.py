@@ -11,10 +11,10 @@ import argparse
 import sys
 from typing import Callable
 
-from xfer.argtypes import (EXIT_OK, EXIT_USAGE, OneLineParser, accuracy_level, check_output_path,
-                           epoch_list, non_negative_float, non_negative_int, positive_float,
-                           positive_int)
-from xfer.errors import UsageError
+from xfer.argtypes import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, OneLineParser, accuracy_level,
+                           check_output_path, epoch_list, non_negative_float, non_negative_int,
+                           positive_float, positive_int)
+from xfer.errors import PATH_ERRNOS, Unavailable, UsageError, one_line
 
 
 
@@ -33,6 +33,7 @@ def _cmd_data_pdf(args: argparse.Namespace) -> int:
                           image_size=args.image_size, test_size=test_size, test_seed=args.test_seed,
                           gamma_beta=args.gamma_beta, tick_labels=not args.no_tick_labels)
     spec.validate()
+    _check_pdf_bounds(spec, args.out, args.workers)
     out, reused = write_dataset(spec, args.out, workers=args.workers, progress=print)
     test = (f" + {spec.test_size} held-out test images (seed {spec.resolved_test_seed})"
             if spec.test_size else ", split 80:10:10")
@@ -40,6 +41,24 @@ def _cmd_data_pdf(args: argparse.Namespace) -> int:
           f"({spec.n} images{test}, preset {spec.preset}, seed {spec.seed}, {spec.image_size} px, "
           f"gamma beta read as a {spec.gamma_beta}{'' if spec.tick_labels else ', no tick labels'})")
     return EXIT_OK
+
+
+def _check_pdf_bounds(spec, out: str, workers: int | None) -> None:
+    """The machine can hold what was asked (xfer.bounds): each generator process renders one
+    image on an RGBA canvas, and the packed arrays (train/val pool and test set) go to disk at
+    --out, unless that dataset is already there."""
+    import os
+    from pathlib import Path
+
+    from xfer.bounds import RGBA_CANVAS, check_memory, check_packed_images
+
+    images = spec.n + spec.test_size
+    processes = min(workers or os.cpu_count() or 1, images)
+    check_memory(processes * spec.image_size ** 2 * RGBA_CANVAS, f"--image-size {spec.image_size}",
+                 f"{processes} image(s) rendered at once, one per generator process (RGBA, "
+                 f"{spec.image_size} x {spec.image_size} x 4 bytes each; fewer --workers need less)")
+    if not (Path(out).expanduser() / "dataset.json").exists():
+        check_packed_images(images, spec.image_size, out, f"--n {spec.n} at --image-size {spec.image_size}")
 
 
 def _cmd_data_audit(args: argparse.Namespace) -> int:
@@ -61,6 +80,19 @@ def _check_data_out(path: str):
 
     out = check_output_path(path, "--out", folder=True)
     return out, reusable(out, {})  # {}: only "is it a complete dataset"; pack_* compare identity
+
+
+def _check_out_not_inside(out: str, src: str) -> None:
+    """--out inside its own SRC (or SRC itself) would add the packed dataset to the images it
+    was made from: every later scan of SRC then finds a class of .npy files or a changed
+    fingerprint. Symlinks resolved, so a link into SRC is caught too."""
+    from pathlib import Path
+
+    source = Path(src).expanduser().resolve()
+    target = Path(out).expanduser().resolve()
+    if target == source or source in target.parents:
+        raise UsageError(f"--out {out} is inside SRC {src}: the dataset would be written into the "
+                         f"folder it is made from; choose an --out outside {src}")
 
 
 def _describe_packed(out) -> str:
@@ -88,9 +120,17 @@ def _cmd_data_cifar(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_folder(args: argparse.Namespace) -> int:
-    from xfer.data.folder import pack_folder
+    from xfer.bounds import check_packed_images
+    from xfer.data.folder import check_options, folder_summary, pack_folder
 
+    check_options(args.image_size, args.seed)  # the options first: a scan can take a while
+    _check_out_not_inside(args.out, args.src)
     out, existed = _check_data_out(args.out)
+    if not existed:  # the decoded images are held in memory, then packed at --out; a scan
+        # (a stat per file, no decoding) counts them: seconds for a million files
+        _, count = folder_summary(args.src)
+        check_packed_images(count, args.image_size, out, f"--image-size {args.image_size}",
+                            in_memory=True)
     out = pack_folder(args.src, out, image_size=args.image_size, seed=args.seed, progress=print)
     print(f"{'exists, unchanged' if existed else 'wrote'}: {out} ({_describe_packed(out)})")
     return EXIT_OK
@@ -221,10 +261,21 @@ def _summary(result: dict) -> str:
             f"n_train {result['n_train']}  device {result['device']}")
 
 
+def _check_batch_bounds(args: argparse.Namespace, image_size: int | None) -> None:
+    """An --image-size this machine cannot hold one batch of (xfer.bounds), refused before the
+    dataset is read; None: the dataset's own size, bounded when it was written."""
+    if image_size is not None:
+        from xfer.bounds import check_image_batch
+
+        larger = "--batch-size" if args.batch_size >= args.eval_batch_size else "--eval-batch-size"
+        check_image_batch(image_size, max(args.batch_size, args.eval_batch_size), batch_flag=larger)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from xfer.train import fit
 
     config = _trial_config(args, data=args.data, image_size=args.image_size, n=args.n).validate()
+    _check_batch_bounds(args, args.image_size)
     json_out = _check_json_out(args.json_out)
     result = fit(config)
     for epoch, entry in result["milestones"].items():
@@ -249,12 +300,14 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     json_out = _check_json_out(args.json_out)
     if args.data is not None:
         config = _trial_config(args, data=args.data, image_size=args.image_size, n=args.n).validate()
+        _check_batch_bounds(args, args.image_size)
     else:
         source = SourceTask(preset=args.source_preset or "varied", n=args.n or SourceTask.n,
                             seed=args.seed, image_size=args.image_size or SourceTask.image_size)
         # Validate the training config at the generated size before generating anything.
         config = _trial_config(args, data="(source task)", image_size=None, n=None)
         replace(config, image_size=source.image_size).validate()
+        _check_batch_bounds(args, source.image_size)
         data_dir = source_dataset(source, out.parent, progress=print)
         print(f"source task: {data_dir}")
         config = replace(config, data=str(data_dir))
@@ -389,10 +442,15 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_frontier(args: argparse.Namespace) -> int:
     from xfer.aggregate import build_report
+    from xfer.tracking.endpoints import tracking_calls
 
-    path = build_report(args.experiment, args.sweep_id, cost=args.cost,
-                        target_accuracy=args.target_accuracy, out_dir=args.out,
-                        log_to_parent=args.log_to_parent, amortize_pretraining=args.amortize_pretraining)
+    # the sweep's bounded retries and one line, exit 1, for a server that does not answer
+    # (MLflow's defaults: ~4 minutes of silence, then a traceback)
+    with tracking_calls():
+        path = build_report(args.experiment, args.sweep_id, cost=args.cost,
+                            target_accuracy=args.target_accuracy, out_dir=args.out,
+                            log_to_parent=args.log_to_parent,
+                            amortize_pretraining=args.amortize_pretraining)
     summary = path.read_text().split("## Summary", 1)[-1].split("\n## ", 1)[0]  # its first section
     print(summary.strip())
     print(f"report: {path}")
@@ -482,8 +540,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except (UsageError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
-        print(f"xfer {args.command}: error: {exc}", file=sys.stderr)
+        print(f"xfer {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    except Unavailable as exc:  # a service that does not answer: the input may be fine
+        print(f"xfer {args.command}: error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:  # a path no file can have (too long, ...): 2; the disk failing: 1
+        print(f"xfer {args.command}: error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE if exc.errno in PATH_ERRNOS else EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -5,10 +5,22 @@
 or written. Library code raises it at the edge, where the bad value enters, with a message that
 names the field and the valid choices.
 
-``Unavailable``: a service the command needs (sweep storage on S3) did not answer or refused
-the credentials. One line and exit code 1: the input may be fine, and a retry may work. (Exit 2
-would be wrong here: KubeRay's entrypoint reads 2 from ``--resume`` as "nothing to resume" and
-would start a new sweep over an interrupted one.)
+``Unavailable``: a service the command needs did not answer, refused the credentials or
+refused a write: the tracking server or database (``xfer.tracking.endpoints``), the sweep's S3
+storage, an S3 endpoint for ``--weights s3://``. One line and exit code 1: the input may be
+fine, and a retry may work. (Exit 2 would be wrong here: KubeRay's entrypoint reads 2 from
+``--resume`` as "nothing to resume" and would start a new sweep over an interrupted one.)
+
+The contract, settled once (issue 17), for every command and sweep script:
+
+- bad input or missing configuration: one line on stderr, exit 2 (``UsageError``,
+  ``FileNotFoundError``). Missing configuration includes a file that had to be placed
+  beforehand and cannot be fetched here (ImageNet weights not in the hub cache with
+  ``--no-download`` or no route to the download host, a CIFAR archive offline): the fix is to
+  place the file, not to retry.
+- a service the user pointed xfer at that does not answer: one line, exit 1 (``Unavailable``).
+- never a traceback; on either exit, nothing launched and nothing written: no ``mlflow.db``, no
+  empty cache folder, no lock file (tests/test_endpoints.py, tests/test_bad_input.py).
 """
 
 
@@ -23,3 +35,19 @@ def choice_error(field: str, value: object, valid: "list[str] | tuple[str, ...]"
 
 class Unavailable(RuntimeError):
     """A service the command needs did not answer; the message says which and what to check."""
+
+
+def one_line(text: str) -> str:
+    """A message as the one stderr line the contract promises: control characters that a path
+    or a name brought in (a newline in a folder name, an escape sequence) are shown escaped, as
+    ``repr`` shows them, instead of breaking the line or the terminal."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text).strip())
+
+
+# An OSError that names a path the user gave which cannot be one (too long, a loop of links,
+# a file where a folder must be): bad input, exit 2. Any other OSError (disk full, I/O error)
+# is a failure of the machine: one line, exit 1.
+import errno as _errno  # noqa: E402
+
+PATH_ERRNOS = frozenset({_errno.ENAMETOOLONG, _errno.ELOOP, _errno.ENOTDIR, _errno.EISDIR,
+                         _errno.EINVAL, _errno.EACCES, _errno.EPERM, _errno.ENOENT, _errno.EROFS})

@@ -69,10 +69,32 @@ def snapshot(config, model, optimizer, progress: dict) -> dict:
                     "progress": {**progress, "history": [dict(h) for h in progress["history"]]}})
 
 
+# What ``restore`` reads from a state, with its type: a checkpoint that torch.load read back
+# (its bytes are whole: xfer.weights checks the zip's CRCs) can still be foreign or cut short
+# by an older writer; naming the missing part beats a KeyError deep inside load_state_dict.
+_STATE_PARTS = {"config": dict, "model": dict, "optimizer": dict, "rng": dict, "progress": dict}
+_RNG_PARTS = ("torch", "cuda", "numpy", "python")
+
+
+def check_state(state) -> None:
+    """ValueError "corrupt checkpoint: why" unless ``state`` is what ``snapshot`` wrote."""
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"corrupt checkpoint: not a trial state of format {STATE_FORMAT} "
+                         f"(found {found!r}); resume expects a state passed to fit's checkpoint callback")
+    for part, kind in _STATE_PARTS.items():
+        if not isinstance(state.get(part), kind):
+            raise ValueError(f"corrupt checkpoint: its {part!r} is missing or not a {kind.__name__}")
+    missing = [part for part in _RNG_PARTS if part not in state["rng"]]
+    if missing:
+        raise ValueError(f"corrupt checkpoint: its RNG state lacks {missing}")
+    if not isinstance(state["progress"].get("history"), list):
+        raise ValueError("corrupt checkpoint: its progress has no epoch history")
+
+
 def restore(state: dict, config, model, optimizer) -> dict:
     """Load ``state`` into the model and optimiser, reset the RNGs; returns the progress."""
-    if state.get("format") != STATE_FORMAT:
-        raise ValueError("resume expects a state passed to fit's checkpoint callback")
+    check_state(state)
     saved = {k: v for k, v in {**ADDED_FIELDS, **state["config"]}.items() if k not in RESUMABLE_CHANGES}
     now = {k: v for k, v in asdict(config).items() if k not in RESUMABLE_CHANGES}
     changed = sorted(k for k in now if saved.get(k) != now[k])

@@ -32,6 +32,7 @@ This module is the pure core: it imports neither Ray nor MLflow. MLflow URIs go 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import io
@@ -53,7 +54,7 @@ from pathlib import Path
 import torch
 
 from xfer import lite_weights
-from xfer.errors import UsageError, choice_error
+from xfer.errors import Unavailable, UsageError, choice_error
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -349,7 +350,10 @@ def _read_imagenet(model_name: str):
 def _download_to_hub_cache(url: str, path: Path, model_name: str) -> None:
     """Download ``url`` to ``path`` via a temporary file and ``os.replace``, so an interrupted
     download never looks cached. Checks the sha256 prefix torchvision puts in its file names
-    (``resnet50-11ad3fa6.pth``). Offline, fails fast with one line that says how to pre-stage."""
+    (``resnet50-11ad3fa6.pth``). Offline, fails fast with one line that says how to pre-stage,
+    and leaves no hub cache folder that this call created behind (an empty one would read as
+    "the cache is there" to the next person looking)."""
+    created = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
     digest = hashlib.sha256()
@@ -375,6 +379,9 @@ def _download_to_hub_cache(url: str, path: Path, model_name: str) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+        for folder in created:  # deepest first; only if still empty (nothing was downloaded)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 def _parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -388,8 +395,8 @@ def _parse_s3_uri(uri: str) -> tuple[str, str]:
 def _read_s3(uri: str) -> bytes:
     bucket, key = _parse_s3_uri(uri)
     import boto3  # lazy: only s3:// sources need boto3, and it costs ~0.3 s to import
-    from botocore.exceptions import (BotoCoreError, ClientError, EndpointConnectionError,
-                                     NoCredentialsError)
+    from botocore.exceptions import (BotoCoreError, ClientError, ConnectTimeoutError,
+                                     EndpointConnectionError, NoCredentialsError, ReadTimeoutError)
 
     # A fresh session reads the environment now (the default session caches credentials).
     # boto3 >= 1.34 honours AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 itself (MinIO, Ceph, moto).
@@ -406,9 +413,10 @@ def _read_s3(uri: str) -> bytes:
         return client.get_object(Bucket=bucket, Key=key)["Body"].read()
     except NoCredentialsError as exc:
         raise UsageError(_S3_CREDENTIALS_HELP.format(uri=uri)) from exc
-    except EndpointConnectionError as exc:
-        raise UsageError(f"cannot reach the S3 endpoint for {uri} ({exc}); "
-                         "check AWS_ENDPOINT_URL and the network") from exc
+    except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError) as exc:
+        # a service that does not answer: exit 1 (xfer.errors), the input may be fine
+        raise Unavailable(f"cannot reach the S3 endpoint for {uri} ({exc}); "
+                          "check AWS_ENDPOINT_URL and the network") from None
     except ClientError as exc:
         error = exc.response.get("Error", {})
         code, message = error.get("Code", "unknown"), error.get("Message", "")

@@ -203,7 +203,7 @@ def _identity(scan: FolderScan, image_size: int, seed: int) -> dict:
                        "image_files": scan.num_images}}
 
 
-def _check_options(image_size: int, seed: int) -> None:
+def check_options(image_size: int, seed: int) -> None:
     if not isinstance(image_size, int) or image_size < MIN_IMAGE_SIZE:
         raise UsageError(f"--image-size must be at least {MIN_IMAGE_SIZE} px, got {image_size}")
     if not isinstance(seed, int) or seed < 0:
@@ -246,7 +246,7 @@ def pack_folder(path: str | Path, out: str | Path, *, image_size: int = 224, see
     """Decode the image folder ``path`` and write it as a packed dataset at ``out`` with fixed
     splits; returns ``out``. An identical dataset already at ``out`` (same files, sizes and
     modification times, same options) is kept without decoding anything."""
-    _check_options(image_size, seed)
+    check_options(image_size, seed)
     return _pack(scan_folder(path), Path(out), image_size, seed, progress)
 
 
@@ -262,7 +262,7 @@ def ensure_folder(cache_root: str | Path, path: str | Path, image_size: int = 22
                   progress: Callable[[str], None] | None = None) -> Path:
     """The packed image folder under ``cache_root``, built at most once per machine and
     re-packed (under a new key) whenever a file is added, removed or changed."""
-    _check_options(image_size, seed)
+    check_options(image_size, seed)
     scan = scan_folder(path)
     return ensure_packed(cache_root, cache_key(scan, image_size, seed),
                          lambda target: _pack(scan, target, image_size, seed, progress))

@@ -18,6 +18,7 @@ No torch here: generator workers import it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -65,7 +66,9 @@ def holds_dataset(root: Path, identity: dict) -> bool:
     ``identity`` (compared after a JSON round trip, so tuples equal lists)."""
     if not is_packed_dataset(root):
         return False
-    existing = json.loads((root / "dataset.json").read_text())
+    from xfer.data.layout import read_dataset_json
+
+    existing = read_dataset_json(root)  # a damaged one: "corrupt dataset: PATH: why"
     wanted = json.loads(json.dumps(identity))
     return all(existing.get(key) == value for key, value in wanted.items())
 
@@ -115,23 +118,39 @@ def ensure_packed(cache_root: str | Path, key: str, build: Callable[[Path], obje
     ``build`` writes the dataset to ``target`` (through ``write_atomically``, e.g. via
     ``write_packed``). Callers serialise on ``cache_root/key.lock``: the first builds, the rest
     wait and reuse. Leftovers of a killed build are deleted under the lock, never read.
+
+    A build that fails (no download, a corrupt source) leaves nothing behind: its lock file is
+    unlinked while still held (filelock >= 4 makes a waiter that locked the unlinked file try
+    again on a fresh one), and the cache folders this call created are removed if empty.
     """
     from filelock import FileLock
 
     cache_root = Path(cache_root)
+    created = [folder for folder in (cache_root, *cache_root.parents) if not folder.exists()]
     try:
         cache_root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cache folder {cache_root} is not writable: {exc.strerror or exc}") from None
     target = cache_root / key
-    with FileLock(str(cache_root / f"{key}.lock")):
-        if is_packed_dataset(target):
-            return target
-        for leftover in cache_root.glob(f".{key}.partial-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
-        if target.exists():  # a folder with no dataset.json is never complete
-            shutil.rmtree(target)
-        build(target)
+    lock_path = cache_root / f"{key}.lock"
+    try:
+        with FileLock(str(lock_path)):
+            if is_packed_dataset(target):
+                return target
+            for leftover in cache_root.glob(f".{key}.partial-*"):
+                shutil.rmtree(leftover, ignore_errors=True)
+            if target.exists():  # a folder with no dataset.json is never complete
+                shutil.rmtree(target)
+            try:
+                build(target)
+            except BaseException:
+                lock_path.unlink(missing_ok=True)
+                raise
+    except BaseException:
+        for folder in created:  # deepest first; only the empty ones
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     return target
 
 

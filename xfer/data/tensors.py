@@ -23,7 +23,6 @@ Three split layouts exist on disk (see ``xfer.data.packing`` and ``xfer.data.pdf
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from xfer.data.layout import PACKED_DIR, PACKED_IMAGES, PACKED_LABELS, is_packed_dataset
+from xfer.data.layout import (DATASET_JSON, PACKED_DIR, PACKED_IMAGES, corrupt, is_packed_dataset,
+                              open_packed)
 from xfer.data.packing import SPLIT_NAMES, check_split_ranges
 from xfer.data.splits import HELDOUT, SPLIT_CHOICES, STUDY_SPLIT, stratified_split, train_val_split
 from xfer.errors import UsageError, choice_error
@@ -184,9 +184,7 @@ def load_packed(root: str | Path, n: int | None = None, seed: int | None = None,
         raise FileNotFoundError(
             f"{root} is not a complete xfer dataset (no dataset.json or {PACKED_DIR}/{PACKED_IMAGES});"
             " write one with `xfer data pdf|cifar10|cifar100|folder ... --out DIR`")
-    meta = json.loads((root / "dataset.json").read_text())
-    images = np.load(root / PACKED_DIR / PACKED_IMAGES, mmap_mode="r")
-    labels = np.load(root / PACKED_DIR / PACKED_LABELS)
+    images, labels, meta = open_packed(root, mmap=True)  # each file checked: "corrupt dataset: ..."
     return from_arrays(images, labels, meta, n=n, seed=seed, path=root, split=split)
 
 
@@ -194,10 +192,9 @@ def read_packed_arrays(root: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
     """The whole packed cache as (images N×H×W×3 uint8, labels, dataset.json) numpy arrays,
     e.g. to put into Ray's object store once and share zero-copy between trials."""
     root = Path(root)
-    meta = json.loads((root / "dataset.json").read_text())
+    images, labels, meta = open_packed(root, mmap=False)  # each file checked: "corrupt dataset: ..."
     meta["path"] = str(root.resolve())
-    return (np.load(root / PACKED_DIR / PACKED_IMAGES), np.load(root / PACKED_DIR / PACKED_LABELS),
-            meta)
+    return images, labels, meta
 
 
 def from_arrays(images: np.ndarray, labels: np.ndarray, meta: dict, n: int | None = None,
@@ -241,8 +238,8 @@ def _from_heldout(images: np.ndarray, labels: np.ndarray, meta: dict, n: int | N
     pool = int(meta["n"])
     test_start, test_stop = (int(v) for v in meta["heldout_test"])
     if not 0 < pool <= test_start < test_stop <= len(labels):
-        raise ValueError(f"heldout_test {meta['heldout_test']!r} must lie after the {pool} pool "
-                         f"rows and inside the dataset's {len(labels)} rows")
+        raise _bad_meta(path, f"heldout_test {meta['heldout_test']!r} must lie after the {pool} "
+                              f"pool rows and inside the dataset's {len(labels)} rows")
     n = pool if n is None else n
     if not 0 < n <= pool:
         raise UsageError(f"--n must be between 1 and the dataset's {pool} pool images (the "
@@ -267,7 +264,10 @@ def _from_heldout(images: np.ndarray, labels: np.ndarray, meta: dict, n: int | N
 
 def _from_fixed_splits(images: np.ndarray, labels: np.ndarray, meta: dict, n: int | None,
                        seed: int | None, path: Path | None) -> ImageSet:
-    ranges = check_split_ranges(meta["split_ranges"], len(labels))
+    try:
+        ranges = check_split_ranges(meta["split_ranges"], len(labels))
+    except ValueError as exc:
+        raise _bad_meta(path, str(exc)) from None
     if seed is not None and seed != meta.get("seed"):
         raise UsageError(f"this dataset has fixed splits (split_ranges in dataset.json); its split "
                          f"cannot be redrawn with seed {seed}")
@@ -290,6 +290,12 @@ def _from_fixed_splits(images: np.ndarray, labels: np.ndarray, meta: dict, n: in
     identity = {**_identity(meta, n, path), "split": "fixed"}
     return ImageSet(images=_nchw(images), labels=torch.from_numpy(np.asarray(labels, dtype=np.int64).copy()),
                     classes=classes_of(meta), identity=identity, splits=splits)
+
+
+def _bad_meta(path: Path | None, why: str) -> ValueError:
+    """A dataset.json that contradicts its arrays: "corrupt dataset: PATH: why" (a UsageError)
+    when it came from a folder, else a plain ValueError (arrays handed in by the caller)."""
+    return corrupt(Path(path) / DATASET_JSON, why) if path else ValueError(why)
 
 
 def _nchw(images: np.ndarray) -> torch.Tensor:

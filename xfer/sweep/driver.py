@@ -9,6 +9,7 @@ the parent run opened, and the trials fanned out.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -17,10 +18,13 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from xfer.argtypes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from xfer.errors import Unavailable, UsageError
+from xfer.errors import PATH_ERRNOS, Unavailable, UsageError, one_line
 from xfer.provenance import code_origin
 from xfer.tracking import redacted_uri
-from xfer.sweep.options import SweepOptions, apply_overrides, build_parser, parse_options, visible_gpus
+from xfer.tracking.endpoints import check_tracking_uri, probe_s3_storage, probe_tracking_store
+from xfer.sweep import interrupts
+from xfer.sweep.options import (SweepOptions, apply_overrides, build_parser, check_resume,
+                                parse_options, visible_gpus)
 from xfer.sweep.plan import format_plan, make_plan
 from xfer.sweep.sources import DataSource, apply_size_default, source_from_option
 from xfer.sweep.study import SWEEP_ONLY_KEYS, OfflinePretrain, Preset, Study
@@ -30,16 +34,38 @@ def main(study: Study, argv: list[str] | None = None) -> int:
     prog = f"sweeps/{study.name}.py"
     parser = build_parser(prog, study.report_title or f"The {study.name} study as a Ray Tune sweep.",
                           list(study.presets), study.default_preset, study.name, aliases=study.aliases)
-    try:
-        options = parse_options(parser, argv)
-        options = replace(options, preset=study.canonical(options.preset))
-        return run_study(study, options)
-    except (UsageError, FileNotFoundError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except Unavailable as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    args = sys.argv[1:] if argv is None else list(argv)
+    # SIGINT / SIGTERM from start-up to the report: the sweep stops resumable, one line, exit
+    # 130 / 143 (xfer.sweep.interrupts; a second signal exits at once with the same line)
+    with interrupts.catching(lambda name: f"{prog}: second {name}: stopped at once; "
+                                          f"{_after_interrupt(prog, args)}"):
+        try:
+            options = parse_options(parser, argv)
+            options = replace(options, preset=study.canonical(options.preset))
+            return run_study(study, options)
+        except (UsageError, FileNotFoundError) as exc:
+            print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
+            return EXIT_USAGE
+        except Unavailable as exc:
+            print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
+            return EXIT_FAILED
+        except OSError as exc:  # a path no file can have (too long, ...): 2; the disk failing: 1
+            print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
+            return EXIT_USAGE if exc.errno in PATH_ERRNOS else EXIT_FAILED
+        except interrupts.Interrupted as exc:
+            print(f"{prog}: interrupted by {exc.name}: {_after_interrupt(prog, args)}", file=sys.stderr)
+            return exc.exit_code
+
+
+def _after_interrupt(prog: str, args: list[str]) -> str:
+    """What an interrupted sweep's one line says next: the command that resumes it, or, when
+    nothing was started yet (no sweep record), the command that starts it again."""
+    import shlex
+
+    if interrupts.resumable() or "--resume" in args:  # a resumed sweep stays resumable
+        resume = args if "--resume" in args else [*args, "--resume"]
+        return f"trials stopped, checkpoints kept; resume with: python {prog} {shlex.join(resume)}"
+    return f"no trial had started; start again with: python {prog} {shlex.join(args)}".rstrip()
 
 
 def tracking_uri() -> str:
@@ -64,7 +90,7 @@ def run_study(study: Study, options: SweepOptions) -> int:
     trials = _validated_trials(preset, options, source)
     source.check_available(Path(options.cache_dir).expanduser() / "datasets")
     _check_imagenet(preset, trials, options)
-    uri = tracking_uri()
+    uri = check_tracking_uri(tracking_uri())  # malformed or unknown scheme: exit 2, nothing contacted
 
     from xfer.sweep.storage import SweepStore
 
@@ -75,12 +101,20 @@ def run_study(study: Study, options: SweepOptions) -> int:
         if previous is None:
             raise UsageError(f"--resume: no interrupted sweep of experiment {options.experiment!r} "
                              f"in {options.storage}; run without --resume to start one")
+        check_resume(previous, options)  # same preset, data and search space, else exit 2
     local_ray = not os.environ.get("RAY_ADDRESS")
     parallel = _parallel_trials(options)
     sweep_id = previous["sweep_id"] if previous else _new_sweep_id(options.experiment)
     sized = apply_size_default(trials, source)
     max_n = max(t["dataset_size"] for t in sized)
+    # what the run will read, read now (dry run too): a cached or given dataset's files
+    source.check_cached(Path(options.cache_dir).expanduser() / "datasets", max_n)
     weights_note = _weights_note(preset, trials)
+    # Endpoints last among the checks (a probe may write, so no exit-2 check may follow it) and
+    # before the dataset, weights or Ray: a store or bucket that does not answer is exit 1 in
+    # seconds, not a traceback after the pretraining. A dry run only reads.
+    probe_s3_storage(store, options.experiment, write=not options.dry_run)
+    probe_tracking_store(uri, options.experiment, write=not options.dry_run)
     plan = make_plan(sized, options, source=source, parallel_trials=parallel)
     print(format_plan(plan, options.preset, preset, options,
                       data_note=f"{source.describe()}, largest size {max_n}",
@@ -92,6 +126,9 @@ def run_study(study: Study, options: SweepOptions) -> int:
 
     phases = PhaseClock()
     cache = Path(options.cache_dir).expanduser()
+    from xfer.sweep.home_dir import keep_out_of_home
+
+    keep_out_of_home(cache, local_ray)  # matplotlib's and Ray's files: not in HOME
     with phases("dataset"):
         data_dir = source.prepare(cache / "datasets", max_n, progress=print)
     _print_audit(data_dir)
@@ -167,6 +204,12 @@ def _validated_trials(preset: Preset, options: SweepOptions, source: DataSource)
 
     preset.validate(options.preset)
     seeds = (options.num_samples or 1) if options.search == "grid" else 1
+    if options.search == "grid":  # before the list is made: 10^9 seeds once ran out of memory here
+        from xfer.bounds import check_trial_count
+
+        grid = math.prod(len(values) for values in preset.axes().values())
+        check_trial_count(grid * (1 if "seed" in preset.space else seeds),
+                          f"--num-samples {seeds} x the grid's {grid} configurations")
     trials = preset.trials(seeds=seeds)
     known = {f.name for f in fields(TrialConfig)} - {"data", "n", "weights"}
     for trial in trials:

@@ -60,6 +60,7 @@ import numpy as np
 from ray.tune import Callback
 
 from xfer.sweep import system_metrics
+from xfer.sweep.interrupts import INTERRUPTED_TAG
 from xfer.sweep.study import resolve_trial, trial_name
 from xfer.tracking.runs import EMBEDDINGS_ARTIFACT, MILESTONE_OF_TAG, PREDICTIONS_ARTIFACT, ROC_ARTIFACT
 from xfer.tracking.spool import SpoolingWriter, placeholder
@@ -120,6 +121,9 @@ class MlflowSweepLogger(Callback):
         # final and is neither reopened nor written again
         self.closed: set[str] = set()
         self.milestones_logged: set[tuple[str, str]] = set()  # (trial_id, epoch)
+        # trials this driver ended (FINISHED, FAILED) and has not seen start again: the others
+        # with a run are open when Tune stops, and on_experiment_end ends them
+        self.ended: set[str] = set()
 
     # Ray pickles the RunConfig, callbacks included, into the sweep's state so that
     # Tuner.restore brings this logger back; the writer reopens its spool from disk.
@@ -136,6 +140,7 @@ class MlflowSweepLogger(Callback):
         self.__dict__.setdefault("param_keys", {})
         self.__dict__.setdefault("dataset", None)
         self.__dict__.setdefault("run_tags", {})
+        self.__dict__.setdefault("ended", set())
         self.echo = self.echo or print
         if "writer" not in self.__dict__:  # pickled by an xfer without the spool
             self.writer = SpoolingWriter(self.tracking_uri, Path("xfer_spool", self.sweep_id).resolve())
@@ -144,9 +149,11 @@ class MlflowSweepLogger(Callback):
     # --- Tune hooks ---------------------------------------------------------------------------
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        self.ended.discard(trial.trial_id)
         self._run_for(trial)
 
     def on_trial_restore(self, iteration, trials, trial, **info):
+        self.ended.discard(trial.trial_id)
         self._run_for(trial)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -175,6 +182,30 @@ class MlflowSweepLogger(Callback):
             last_line = error.strip().splitlines()[-1] if error.strip() else "unknown error"
             self.echo(f"[{trial_name(_values(trial), self.swept_axes)}] FAILED: {last_line}")
 
+    def on_experiment_end(self, trials, **info):
+        """Tune stopped with trials unfinished (it calls this on every stop): interrupted
+        (``xfer.sweep.interrupts``: their runs end KILLED, tagged ``xfer.interrupted`` with the
+        signal) or Tune itself failed (FAILED, tagged ``xfer.error``). Either way no child run is
+        left RUNNING, and ``--resume`` reopens them (a KILLED or FAILED run is found again and set
+        RUNNING). Trials whose runs this driver never opened have nothing open here. Not by
+        ``trial.status``: Tune's stop sets a stopped trial TERMINATED, as if it had completed."""
+        from xfer.sweep.interrupts import received
+
+        why = received()
+        for trial in trials:
+            if (trial.trial_id not in self.runs or trial.trial_id in self.closed
+                    or trial.trial_id in self.ended):
+                continue
+            run_id = self.runs.pop(trial.trial_id)  # a restarted trial looks its run up again
+            tags = ({INTERRUPTED_TAG: why} if why else
+                    {"xfer.error": "the sweep stopped before this trial finished"})
+            try:
+                self.writer.submit({"op": "log_batch", "run": run_id, "tags": tags})
+                self.writer.submit({"op": "set_terminated", "run": run_id,
+                                    "status": "KILLED" if why else "FAILED", "end_time": _now_ms()})
+            except Exception as exc:  # noqa: BLE001 - the sweep's own ending must go on
+                self.echo(f"could not end run {run_id}: {type(exc).__name__}: {exc}")
+
     def _close(self, trial, status: str, error: str | None = None) -> dict | None:
         """Log what the trial's last result holds and end its run; None if already final."""
         run_id = self._run_for(trial)
@@ -190,6 +221,7 @@ class MlflowSweepLogger(Callback):
                                 "tags": {"xfer.error": _tail(error, _MAX_ERROR_TAG)}})
         self.writer.submit({"op": "set_terminated", "run": run_id, "status": status,
                             "end_time": _now_ms()})
+        self.ended.add(trial.trial_id)
         return result
 
     # --- runs ---------------------------------------------------------------------------------

@@ -13,8 +13,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from xfer.argtypes import (OneLineParser, check_output_path, non_negative_float, positive_float,
-                           positive_int)
+from xfer.argtypes import (OneLineParser, check_name, check_output_path, non_negative_float,
+                           positive_float, positive_int)
+from xfer.bounds import check_concurrent_trials, check_trial_count
 from xfer.data.pdf.families import GAMMA_BETA_READINGS
 from xfer.data.splits import SPLIT_CHOICES
 from xfer.errors import UsageError
@@ -75,12 +76,16 @@ def build_parser(prog: str, description: str, presets: list[str], default_preset
                  experiment: str, aliases: dict[str, str] | None = None) -> argparse.ArgumentParser:
     parser = OneLineParser(prog=prog, description=description)
     also = "".join(f"; {alias} = {name}" for alias, name in (aliases or {}).items())
-    parser.add_argument("--preset", choices=[*presets, *(aliases or {})], default=default_preset,
+    # default None, resolved in parse_options: an explicit --preset beside --smoke-test must be
+    # told apart from the default to be refused (SMOKE_PRESET)
+    parser.set_defaults(default_preset=default_preset, preset_aliases=dict(aliases or {}))
+    parser.add_argument("--preset", choices=[*presets, *(aliases or {})], default=None,
                         metavar="{" + ",".join(presets) + "}",
                         help=f"smoke: a tiny sweep for tests; quick: minutes on a laptop's CPU; "
                              f"study: the published study's setting (default: {default_preset}{also})")
     parser.add_argument("--smoke-test", action="store_true",
-                        help="the same as --preset smoke: a tiny sweep for tests")
+                        help="the same as --preset smoke: a tiny sweep for tests (refused with "
+                             "another --preset)")
     parser.add_argument("--num-samples", type=positive_int, default=None,
                         help="grid: seeds per configuration (default 1); tpe/nsga2: trials to "
                              "sample (default: the grid's size)")
@@ -102,10 +107,13 @@ def build_parser(prog: str, description: str, presets: list[str], default_preset
                         help="where Ray keeps trial checkpoints and sweep state: a local path or "
                              "s3://bucket/prefix (honours AWS_ENDPOINT_URL) (default: ./xfer_runs)")
     parser.add_argument("--experiment", default=experiment,
-                        help=f"MLflow experiment (default: {experiment})")
+                        help=f"MLflow experiment, also the folder of its sweeps under --storage: "
+                             f"one folder name, no '/', '..' or control characters, at most 100 "
+                             f"bytes (default: {experiment})")
     parser.add_argument("--resume", action="store_true",
                         help="continue the latest interrupted sweep of this experiment in --storage: "
-                             "finished trials are not rerun")
+                             "finished trials are not rerun; refused if the preset, data or search "
+                             "options differ from the sweep's")
     parser.add_argument("--dry-run", action="store_true",
                         help="validate, print the plan and its cost estimate, then exit 0")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE,
@@ -167,7 +175,7 @@ def build_parser(prog: str, description: str, presets: list[str], default_preset
 
 def parse_options(parser: argparse.ArgumentParser, argv: list[str] | None) -> SweepOptions:
     args = parser.parse_args(argv)
-    preset = "smoke" if args.smoke_test else args.preset
+    preset = _preset_asked(args)
     gpus = args.gpus_per_trial
     if gpus is None:
         gpus = 1.0 if visible_gpus() > 0 else 0.0
@@ -184,6 +192,21 @@ def parse_options(parser: argparse.ArgumentParser, argv: list[str] | None) -> Sw
         progress_interval=args.progress_interval)
     validate(options)
     return options
+
+
+SMOKE_PRESET = "smoke"
+
+
+def _preset_asked(args: argparse.Namespace) -> str:
+    """--smoke-test is --preset smoke: with another explicit --preset the two contradict each
+    other, and silently dropping one (as before) runs what the user did not ask for."""
+    if args.smoke_test:
+        if args.preset is not None and args.preset != SMOKE_PRESET \
+                and args.preset_aliases.get(args.preset) != SMOKE_PRESET:
+            raise UsageError(f"--smoke-test is --preset {SMOKE_PRESET}; it contradicts --preset "
+                             f"{args.preset}: give one of them")
+        return SMOKE_PRESET
+    return args.default_preset if args.preset is None else args.preset
 
 
 def _float(text: str) -> float:
@@ -227,6 +250,7 @@ def visible_gpus() -> int:
 def validate(options: SweepOptions) -> None:
     if not options.experiment.strip():
         raise UsageError("--experiment must not be empty")
+    check_name(options.experiment, "--experiment")  # <storage>/<experiment>/<sweep id>
     if options.data_root and Path(options.data_root).exists() and not Path(options.data_root).is_dir():
         raise UsageError(f"--data-root {options.data_root} is not a folder")
     if options.test_size is not None:  # the generator's bounds; PDF-only is checked with the data
@@ -235,6 +259,8 @@ def validate(options: SweepOptions) -> None:
         check_test_size(options.test_size)
     if options.momentum is not None:
         check_momentum(options.momentum)
+    if options.num_samples is not None:  # the grid's product is checked with the preset
+        check_trial_count(options.num_samples, f"--num-samples {options.num_samples}")
     if options.max_failures < 0:
         raise UsageError(f"--max-failures must be >= 0, got {options.max_failures}")
     if options.gpus_per_trial > 1 and options.gpus_per_trial != int(options.gpus_per_trial):
@@ -250,6 +276,8 @@ def validate(options: SweepOptions) -> None:
         if options.cpus_per_trial > cpus:
             raise UsageError(f"--cpus-per-trial {options.cpus_per_trial:g} but this machine has "
                              f"{cpus} CPU(s); use at most {cpus}")
+        if options.max_concurrent is not None:
+            check_concurrent_trials(options.max_concurrent)
     if options.storage_is_s3:
         bucket, _, _ = options.storage[len("s3://"):].partition("/")
         if not bucket:
@@ -257,3 +285,38 @@ def validate(options: SweepOptions) -> None:
     else:
         check_output_path(options.storage, "--storage", folder=True)
     check_output_path(options.cache_dir, "--cache-dir", folder=True)
+
+
+# The options that decide which trials a sweep runs and on what: --resume with any of them
+# changed would continue the recorded sweep's trials under a parent run (and a report) that
+# describes other ones. The rest (--max-concurrent, --max-failures, resources, --no-report,
+# --progress-interval, ...) may change between the interrupted run and its resumption.
+RESUME_MUST_MATCH = ("preset", "data", "data_root", "search", "num_samples", "scheduler",
+                     "epoch_milestones", "test_size", "split", "gamma_beta", "tick_labels",
+                     "momentum")
+
+
+def check_resume(previous: dict, options: SweepOptions) -> None:
+    """--resume continues ``previous`` (its xfer_sweep.json) only with the options it was
+    started with (RESUME_MUST_MATCH); UsageError naming every difference otherwise. Also checks
+    that the recorded sweep id is one folder name (it is joined to --storage)."""
+    check_name(str(previous.get("sweep_id", "")), "--resume: the recorded sweep id")
+    recorded = previous.get("options") or {}
+    differences = [_difference(name, recorded[name], str(getattr(options, name)))
+                   for name in RESUME_MUST_MATCH
+                   if name in recorded and recorded[name] != str(getattr(options, name))]
+    if differences:
+        raise UsageError(f"--resume: sweep {previous.get('sweep_id')} was started with "
+                         f"{'; '.join(differences)}; resume it with the same options, or run "
+                         f"without --resume to start a new sweep")
+
+
+def _difference(name: str, then: str, now: str) -> str:
+    """e.g. "--preset smoke (now quick)", "--no-tick-labels given (now not)"; values as
+    xfer_sweep.json records them (str of the option; "None": not given)."""
+    if name in ("tick_labels", "epoch_milestones"):  # switches
+        flag = "--no-tick-labels" if name == "tick_labels" else "--epoch-milestones"
+        given = (lambda v: v == "False") if name == "tick_labels" else (lambda v: v == "True")  # noqa: E731
+        return f"{flag} {'given' if given(then) else 'not given'} (now {'given' if given(now) else 'not'})"
+    shown = lambda v: "(not given)" if v == "None" else v  # noqa: E731
+    return f"--{name.replace('_', '-')} {shown(then)} (now {shown(now)})"

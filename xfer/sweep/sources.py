@@ -140,14 +140,22 @@ class PdfData:
     def check_available(self, cache_root: Path) -> None:
         """Generated on demand: always available."""
 
-    def prepare(self, cache_root: Path, n: int, progress=None) -> Path:
-        from xfer.data.pdf.generate import PdfDatasetSpec, ensure_dataset
+    def _spec(self, n: int):
+        from xfer.data.pdf.generate import PdfDatasetSpec
 
-        spec = PdfDatasetSpec(n=n, preset=self.preset, seed=self.seed, image_size=self.image_size,
+        return PdfDatasetSpec(n=n, preset=self.preset, seed=self.seed, image_size=self.image_size,
                               test_size=self.test_size if self.heldout else 0,
                               test_seed=self.test_seed if self.heldout else None,
                               gamma_beta=self.gamma_beta, tick_labels=self.tick_labels)
-        return ensure_dataset(cache_root, spec, progress=progress)
+
+    def check_cached(self, cache_root: Path, n: int) -> None:
+        """The cached dataset of this size, if one was built already (``_check_cached``)."""
+        _check_cached(Path(cache_root) / self._spec(n).key)
+
+    def prepare(self, cache_root: Path, n: int, progress=None) -> Path:
+        from xfer.data.pdf.generate import ensure_dataset
+
+        return ensure_dataset(cache_root, self._spec(n), progress=progress)
 
 
 def stratified_train_count(n: int, num_classes: int, seed: int, split: str = STUDY_SPLIT) -> int:
@@ -259,6 +267,12 @@ class CifarData(_FixedSplits):
 
             check_present(self._root(cache_root), self.name)
 
+    def check_cached(self, cache_root: Path, n: int) -> None:
+        """The packed dataset in the cache, if it was built already (``_check_cached``)."""
+        from xfer.data.cifar import packed_cache
+
+        _check_cached(packed_cache(cache_root, self.name, self.holdout, self.seed, self.val_source))
+
     def prepare(self, cache_root: Path, n: int, progress=None) -> Path:
         from xfer.data.cifar import ensure_cifar
 
@@ -310,6 +324,14 @@ class FolderData(_FixedSplits):
     def eval_pool(self) -> int:
         return self._summary()[1] - self.train_pool()
 
+    def check_cached(self, cache_root: Path, n: int) -> None:
+        """The folder's packed cache, if it was built from these files already: its key is a
+        digest of every file's path, size and mtime (a stat per file, as the run does)."""
+        from xfer.data.folder import cache_key, scan_folder
+
+        self._summary()  # the folder's own errors first (missing, empty, one class)
+        _check_cached(Path(cache_root) / cache_key(scan_folder(self.path), self.image_size, self.seed))
+
     def prepare(self, cache_root: Path, n: int, progress=None) -> Path:
         from xfer.data.folder import ensure_folder
 
@@ -338,6 +360,12 @@ class PackedData(_FixedSplits):
 
     def check_available(self, cache_root: Path) -> None:
         self._meta()
+
+    def check_cached(self, cache_root: Path, n: int) -> None:
+        """Every file the run will read: dataset.json, the packed arrays, audit.json."""
+        from xfer.data.layout import check_packed
+
+        check_packed(self.path)
 
     def describe(self) -> str:
         meta = self._meta()
@@ -419,11 +447,21 @@ def _folder_summary(path: str) -> tuple[int, int]:
 
 @functools.lru_cache(maxsize=8)
 def _packed_meta_text(path: str) -> str:
-    from xfer.data.layout import is_packed_dataset
+    from xfer.data.layout import is_packed_dataset, read_dataset_json
 
     if not is_packed_dataset(path):
         raise UsageError(f"--data {path}: not a complete xfer dataset (no dataset.json)")
-    return (Path(path) / "dataset.json").read_text()
+    return json.dumps(read_dataset_json(path))  # checked: "corrupt dataset: PATH: why"
+
+
+def _check_cached(folder: Path) -> None:
+    """A dataset the run would reuse from the cache is checked now, file by file, so that
+    ``--dry-run`` fails where the run would ("corrupt dataset: PATH: why"). Absent or
+    incomplete (no dataset.json): nothing to check, the run builds it."""
+    from xfer.data.layout import check_packed, is_packed_dataset
+
+    if is_packed_dataset(folder):
+        check_packed(folder)
 
 
 def _packed_meta(path: str) -> dict:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from xfer.errors import Unavailable
+from xfer.errors import Unavailable, UsageError
 
 META_FILE = "xfer_sweep.json"
 
@@ -60,11 +60,35 @@ class SweepStore:
             out.write(json.dumps(meta, indent=2).encode())
 
     def read_meta(self, experiment: str, sweep_id: str) -> dict:
-        with self.fs.open_input_stream(f"{self.sweep_path(experiment, sweep_id)}/{META_FILE}") as src:
-            return json.loads(src.read().decode())
+        """The sweep's record, checked as it is read: a damaged one (a torn write, a bad copy)
+        is a UsageError "corrupt sweep record: PATH: why", never a traceback and never
+        silently skipped (``--resume`` would then pick an older sweep)."""
+        path = f"{self.sweep_path(experiment, sweep_id)}/{META_FILE}"
+        with self.fs.open_input_stream(path) as src:
+            data = src.read()
+        try:
+            meta = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise self._corrupt(path, "empty" if not data.strip() else
+                                f"not JSON ({getattr(exc, 'msg', None) or type(exc).__name__})") from None
+        if not isinstance(meta, dict):
+            raise self._corrupt(path, f"not a JSON object (a {type(meta).__name__})")
+        if not isinstance(meta.get("sweep_id"), str) or not meta["sweep_id"]:
+            raise self._corrupt(path, f"no sweep_id (got {meta.get('sweep_id')!r})")
+        if not isinstance(meta.get("started_at"), (int, float)) or isinstance(meta["started_at"], bool):
+            raise self._corrupt(path, f"started_at must be a time in seconds, got {meta.get('started_at')!r}")
+        return meta
+
+    def _corrupt(self, path: str, why: str) -> UsageError:
+        shown = f"s3://{path}" if self.is_s3 else path
+        return UsageError(f"corrupt sweep record: {shown}: {why}; move that sweep's folder away to "
+                          "resume another sweep, or run without --resume to start a new one")
 
     def latest_unfinished(self, experiment: str) -> dict | None:
-        """The most recently started sweep of ``experiment`` that did not finish."""
+        """The most recently started sweep of ``experiment`` that did not finish. The record's
+        ``state`` says how it stopped (``tune_run.launch``): "running" (its driver was killed),
+        "interrupted" (SIGINT or SIGTERM, also in ``interrupted``), "failed" (``error``); all
+        three keep ``finished`` false, so ``--resume`` continues any of them."""
         selector = pafs.FileSelector(self.experiment_root(experiment), allow_not_found=True)
         try:
             listing = self.fs.get_file_info(selector)
@@ -80,8 +104,10 @@ class SweepStore:
                 continue
             try:
                 meta = self.read_meta(experiment, info.base_name)
-            except (FileNotFoundError, OSError, ValueError):
-                continue
+            except UsageError:
+                raise  # a damaged record is named, not skipped
+            except (FileNotFoundError, OSError):
+                continue  # a folder that is not a sweep's (or not yet: no record written)
             if not meta.get("finished"):
                 metas.append(meta)
         return max(metas, key=lambda m: m["started_at"], default=None)

@@ -23,6 +23,7 @@ import os
 import time
 from pathlib import Path
 
+from xfer.sweep import interrupts
 from xfer.sweep.options import SweepOptions
 from xfer.tracking import redacted_uri
 from xfer.sweep.storage import SweepStore
@@ -59,10 +60,17 @@ def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepS
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     env = _trial_env(tracking)
     started_ray = not ray.is_initialized()
-    if started_ray:
-        with phases("ray start"):
-            _start_ray(local_ray, env)
+    # Set as the sweep gets them, for the ending an interrupt or a failure gives it (below):
+    # a parent run that exists is never left RUNNING, a record that exists says why it stopped.
+    parent_run_id = meta = spool_header = None
+    done = False  # the parent FINISHED/FAILED and the record finished: nothing left to mark
+    spool_dir = spool_folder(store, options.experiment, sweep_id)
+    remove_hook = lambda: None  # noqa: E731
     try:
+        if started_ray:
+            # a signal during ray.init is held until it returns: Ray half-started cannot be stopped
+            with phases("ray start"), interrupts.deferred():
+                _start_ray(local_ray, env)
         _check_cluster_resources(options)
         # A failed MLflow call costs seconds, not MLflow's default ~4 minutes of retries; the
         # sweep needs the server to start, then rides out outages with the spool.
@@ -70,28 +78,36 @@ def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepS
         client = mlflow.tracking.MlflowClient(tracking)
         experiment_id = _experiment_id(client, options.experiment)
         run_tags = source_tags(study_script(study.name), git_sha())  # MLflow's, on every run
-        if previous:
-            parent_run_id = previous["parent_run_id"]
-        else:
-            parent_run_id = _create_parent(client, experiment_id, sweep_id, options, preset,
-                                           git_sha(), package_versions(), weights,
-                                           _scheduler_plan(preset, options), run_tags)
-        view_url = _runs_view_url(client, tracking, experiment_id, sweep_id)
-        spool_dir = spool_folder(store, options.experiment, sweep_id)
-        spool_header = {"sweep_id": sweep_id, "experiment": options.experiment,
-                        "experiment_id": experiment_id, "parent_run_id": parent_run_id,
-                        "tracking_uri": redacted_uri(tracking)}
-        if previous:  # after what a killed driver left in the spool, if anything
-            SpoolingWriter(tracking, spool_dir, spool_header).submit(
-                {"op": "update_run", "run": parent_run_id, "status": "RUNNING"})
-        elif study_card is not None:
-            log_study_card(SpoolingWriter(tracking, spool_dir, spool_header), parent_run_id, study_card)
-        meta = {"sweep_id": sweep_id, "parent_run_id": parent_run_id, "experiment": options.experiment,
-                "experiment_id": experiment_id, "tracking_uri": redacted_uri(tracking),
-                "preset": options.preset,
-                "started_at": previous["started_at"] if previous else time.time(),
-                "options": {k: str(v) for k, v in vars(options).items()}, "finished": False}
-        store.write_meta(options.experiment, sweep_id, meta)
+        # the parent run and the sweep's record: both or neither (a signal waits for the block)
+        with interrupts.deferred():
+            if previous:
+                parent_run_id = previous["parent_run_id"]
+            else:
+                parent_run_id = _create_parent(client, experiment_id, sweep_id, options, preset,
+                                               git_sha(), package_versions(), weights,
+                                               _scheduler_plan(preset, options), run_tags)
+            # a second signal ends the driver at once: the parent still ends KILLED (best effort)
+            remove_hook = interrupts.on_hard_exit(
+                lambda: _end_parent_now(tracking, parent_run_id, "KILLED",
+                                        {INTERRUPTED_TAG: interrupts.received() or "signal"}))
+            view_url = _runs_view_url(client, tracking, experiment_id, sweep_id)
+            spool_dir = spool_folder(store, options.experiment, sweep_id)
+            spool_header = {"sweep_id": sweep_id, "experiment": options.experiment,
+                            "experiment_id": experiment_id, "parent_run_id": parent_run_id,
+                            "tracking_uri": redacted_uri(tracking)}
+            if previous:  # after what a killed driver left in the spool, if anything
+                SpoolingWriter(tracking, spool_dir, spool_header).submit(
+                    {"op": "update_run", "run": parent_run_id, "status": "RUNNING"})
+            elif study_card is not None:
+                log_study_card(SpoolingWriter(tracking, spool_dir, spool_header), parent_run_id, study_card)
+            meta = {"sweep_id": sweep_id, "parent_run_id": parent_run_id, "experiment": options.experiment,
+                    "experiment_id": experiment_id, "tracking_uri": redacted_uri(tracking),
+                    "preset": options.preset,
+                    "started_at": previous["started_at"] if previous else time.time(),
+                    "options": {k: str(v) for k, v in vars(options).items()}, "finished": False,
+                    "state": "running"}
+            store.write_meta(options.experiment, sweep_id, meta)
+            interrupts.set_resumable(True)
 
         images, labels, dataset_meta = read_packed_arrays(data_dir)
         # offline-pretrained weights live in this machine's cache: ship their bytes to every node
@@ -130,8 +146,8 @@ def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepS
             param_space, tune_config = _search(preset, options, study, weights, default_size)
             tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
                                run_config=run_config)
-        with phases("trials"), lines_above_bar(enabled=bool(progress)):
-            results = tuner.fit()
+        with interrupts.tune_loop(), phases("trials"), lines_above_bar(enabled=bool(progress)):
+            results = tuner.fit()  # a signal stops it like Tune's Ctrl-C, then raises Interrupted
 
         finished = [r for r in results if r.error is None]
         failed = [r for r in results if r.error is not None]
@@ -147,17 +163,79 @@ def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepS
                       f"{sweep_id} --out {_report_dir(sweep_id)} --log-to-parent")
             elif finished and options.report:
                 report = _report(options, study, sweep_id, tracking)
-        writer.submit({"op": "set_terminated", "run": parent_run_id,
-                       "status": "FINISHED" if finished else "FAILED",
-                       "end_time": int(time.time() * 1000),
-                       "report_missing": bool(finished and options.report and report is None)})
+        with interrupts.deferred():  # the parent's end and the record's: both or neither
+            writer.submit({"op": "set_terminated", "run": parent_run_id,
+                           "status": "FINISHED" if finished else "FAILED",
+                           "end_time": int(time.time() * 1000),
+                           "report_missing": bool(finished and options.report and report is None)})
+            store.write_meta(options.experiment, sweep_id, {**meta, "finished": True, "state": "finished"})
+            done = True
+            interrupts.set_resumable(False)
         _print_spool(writer, store.display(options.experiment, sweep_id))
-        store.write_meta(options.experiment, sweep_id, {**meta, "finished": True})
         return {"finished": len(finished), "failed": len(failed), "parent_run_id": parent_run_id,
                 "best": _best_per_init(finished, swept), "report": report, "runs_url": view_url}
+    except interrupts.Interrupted as exc:
+        if not done:
+            _end_sweep(store, options.experiment, sweep_id, meta, tracking, spool_dir, spool_header,
+                       parent_run_id, "KILLED", {INTERRUPTED_TAG: exc.name}, state="interrupted")
+        raise
+    except Exception as exc:
+        if not done:
+            _end_sweep(store, options.experiment, sweep_id, meta, tracking, spool_dir, spool_header,
+                       parent_run_id, "FAILED", {"xfer.error": _one_line(exc)}, state="failed")
+        raise
     finally:
+        remove_hook()
         if started_ray:
             ray.shutdown()
+            if local_ray and not done:
+                # an interrupted or failed sweep leaves nothing running: Ray's agents and
+                # workers can outlive ray.shutdown by seconds; what is left then is killed
+                interrupts.kill_children()
+
+
+INTERRUPTED_TAG = interrupts.INTERRUPTED_TAG
+
+
+def _end_sweep(store: SweepStore, experiment: str, sweep_id: str, meta: dict | None, tracking: str,
+               spool_dir: Path, spool_header: dict | None, parent_run_id: str | None, status: str,
+               tags: dict, state: str) -> None:
+    """An interrupted or failed sweep's ending: the parent run KILLED or FAILED with the reason
+    as a tag (through the spool, like every write), the record ``state`` and not finished, so
+    that ``--resume`` finds it. Best effort: the exception on its way out is the news."""
+    import contextlib
+
+    from xfer.tracking.spool import SpoolingWriter
+
+    if parent_run_id is not None:
+        with contextlib.suppress(Exception):
+            header = spool_header or {"sweep_id": sweep_id, "experiment": experiment,
+                                      "parent_run_id": parent_run_id, "tracking_uri": redacted_uri(tracking)}
+            writer = SpoolingWriter(tracking, spool_dir, header, echo=lambda line: None)
+            writer.submit({"op": "log_batch", "run": parent_run_id, "tags": tags})
+            writer.submit({"op": "set_terminated", "run": parent_run_id, "status": status,
+                           "end_time": int(time.time() * 1000)})
+    if meta is not None:
+        with contextlib.suppress(Exception):
+            store.write_meta(experiment, sweep_id, {**meta, "finished": False, "state": state,
+                                                    **{k.removeprefix("xfer."): v for k, v in tags.items()}})
+
+
+def _end_parent_now(tracking: str, parent_run_id: str, status: str, tags: dict) -> None:
+    """The parent's end straight to MLflow (a second signal's last act: no spool, no retries
+    beyond what the driver's client allows; bounded by the caller)."""
+    import mlflow
+
+    client = mlflow.tracking.MlflowClient(tracking)
+    for key, value in tags.items():
+        client.set_tag(parent_run_id, key, value)
+    client.set_terminated(parent_run_id, status)
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as the one-line tag ``xfer.error``: its type and first line, capped."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
 
 
 def _runs_view_url(client, tracking: str, experiment_id: str, sweep_id: str) -> str:
@@ -410,6 +488,8 @@ def _best_per_init(results, swept: list[str]) -> list[str]:
     beside it is reported, never compared."""
     best: dict[str, tuple] = {}
     for result in results:
+        if not result.config:  # a trial that never started has no config
+            continue
         metrics, config = result.metrics or {}, resolve_trial(result.config)
         score = metrics.get("val_accuracy", -math.inf)
         if config["init"] not in best or score > best[config["init"]][0]:

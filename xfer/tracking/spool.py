@@ -145,12 +145,16 @@ class Spool:
         if not self.exists():
             return []
         complete = self.journal.read_bytes().split(b"\n")[:-1]  # the last piece has no newline
-        return [json.loads(line) for line in complete if line.strip()]
+        return _checked_lines(self.journal, complete, ("seq", "op"))
 
     def header(self) -> dict:
         records = self.records()
         if not records or records[0].get("op") != "header":
             raise FileNotFoundError(f"{self.journal} is not an xfer MLflow spool (no header)")
+        wrong = sorted(key for key in ("tracking_uri", "sweep_id", "experiment", "parent_run_id")
+                       if records[0].get(key) is not None and not isinstance(records[0][key], str))
+        if wrong:
+            raise corrupt_spool(self.journal, f"the header's {', '.join(wrong)} must be text")
         return records[0]
 
     def repair_tail(self) -> None:
@@ -175,12 +179,13 @@ class Spool:
         done, resolved, closed = set(), {}, set()
         path = self.folder / ACKS
         if path.is_file():
-            for line in path.read_bytes().split(b"\n")[:-1]:
-                if line.strip():
-                    ack = json.loads(line)
-                    done.add(ack["seq"])
-                    resolved.update(ack.get("resolved", {}))
-                    closed.update(ack.get("closed", []))
+            for ack in _checked_lines(path, path.read_bytes().split(b"\n")[:-1], ("seq",)):
+                if not isinstance(ack.get("resolved", {}), dict) or not isinstance(ack.get("closed", []), list):
+                    raise corrupt_spool(path, f"record {ack['seq']}: 'resolved' must be an object "
+                                              "and 'closed' a list")
+                done.add(ack["seq"])
+                resolved.update(ack.get("resolved", {}))
+                closed.update(ack.get("closed", []))
         return done, resolved, closed
 
     def ack(self, seq: int, **extra) -> None:
@@ -206,6 +211,34 @@ class Spool:
         _fsync_dir(target)
         _fsync_dir(target.parent)
         return relative
+
+
+def corrupt_spool(path: Path, why: str) -> UsageError:
+    """The one-line error for a damaged spool file (exit 2: nothing was replayed from it)."""
+    return UsageError(f"corrupt spool: {path}: {why}; nothing was replayed from it")
+
+
+def _checked_lines(path: Path, lines: list[bytes], keys: tuple[str, ...]) -> list[dict]:
+    """Every complete line of a spool file as a JSON object carrying ``keys`` (``seq`` an
+    integer, ``op`` a string), checked as it is read: a damaged line (garbage bytes, a foreign
+    file) is named with its line number instead of failing later inside a replay."""
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise corrupt_spool(path, f"line {number} is not JSON "
+                                      f"({getattr(exc, 'msg', None) or type(exc).__name__})") from None
+        if not isinstance(record, dict):
+            raise corrupt_spool(path, f"line {number} is not a JSON object")
+        if "seq" in keys and (not isinstance(record.get("seq"), int) or isinstance(record["seq"], bool)):
+            raise corrupt_spool(path, f"line {number} has no integer 'seq'")
+        if "op" in keys and not isinstance(record.get("op"), str):
+            raise corrupt_spool(path, f"line {number} has no 'op'")
+        records.append(record)
+    return records
 
 
 def _append_line(path: Path, record: dict) -> None:
@@ -551,6 +584,9 @@ def replay_spool(path: str | Path, tracking_uri: str | None = None,
     if "***" in uri:
         raise UsageError(f"the spool's tracking URI {uri} had a password; pass --tracking-uri, or "
                          "set MLFLOW_TRACKING_URI (and MLFLOW_TRACKING_USERNAME/PASSWORD)")
+    from xfer.tracking.endpoints import check_tracking_uri
+
+    check_tracking_uri(uri)  # malformed or unknown scheme: one line, exit 2
     set_driver_client_env()
     lock = FileLock(str(folder / LOCK))
     try:
