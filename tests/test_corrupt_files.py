@@ -287,6 +287,21 @@ def test_dry_run_reads_the_cached_dataset_the_run_would_reuse(good, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+def test_dry_run_reads_the_cached_offline_weights_the_run_would_load(tmp_path):
+    """The smoke preset's offline-pretrained weights are in the cache, but cut short."""
+    from xfer.sweep.driver import offline_weights_path
+    from xfer.sweep.study import SMOKE_PRETRAIN
+
+    cached = offline_weights_path(SMOKE_PRETRAIN, tmp_path / "cache")
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"PK\x03\x04 not a whole torch.save zip")
+    done = _run([sys.executable, str(REPO / "sweeps" / "pdf_grid.py"), "--smoke-test", "--dry-run",
+                 "--storage", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache")], tmp_path)
+    assert done.returncode == 2, done.stderr[-3000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(cached) in lines[0] and "Traceback" not in done.stderr, done.stderr
+
+
 def test_resume_names_a_damaged_sweep_record(tmp_path):
     record = tmp_path / "runs" / "pdf_grid" / "pdf_grid-20990101-000000-abcd" / "xfer_sweep.json"
     record.parent.mkdir(parents=True)

@@ -109,6 +109,7 @@ def run_study(study: Study, options: SweepOptions) -> int:
     max_n = max(t["dataset_size"] for t in sized)
     # what the run will read, read now (dry run too): a cached or given dataset's files
     source.check_cached(Path(options.cache_dir).expanduser() / "datasets", max_n)
+    check_weight_files(preset, trials, Path(options.cache_dir).expanduser())
     weights_note = _weights_note(preset, trials)
     # Endpoints last among the checks (a probe may write, so no exit-2 check may follow it) and
     # before the dataset, weights or Ray: a store or bucket that does not answer is exit 1 in
@@ -386,6 +387,29 @@ def _pretrained_weights(preset: Preset, trials: list[dict], cache: Path,
             for model in models}
 
 
+def offline_weights_path(recipe: OfflinePretrain, cache: Path) -> Path:
+    """Where a recipe's weights are cached on this machine: named by the whole recipe."""
+    key = "-".join(f"{v}" for v in asdict(recipe).values()).replace("/", "_")
+    return cache / "weights" / f"offline-{key}.pt"
+
+
+def check_weight_files(preset: Preset, trials: list[dict], cache: Path) -> None:
+    """The weights files the run will read, read now (``--dry-run`` too), so a truncated,
+    foreign or mis-pinned file is named before anything starts: a weights file given as the
+    preset's source, and offline weights already in the cache. Remote sources (S3, runs:/, an
+    ImageNet download) are the run's to fetch: a dry run contacts no service for them."""
+    from xfer.weights import describe_source, resolve_weights
+
+    models = sorted({t["model"] for t in trials if t["init"] == "pretrained"})
+    for model in models:
+        if isinstance(preset.pretrained, OfflinePretrain):
+            path = offline_weights_path(preset.pretrained.for_model(model), cache)
+            if path.is_file():
+                resolve_weights(str(path), model)
+        elif describe_source(preset.pretrained) == "file":
+            resolve_weights(preset.pretrained, model)
+
+
 def ensure_offline_weights(recipe: OfflinePretrain, cache: Path) -> Path:
     """Train the recipe's source task once per machine (file lock) and return the weights file."""
     from filelock import FileLock
@@ -393,10 +417,8 @@ def ensure_offline_weights(recipe: OfflinePretrain, cache: Path) -> Path:
     from xfer.pretrain import SourceTask, pretrain, source_dataset
     from xfer.train import TrialConfig
 
-    key = "-".join(f"{v}" for v in asdict(recipe).values()).replace("/", "_")
-    folder = cache / "weights"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"offline-{key}.pt"
+    path = offline_weights_path(recipe, cache)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         if path.is_file():
             print(f"pretrained weights: {path} (cached; {recipe.describe()})")

@@ -5,6 +5,8 @@ lazily, only when a user hands it an MLflow URI. Importing ``xfer.tracking`` its
 each submodule imports MLflow (about 1.5 s) when it is imported.
 """
 
+import contextlib
+import os
 import urllib.parse
 
 
@@ -16,3 +18,20 @@ def redacted_uri(uri: str) -> str:
         return uri
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+@contextlib.contextmanager
+def env_overrides(values: dict):
+    """Set these environment variables for the block, then restore what was there. MLflow reads
+    its HTTP retry settings from the environment at every request, so this is how one call gets
+    other retries than the rest."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

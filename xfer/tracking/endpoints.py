@@ -32,7 +32,7 @@ import uuid
 from pathlib import Path
 
 from xfer.errors import Unavailable, UsageError
-from xfer.tracking import redacted_uri
+from xfer.tracking import env_overrides, redacted_uri
 
 PROBE_TAG = "xfer.store_checked"  # experiment tag: when a sweep last checked it could write here
 PROBE_TIMEOUT_S = 5  # s per connect and per read of a probe request
@@ -103,18 +103,10 @@ def _probe_settings():
     probe = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(PROBE_RETRIES),
              "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
              "MLFLOW_HTTP_REQUEST_TIMEOUT": str(PROBE_TIMEOUT_S)}
-    saved = {key: os.environ.get(key) for key in probe}
-    for key, value in probe.items():
-        if saved[key] is None or saved[key] == DRIVER_CLIENT_ENV.get(key):  # not the user's
-            os.environ[key] = value
-    try:
+    mine = {key: value for key, value in probe.items()  # a setting the user made stays theirs
+            if os.environ.get(key) is None or os.environ.get(key) == DRIVER_CLIENT_ENV.get(key)}
+    with env_overrides(mine):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _unavailable(uri: str, exc: BaseException) -> Unavailable:

@@ -68,7 +68,7 @@ from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 
 from xfer.errors import UsageError
-from xfer.tracking import redacted_uri
+from xfer.tracking import env_overrides, redacted_uri
 
 JOURNAL, ACKS, REJECTED, ARTIFACTS, LOCK = ("journal.jsonl", "replayed.jsonl", "rejected.jsonl",
                                             "artifacts", "replay.lock")
@@ -550,17 +550,9 @@ class SpoolingWriter:
 def _one_quick_try():
     """MLflow reads its HTTP settings at every request: this process's next requests get no
     retries and a PROBE_TIMEOUT_S timeout. The driver makes its MLflow calls from one thread."""
-    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(PROBE_TIMEOUT_S)}
-    saved = {key: os.environ.get(key) for key in quick}
-    os.environ.update(quick)
-    try:
+    with env_overrides({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+                        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(PROBE_TIMEOUT_S)}):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def replay_spool(path: str | Path, tracking_uri: str | None = None,
