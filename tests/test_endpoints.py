@@ -118,8 +118,8 @@ def test_a_malformed_tracking_uri_is_a_usage_error_before_anything_is_contacted(
 
 
 @pytest.mark.parametrize("uri", ["sqlite:///mlflow.db", "sqlite:////abs/m.db", "http://host:5000",
-                                 "https://user:pw@host/path", "databricks", "file:///tmp/mlruns",
-                                 "/tmp/mlruns", "postgresql+psycopg2://u@h/db"])
+                                 "https://user:pw@host/path", "databricks", "file:///srv/xfer/mlruns",
+                                 "/srv/xfer/mlruns", "postgresql+psycopg2://u@h/db"])
 def test_well_formed_tracking_uris_pass(uri):
     from xfer.tracking.endpoints import check_tracking_uri
 

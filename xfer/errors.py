@@ -44,6 +44,13 @@ def one_line(text: str) -> str:
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text).strip())
 
 
+def exception_line(exc: BaseException, limit: int) -> str:
+    """An exception as one line, ``Type: first line of its message``, at most ``limit``
+    characters: what a tag or a message has room for (the rest is in the traceback)."""
+    text = str(getattr(exc, "message", None) or exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:limit]
+
+
 # An OSError that names a path the user gave which cannot be one (too long, a loop of links,
 # a file where a folder must be): bad input, exit 2. Any other OSError (disk full, I/O error)
 # is a failure of the machine: one line, exit 1.

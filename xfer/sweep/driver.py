@@ -378,10 +378,11 @@ def _pretrained_weights(preset: Preset, trials: list[dict], cache: Path,
     """
     models = sorted({t["model"] for t in trials if t["init"] == "pretrained"})
     if not isinstance(preset.pretrained, OfflinePretrain):
-        from xfer.weights import resolve_weights
+        from xfer.weights import describe_source, resolve_weights
 
-        for model in models:
-            resolve_weights(preset.pretrained, model)
+        if describe_source(preset.pretrained) != "file":  # a file: read by check_weight_files
+            for model in models:
+                resolve_weights(preset.pretrained, model)
         return {model: preset.pretrained for model in models}
     return {model: str(ensure_offline_weights(preset.pretrained.for_model(model), cache))
             for model in models}

@@ -23,6 +23,7 @@ import os
 import time
 from pathlib import Path
 
+from xfer.errors import exception_line
 from xfer.sweep import interrupts
 from xfer.sweep.options import SweepOptions
 from xfer.tracking import redacted_uri
@@ -182,7 +183,7 @@ def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepS
     except Exception as exc:
         if not done:
             _end_sweep(store, options.experiment, sweep_id, meta, tracking, spool_dir, spool_header,
-                       parent_run_id, "FAILED", {"xfer.error": _one_line(exc)}, state="failed")
+                       parent_run_id, "FAILED", {"xfer.error": exception_line(exc, 500)}, state="failed")
         raise
     finally:
         remove_hook()
@@ -230,12 +231,6 @@ def _end_parent_now(tracking: str, parent_run_id: str, status: str, tags: dict) 
     for key, value in tags.items():
         client.set_tag(parent_run_id, key, value)
     client.set_terminated(parent_run_id, status)
-
-
-def _one_line(exc: BaseException) -> str:
-    """An exception as the one-line tag ``xfer.error``: its type and first line, capped."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
 
 
 def _runs_view_url(client, tracking: str, experiment_id: str, sweep_id: str) -> str:

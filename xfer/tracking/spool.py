@@ -67,7 +67,7 @@ from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunT
 from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 
-from xfer.errors import UsageError
+from xfer.errors import UsageError, exception_line
 from xfer.tracking import env_overrides, redacted_uri
 
 JOURNAL, ACKS, REJECTED, ARTIFACTS, LOCK = ("journal.jsonl", "replayed.jsonl", "rejected.jsonl",
@@ -426,8 +426,7 @@ def _one_line(exc: BaseException) -> str:
     while (exc.__cause__ or exc.__context__) is not None and id(exc.__cause__ or exc.__context__) not in seen:
         exc = exc.__cause__ or exc.__context__
         seen.add(id(exc))
-    text = str(getattr(exc, "message", None) or exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+    return exception_line(exc, 300)
 
 
 class SpoolingWriter:
