@@ -41,6 +41,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from conftest import REPO
 from helpers_data import write_blob_dataset, write_image_folder
@@ -206,6 +207,9 @@ def sandbox(tmp_path_factory):
     from xfer.sweep.options import DEFAULT_CACHE
 
     base = tmp_path_factory.mktemp("fuzz")
+    # Hypothesis caches its unicode tables in ./.hypothesis even with database=None; on a clean
+    # clone that is a new folder in the repository, so its home goes under the temp folder.
+    set_hypothesis_home_dir(base / "hypothesis")
     corrupt = write_blob_dataset(base / "corrupt", n=40, num_classes=4)
     (corrupt / "packed" / "images_u8.npy").write_bytes(b"\x93NUMPY garbage")
     (base / "a_file").write_text("not a folder")
@@ -237,6 +241,7 @@ def sandbox(tmp_path_factory):
         os.chdir(saved_cwd)
         os.environ.clear()
         os.environ.update(saved_env)
+        set_hypothesis_home_dir(None)
     after = {root: _names(root, depth) for root, depth in watched.items()}
     written = sorted(set().union(*(after[root] - before[root] for root in watched)))
     assert not written, f"written outside the temp folder {base}: {written}"
