@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: quick test topology-test lock clean
+.PHONY: quick test test-fast topology-test lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,19 @@ $(STAMP): pyproject.toml constraints.txt
 quick: $(STAMP)
 	$(BIN)/python sweeps/pdf_grid.py --preset quick
 
+# Everything, on two pytest-xdist workers (CI's machine has two cores), a module at a time so
+# that module-scoped fixtures are built once; the workers share the dataset cache and the smoke
+# sweep (tests/conftest.py). The `serial` tests watch state the other worker could touch (HOME,
+# /, the repository): they run after, alone.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial" tests
+	$(BIN)/python -m pytest -m serial tests
+
+# The inner loop: every test but the real-stack ones (marker `slow`: sweeps, Ray, servers,
+# benchmark scripts, tests over ~4 s of CPU) and the fault injection (`faults`). CI runs `make test`.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests -m "not slow and not faults"
 
 # The production topology on this machine (root): PostgreSQL, S3, MLflow server and a two-node
 # Ray cluster in network namespaces, with the smoke sweep sent by `ray job submit` (infra/local/).

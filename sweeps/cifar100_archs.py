@@ -58,7 +58,7 @@ STUDY_SETTING = {"init": "pretrained", "optimizer": "sgd", "momentum": 0.0, "lr"
 
 STUDY = Study(
     name="cifar100_archs",
-    aliases={"cpu": "quick"},  # its name before issue 16
+    aliases={"cpu": "quick"},  # its old name
     report_title="CIFAR-100: EfficientNet-B0 vs ResNet-50 vs AlexNet, accuracy and training time",
     departures=tuple(DEPARTURES),
     published=load_published(Path(__file__).resolve().parent / "published" / "cifar100_archs.json"),

@@ -58,7 +58,7 @@ STUDY_DATA = CifarData("cifar10", val_source="test")
 
 STUDY = Study(
     name="cifar10_transfer",
-    aliases={"cpu": "quick"},  # its name before issue 16
+    aliases={"cpu": "quick"},  # its old name
     report_title="CIFAR-10: pretrained ResNet-50 vs a small CNN from scratch, by training-set size",
     departures=tuple(DEPARTURES),
     published=load_published(Path(__file__).resolve().parent / "published" / "cifar10_transfer.json"),

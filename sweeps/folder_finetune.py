@@ -53,7 +53,7 @@ STUDY_SETTING = {"optimizer": "adam", "lr": 1e-4, "batch_size": 32, "epochs": 50
 
 STUDY = Study(
     name="folder_finetune",
-    aliases={"cpu": "quick"},  # its name before issue 16
+    aliases={"cpu": "quick"},  # its old name
     report_title="Image folder: ResNet-18, VGG-19 and Inception V3, scratch vs fine-tuned",
     departures=tuple(DEPARTURES),
     published=load_published(Path(__file__).resolve().parent / "published" / "folder_finetune.json"),

@@ -49,7 +49,7 @@ DEPARTURES = [
 
 STUDY = Study(
     name="pdf_grid",
-    aliases={"seed": "study"},  # the SPEC's name for the study grid
+    aliases={"seed": "study"},  # the name scripts and users already know it by
     report_title="PDF-plot families: pretrained vs scratch ResNet",
     departures=tuple(DEPARTURES),
     published=load_published(Path(__file__).resolve().parent / "published" / "pdf_grid.json"),

@@ -49,7 +49,7 @@ STUDY_SETTING = {"model": "resnet152", "optimizer": "sgd", "momentum": 0.9, "lr"
 
 STUDY = Study(
     name="probe_regimes",
-    aliases={"cpu": "quick"},  # its name before issue 16
+    aliases={"cpu": "quick"},  # its old name
     report_title="ResNet-152: linear probe vs last block vs full fine-tune",
     departures=tuple(DEPARTURES),
     published=load_published(Path(__file__).resolve().parent / "published" / "probe_regimes.json"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import signal
@@ -29,6 +31,36 @@ def load_topology():
     return sys.modules[name]
 
 
+# Tests that share the session's smoke sweep (a minute of Ray, MLflow and training): real-stack
+# tests by definition, so marked `slow` here rather than in each module.
+SHARED_SWEEP_FIXTURES = ("smoke_sweep",)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if any(name in item.fixturenames for name in SHARED_SWEEP_FIXTURES):
+            item.add_marker(pytest.mark.slow)
+
+
+def xdist_root(tmp_path_factory) -> Path | None:
+    """Under pytest-xdist (`make test`), the temp folder above every worker's own: what the
+    workers share. None in a plain run."""
+    return tmp_path_factory.getbasetemp().parent if os.environ.get("PYTEST_XDIST_WORKER") else None
+
+
+def _shared_ray_tmp(root: Path) -> Path:
+    """The smoke sweep's RAY_TMPDIR when the workers share it: short (Ray's socket paths are
+    capped at 107 bytes) and named after the run's root, so the controller finds it to remove."""
+    return Path("/tmp") / f"xr-{hashlib.sha1(str(root).encode()).hexdigest()[:10]}"
+
+
+def pytest_sessionfinish(session):
+    """The xdist controller, once every worker is done: remove the shared smoke sweep's Ray logs."""
+    if not hasattr(session.config, "workerinput") and session.config.getoption("dist", "no") != "no":
+        shutil.rmtree(_shared_ray_tmp(session.config._tmp_path_factory.getbasetemp()), ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def blobs(tmp_path_factory):
     """A tiny learnable packed dataset (160 images, 4 classes, 32 px), one per test module."""
@@ -39,8 +71,15 @@ def blobs(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def shared_cache(tmp_path_factory) -> Path:
-    """One dataset/offline-weights cache for every sweep test: built once, like a real node's."""
-    return tmp_path_factory.mktemp("xfer-cache")
+    """One dataset/offline-weights cache for every sweep test: built once, like a real node's.
+    Under pytest-xdist the workers share it too (the root above their own temp folders): the
+    cache is built for concurrent sweeps (file locks, atomic renames), and each worker building
+    its own would pretrain the offline weights once per worker (~15 s each)."""
+    root = xdist_root(tmp_path_factory)
+    if root is None:
+        return tmp_path_factory.mktemp("xfer-cache")
+    (root / "xfer-cache").mkdir(exist_ok=True)
+    return root / "xfer-cache"
 
 
 def sweep_env(tmp: Path) -> dict:
@@ -126,8 +165,13 @@ SECRETS = {"AWS_ACCESS_KEY_ID": "AKIAXFERFAKEKEY12345", "AWS_SECRET_ACCESS_KEY":
 
 
 @pytest.fixture(scope="session")
-def smoke_ray_tmp():
+def smoke_ray_tmp(tmp_path_factory):
     """The smoke sweep's RAY_TMPDIR, kept until the session ends so its Ray logs can be read."""
+    root = xdist_root(tmp_path_factory)
+    if root is not None:  # shared by the workers; the controller removes it (pytest_sessionfinish)
+        _shared_ray_tmp(root).mkdir(exist_ok=True)
+        yield _shared_ray_tmp(root)
+        return
     ray_tmp = Path(tempfile.mkdtemp(prefix="xr", dir="/tmp"))  # short: Ray's socket paths are capped
     yield ray_tmp
     shutil.rmtree(ray_tmp, ignore_errors=True)
@@ -137,11 +181,34 @@ def smoke_ray_tmp():
 def smoke_sweep(tmp_path_factory, shared_cache, smoke_ray_tmp):
     """`sweeps/pdf_grid.py --preset smoke` once per session, as a user runs it: (its folder,
     with mlflow.db; the finished process; seconds). Every test that only reads a smoke
-    sweep's store or output shares this one."""
-    tmp = tmp_path_factory.mktemp("smoke")
+    sweep's store or output shares this one. Under pytest-xdist the first worker to need it
+    runs it and the others wait for it (a file lock) and read what it recorded."""
+    root = xdist_root(tmp_path_factory)
+    if root is None:
+        return _checked(*_smoke_sweep(tmp_path_factory.mktemp("smoke"), shared_cache, smoke_ray_tmp))
+    from filelock import FileLock
+
+    folder, record = root / "smoke", root / "smoke.json"
+    with FileLock(str(root / "smoke.lock")):
+        if not record.exists():
+            folder.mkdir()
+            done, seconds = _smoke_sweep(folder, shared_cache, smoke_ray_tmp)[1:]
+            record.write_text(json.dumps({"args": done.args, "returncode": done.returncode,
+                                          "stdout": done.stdout, "stderr": done.stderr,
+                                          "seconds": seconds}))
+    saved = json.loads(record.read_text())
+    done = subprocess.CompletedProcess(saved["args"], saved["returncode"], saved["stdout"], saved["stderr"])
+    return _checked(folder, done, saved["seconds"])
+
+
+def _smoke_sweep(tmp: Path, cache: Path, ray_tmp: Path) -> tuple[Path, subprocess.CompletedProcess, float]:
     env = {**sweep_env(tmp), **SECRETS, "MLFLOW_TRACKING_USERNAME": "xfer-driver",
-           "RAY_TMPDIR": str(smoke_ray_tmp)}
+           "RAY_TMPDIR": str(ray_tmp)}
     started = time.perf_counter()
-    done = run_sweep("pdf_grid.py", SMOKE_ARGS, tmp, shared_cache, env=env)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = run_sweep("pdf_grid.py", SMOKE_ARGS, tmp, cache, env=env)
     return tmp, done, time.perf_counter() - started
+
+
+def _checked(tmp: Path, done: subprocess.CompletedProcess, seconds: float):
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return tmp, done, seconds

@@ -340,6 +340,7 @@ def _ray_started(ray_tmp: Path) -> list[str]:
 # --- the table ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.slow
 def test_bad_input_is_one_line_exit_2_and_starts_nothing(name, fixtures, tmp_path):
     case = CASES[name]
     work = tmp_path / "work"  # the working directory; MLflow's sqlite file would land here
@@ -396,6 +397,7 @@ def test_the_table_covers_every_command_and_every_sweep_script():
     assert len(CASES) >= 25
 
 
+@pytest.mark.slow
 def test_the_ray_detector_sees_a_ray_start(tmp_path):
     """The check above could pass vacuously if RAY_TMPDIR were ignored: start a real local Ray
     under the same environment and see it detected."""

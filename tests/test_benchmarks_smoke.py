@@ -182,6 +182,7 @@ def test_seed_grid_extrapolation_and_packing_window_by_hand(monkeypatch):
     assert math.isnan(rate) and window == 0.0
 
 
+@pytest.mark.slow
 def test_step_speed_refuses_cuda_graphs_on_cpu_in_one_line(tmp_path):
     """Also checks that step_speed imports where ptflops and scipy are missing (the GPU machine)."""
     done = _bench("step_speed.py", "--device", "cpu", "--graphs", "off,capture", env=_gpu_machine_env(tmp_path))
@@ -189,6 +190,7 @@ def test_step_speed_refuses_cuda_graphs_on_cpu_in_one_line(tmp_path):
     assert done.stderr.strip().count("\n") == 0 and "CUDA graphs need a CUDA device" in done.stderr
 
 
+@pytest.mark.slow
 def test_audit_speed_smoke():
     """The audit benchmark (RESULTS.md's audit_speed) runs end to end at 32 px, 8 per class."""
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "audit_speed.py"), "--smoke"],

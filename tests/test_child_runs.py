@@ -96,7 +96,8 @@ def _dataset_record(run: str) -> dict:
 def test_a_spooled_log_inputs_replays_once_and_again_without_a_second_input(tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from xfer.tracking.spool import ReplayState, Spool, apply_record, placeholder, replay_spool
+    from xfer.tracking.journal import Spool, placeholder
+    from xfer.tracking.replay import ReplayState, apply_record, replay_spool
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
@@ -129,7 +130,8 @@ def test_a_spooled_log_inputs_replays_once_and_again_without_a_second_input(tmp_
 
 def test_log_inputs_goes_through_the_spool_while_mlflow_is_down(tmp_path):
     """A refused connection: the record waits in the journal with the others, in order."""
-    from xfer.tracking.spool import SpoolingWriter, set_driver_client_env
+    from xfer.tracking.outage import set_driver_client_env
+    from xfer.tracking.spool import SpoolingWriter
 
     set_driver_client_env()
     writer = SpoolingWriter("http://127.0.0.1:9", tmp_path / "spool", echo=lambda _: None)

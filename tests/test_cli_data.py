@@ -15,6 +15,7 @@ def xfer(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
                           text=True, timeout=300, cwd=cwd)
 
 
+@pytest.mark.slow
 def test_pdf_then_audit_end_to_end(tmp_path):
     out = tmp_path / "d"
     # a small held-out test set: the default 1,000 would cost ~6 s of rendering here
@@ -55,6 +56,7 @@ BAD_INPUTS = {
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
+@pytest.mark.slow
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path):
     args, expected = BAD_INPUTS[case]
     holder = tmp_path / "work"
@@ -72,6 +74,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path):
     assert (holder / "keep.txt").read_text() == "user data"
 
 
+@pytest.mark.slow
 def test_every_command_has_help():
     for args in (["--help"], ["data", "--help"], ["data", "pdf", "--help"], ["data", "audit", "--help"]):
         done = xfer(*args)

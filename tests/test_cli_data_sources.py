@@ -18,6 +18,7 @@ def xfer(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cifar10_from_the_archive_then_reused(tmp_path):
     write_cifar(tmp_path / "raw", "cifar10", n_train_per_batch=10, n_test=10, archive=True)
     args = ["data", "cifar10", "--root", str(tmp_path / "raw"), "--out", str(tmp_path / "c10"),
@@ -31,6 +32,7 @@ def test_cifar10_from_the_archive_then_reused(tmp_path):
     assert again.returncode == 0 and "exists, unchanged" in again.stdout, again.stderr
 
 
+@pytest.mark.slow
 def test_cifar100_and_folder_end_to_end(tmp_path):
     write_cifar(tmp_path / "raw", "cifar100", n_train_per_batch=30, n_test=10, num_classes=5)
     done = xfer("data", "cifar100", "--root", str(tmp_path / "raw"), "--out", str(tmp_path / "c100"),
@@ -109,6 +111,7 @@ BAD_INPUTS = {
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
+@pytest.mark.slow
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path):
     setup, args, expected = BAD_INPUTS[case]
     paths = setup(tmp_path)
@@ -129,6 +132,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path):
     assert (holder / "keep.txt").read_text() == "user data"
 
 
+@pytest.mark.slow
 def test_every_new_command_has_help():
     for args in (["data", "cifar10", "--help"], ["data", "cifar100", "--help"], ["data", "folder", "--help"]):
         done = xfer(*args)

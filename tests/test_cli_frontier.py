@@ -1,5 +1,5 @@
 """`xfer frontier` as a user runs it, against a real MLflow store laid out as the sweeps log it,
-and `xfer.aggregate.build_report` as the sweep scripts call it."""
+and `xfer.tracking.sweep_report.build_report` as the sweep scripts call it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import pytest
 from mlflow import MlflowClient
 
 from test_tracking_runs import MACS_PER_IMAGE, build_store  # one store layout for both modules
-from xfer import aggregate, cli, report
+from xfer import cli, report
+from xfer.tracking import sweep_report as aggregate
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +29,7 @@ def xfer(*args: str, uri: str, cwd: Path) -> subprocess.CompletedProcess:
                           timeout=300, cwd=cwd, env=env)
 
 
+@pytest.mark.slow
 def test_frontier_command_end_to_end_writes_the_report_and_logs_it_on_the_parent(store, tmp_path):
     out = tmp_path / "report"
     done = xfer("frontier", "--experiment", "pdf_grid", "--target-accuracy", "0.9", "--out", str(out),
@@ -121,6 +123,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, store, tmp_path, 
     assert sorted(tmp_path.rglob("*")) == before  # no report, no new mlflow.db
 
 
+@pytest.mark.slow
 def test_bad_input_in_a_real_process_has_no_traceback(store, tmp_path):
     done = xfer("frontier", "--experiment", "pdf_grid", "--sweep-id", "s0", "--out", str(tmp_path / "out"),
                 uri=store.uri, cwd=tmp_path)

@@ -45,6 +45,7 @@ def train_args(data: Path, json_out: Path, **overrides: str) -> list[str]:
     return argv
 
 
+@pytest.mark.slow  # over 4 s of CPU
 def test_train_prints_epochs_and_summary_and_writes_the_json(blobs, tmp_path, capsys):
     out = tmp_path / "results" / "r.json"
     code, stdout, stderr = run(train_args(blobs, out, **{"--epochs": "2", "--lr": "0.05"}), capsys)
@@ -61,6 +62,7 @@ def test_train_prints_epochs_and_summary_and_writes_the_json(blobs, tmp_path, ca
     assert result["test_accuracy"] > 0.5  # 4 classes: chance is 0.25
 
 
+@pytest.mark.slow  # over 4 s of CPU
 def test_train_with_the_study_options_records_them(blobs, tmp_path, capsys):
     out = tmp_path / "r.json"
     code, stdout, stderr = run(train_args(blobs, out, **{
@@ -206,6 +208,7 @@ def test_bad_train_input_is_one_line_exit_2_and_writes_nothing(case, blobs, weig
     assert _tree(work) == before  # nothing written
 
 
+@pytest.mark.slow
 def test_bad_input_from_the_console_has_no_traceback(blobs, tmp_path):
     done = subprocess.run([sys.executable, "-m", "xfer.cli", *train_args(blobs, tmp_path / "r.json",
                                                                           **{"--optimizer": "lion"})],
@@ -214,6 +217,7 @@ def test_bad_input_from_the_console_has_no_traceback(blobs, tmp_path):
     assert not (tmp_path / "r.json").exists()
 
 
+@pytest.mark.slow  # over 4 s of CPU
 def test_pretrain_on_a_dataset_then_train_from_its_weights(blobs, tmp_path, capsys):
     weights = tmp_path / "w" / "resnet10-blobs.pt"
     code, stdout, stderr = run(["pretrain", "--out", str(weights), "--model", "resnet10", "--data",
@@ -236,6 +240,7 @@ def test_pretrain_on_a_dataset_then_train_from_its_weights(blobs, tmp_path, caps
     assert result["config"]["init"] == "pretrained" and result["config"]["train_layers"] == "head"
 
 
+@pytest.mark.slow  # over 3 s of CPU
 def test_pretrain_generates_its_source_task_next_to_the_file(tmp_path, capsys):
     weights = tmp_path / "src.pt"
     code, stdout, stderr = run(["pretrain", "--out", str(weights), "--model", "small_cnn", "--n", "48",

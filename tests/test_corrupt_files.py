@@ -163,7 +163,7 @@ def test_a_truncated_checkpoint_file_is_named(tmp_path):
     (b'{"seq": 0, "op": "header", "tracking_uri": 5}\n', "the header's tracking_uri must be text"),
 ])
 def test_a_damaged_spool_journal_is_named(journal, why, tmp_path):
-    from xfer.tracking.spool import Spool
+    from xfer.tracking.journal import Spool
 
     (tmp_path / "journal.jsonl").write_bytes(journal)
     with pytest.raises(UsageError) as caught:
@@ -172,7 +172,7 @@ def test_a_damaged_spool_journal_is_named(journal, why, tmp_path):
 
 
 def test_a_damaged_acknowledgement_file_is_named(tmp_path):
-    from xfer.tracking.spool import Spool
+    from xfer.tracking.journal import Spool
 
     (tmp_path / "replayed.jsonl").write_text('{"seq": 1}\n{"seq": 2, "resolved": [1]}\n')
     with pytest.raises(UsageError, match="corrupt spool: .*replayed.jsonl: record 2"):
@@ -226,6 +226,7 @@ def _assert_one_line(done: subprocess.CompletedProcess, *parts: str) -> str:
 XFER = [sys.executable, "-m", "xfer.cli"]
 
 
+@pytest.mark.slow
 def test_xfer_train_names_a_truncated_packed_array(good, tmp_path):
     root = _copy(good, tmp_path)
     _truncate(root / "packed" / "images_u8.npy")
@@ -234,6 +235,7 @@ def test_xfer_train_names_a_truncated_packed_array(good, tmp_path):
     _assert_one_line(done, f"corrupt dataset: {root}/packed/images_u8.npy: truncated")
 
 
+@pytest.mark.slow
 def test_xfer_data_pdf_names_a_garbage_dataset_json_at_its_out(good, tmp_path):
     root = _copy(good, tmp_path)
     (root / "dataset.json").write_text("garbage")
@@ -241,6 +243,7 @@ def test_xfer_data_pdf_names_a_garbage_dataset_json_at_its_out(good, tmp_path):
     _assert_one_line(done, f"corrupt dataset: {root}/dataset.json: not JSON")
 
 
+@pytest.mark.slow
 def test_xfer_data_audit_names_garbage_metadata(good, tmp_path):
     root = _copy(good, tmp_path)
     (root / "metadata.json").write_text("{\"a\": ")
@@ -248,6 +251,7 @@ def test_xfer_data_audit_names_garbage_metadata(good, tmp_path):
     _assert_one_line(done, f"{root}/metadata.json")
 
 
+@pytest.mark.slow
 def test_xfer_replay_names_a_garbage_journal(tmp_path):
     spool = tmp_path / "spool"
     spool.mkdir()
@@ -257,6 +261,7 @@ def test_xfer_replay_names_a_garbage_journal(tmp_path):
     assert not (tmp_path / "mlflow.db").exists()
 
 
+@pytest.mark.slow
 def test_dry_run_reads_a_given_dataset_like_the_run(good, tmp_path):
     """--data DIR with labels cut short: the dry run fails where the trials would."""
     root = _copy(good, tmp_path)
@@ -267,6 +272,7 @@ def test_dry_run_reads_a_given_dataset_like_the_run(good, tmp_path):
     _assert_one_line(done, f"corrupt dataset: {root}/packed/labels_i64.npy: truncated")
 
 
+@pytest.mark.slow
 def test_dry_run_reads_the_cached_dataset_the_run_would_reuse(good, tmp_path):
     """The smoke preset's PDF dataset is in the cache, but damaged: the dry run says so."""
     sys.path.insert(0, str(REPO / "sweeps"))
@@ -287,6 +293,7 @@ def test_dry_run_reads_the_cached_dataset_the_run_would_reuse(good, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_dry_run_reads_the_cached_offline_weights_the_run_would_load(tmp_path):
     """The smoke preset's offline-pretrained weights are in the cache, but cut short."""
     from xfer.sweep.driver import offline_weights_path
@@ -302,6 +309,7 @@ def test_dry_run_reads_the_cached_offline_weights_the_run_would_load(tmp_path):
     assert len(lines) == 1 and str(cached) in lines[0] and "Traceback" not in done.stderr, done.stderr
 
 
+@pytest.mark.slow
 def test_resume_names_a_damaged_sweep_record(tmp_path):
     record = tmp_path / "runs" / "pdf_grid" / "pdf_grid-20990101-000000-abcd" / "xfer_sweep.json"
     record.parent.mkdir(parents=True)

@@ -111,6 +111,7 @@ def resnet50_layer4_macs_by_hand() -> int:
 FC_MACS = 2048 * CLASSES + CLASSES  # dense 2048 -> C, plus one add per output for the bias
 
 
+@pytest.mark.slow  # over 3 s of CPU
 def test_conv_and_linear_hooks_count_what_ptflops_counts():
     for name in ("resnet18", "resnet50"):
         trace = mac_trace(create_model(name, CLASSES), SIZE)

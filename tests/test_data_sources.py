@@ -538,6 +538,7 @@ def test_folder_images_are_resized_whole_and_labelled_by_folder(image_folder, pa
            [[1, 1, 1], [1, 1, 1]]
 
 
+@pytest.mark.slow  # over 4 s of CPU
 def test_fit_trains_on_a_packed_image_folder(packed_folder):
     out, _ = packed_folder
     config = TrialConfig(data=str(out), model="resnet10", epochs=1, batch_size=8, lr=0.05,

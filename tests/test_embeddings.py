@@ -16,11 +16,11 @@ import pytest
 import torch
 
 from xfer.batches import BatchPrep
-from xfer.embeddings import (METHOD_CHOICES, STAGES, embed_2d, embed_stages, methods_of,
-                             plot_embedding, plot_stages, separation, stage_features,
-                             stage_modules, stages_by_method, stratified_subsample)
+from xfer.embeddings import (METHOD_CHOICES, STAGES, embed_2d, embed_stages, methods_of, separation,
+                             stage_features, stage_modules, stages_by_method, stratified_subsample)
 from xfer.errors import UsageError
 from xfer.models import MODEL_NAMES, create_model, set_train_mode
+from xfer.report.trial_figures import plot_embedding, plot_stages
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Pooled channel counts per stage for the models that run a forward pass below.
@@ -72,6 +72,7 @@ def test_unknown_model_lists_the_valid_ones():
 # --- stage_features --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", sorted(FORWARD_DIMS))
+@pytest.mark.slow  # over 4 s of CPU
 def test_stage_features_pool_each_stage_and_leave_the_model_as_it_was(name):
     torch.manual_seed(0)
     size = 64 if name != "small_cnn" else 32
@@ -147,6 +148,7 @@ def test_separation_is_nan_when_undefined():
 
 # --- embed_2d --------------------------------------------------------------------------------
 
+@pytest.mark.slow  # over 4 s of CPU
 def test_tsne_is_deterministic_per_seed_and_keeps_clusters_apart():
     features, labels = _clusters(15, 3, 16, spread=5.0)
     first = embed_2d(features, seed=3)
@@ -177,6 +179,7 @@ def test_umap_without_umap_learn_says_how_to_install_it(monkeypatch):
         embed_2d(np.random.default_rng(0).normal(size=(10, 3)), method="umap")
 
 
+@pytest.mark.slow  # over 4 s of CPU
 def test_umap_is_installed_deterministic_per_seed_and_keeps_clusters_apart():
     # umap-learn is a dependency (pinned in constraints.txt). The first UMAP call in a process
     # compiles numba kernels: ~15-20 s on 2 cores; later calls on 45 points take ~0.1 s.
@@ -225,6 +228,7 @@ def test_stratified_subsample_keeps_class_shares_and_is_seeded():
     np.testing.assert_array_equal(stratified_subsample(labels, 500, seed=0), np.arange(100))
 
 
+@pytest.mark.slow  # over 4 s of CPU
 def test_embed_stages_is_strict_json_respects_max_points_and_plots(tmp_path):
     torch.manual_seed(0)
     model = create_model("small_cnn", 3)
@@ -258,6 +262,7 @@ def test_embed_stages_is_strict_json_respects_max_points_and_plots(tmp_path):
     assert all(p.read_bytes()[:8] == PNG_MAGIC for p in paths)
 
 
+@pytest.mark.slow  # over 3 s of CPU
 def test_embed_stages_reports_none_for_an_undefined_silhouette():
     torch.manual_seed(0)
     model = create_model("small_cnn", 2)
@@ -268,6 +273,7 @@ def test_embed_stages_reports_none_for_an_undefined_silhouette():
     json.dumps(result, allow_nan=False)
 
 
+@pytest.mark.slow  # over 4 s of CPU
 def test_tsne_and_umap_share_the_features_and_keep_the_single_method_layout(tmp_path):
     torch.manual_seed(0)
     model = create_model("small_cnn", 3)
@@ -306,7 +312,7 @@ def test_tsne_and_umap_share_the_features_and_keep_the_single_method_layout(tmp_
     import pandas as pd
     from PIL import Image
 
-    from xfer.report_sections import separation_section
+    from xfer.report.sections import separation_section
 
     best = pd.DataFrame([{"model": "small_cnn", "condition": c, "test_accuracy": 0.5,
                           "test_accuracy_ci_low": 0.4, "test_accuracy_ci_high": 0.6,

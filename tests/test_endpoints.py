@@ -126,6 +126,7 @@ def test_well_formed_tracking_uris_pass(uri):
     assert check_tracking_uri(uri) == uri
 
 
+@pytest.mark.slow
 def test_sweep_with_an_unknown_tracking_scheme_exits_2_before_the_plan(work, ray_tmp):
     done, _ = _sweep(work, _env(work, ray_tmp, MLFLOW_TRACKING_URI="bogus://x"))
     _one_line(done, 2, "unknown tracking URI scheme 'bogus'", "valid: ")
@@ -135,6 +136,7 @@ def test_sweep_with_an_unknown_tracking_scheme_exits_2_before_the_plan(work, ray
 
 # --- the store reached and written to: exit 1, in seconds -------------------------------------
 
+@pytest.mark.slow
 def test_sweep_with_the_tracking_server_on_a_closed_port_exits_1_in_seconds(work, ray_tmp):
     uri = f"http://127.0.0.1:{_closed_port()}"
     done, seconds = _sweep(work, _env(work, ray_tmp, MLFLOW_TRACKING_URI=uri))
@@ -155,6 +157,7 @@ def test_a_tracking_server_that_never_answers_fails_the_probe_in_bounded_time(si
     assert time.monotonic() - started < (PROBE_RETRIES + 1) * PROBE_TIMEOUT_S + 5
 
 
+@pytest.mark.slow
 def test_sweep_with_a_read_only_sqlite_store_exits_1_and_writes_nothing(work, ray_tmp):
     """The store exists on a read-only filesystem: a read-only bind mount, in a mount namespace
     of the sweep's own, so nothing outside the test sees it. (As root a 0555 folder blocks
@@ -178,6 +181,7 @@ def test_sweep_with_a_read_only_sqlite_store_exits_1_and_writes_nothing(work, ra
     assert seconds < 60, seconds
 
 
+@pytest.mark.slow
 def test_a_dry_run_checks_a_local_store_without_creating_it(work, ray_tmp):
     done, _ = _sweep(work, _env(work, ray_tmp), "--dry-run")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -187,6 +191,7 @@ def test_a_dry_run_checks_a_local_store_without_creating_it(work, ray_tmp):
 
 # --- S3 storage reached and writable: exit 1 --------------------------------------------------
 
+@pytest.mark.slow
 def test_sweep_with_s3_storage_on_a_closed_port_exits_1_before_anything_starts(work, ray_tmp):
     env = _env(work, ray_tmp, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=f"http://127.0.0.1:{_closed_port()}")
@@ -224,6 +229,7 @@ def _xfer(work: Path, env: dict, *args: str) -> tuple[subprocess.CompletedProces
     return done, time.monotonic() - started
 
 
+@pytest.mark.slow
 def test_frontier_against_a_dead_tracking_server_is_one_line_exit_1_in_seconds(work, ray_tmp):
     uri = f"http://127.0.0.1:{_closed_port()}"
     done, seconds = _xfer(work, _env(work, ray_tmp, MLFLOW_TRACKING_URI=uri),
@@ -233,6 +239,7 @@ def test_frontier_against_a_dead_tracking_server_is_one_line_exit_1_in_seconds(w
     assert seconds < 40, seconds  # was 252 s of silence, then a traceback
 
 
+@pytest.mark.slow
 def test_frontier_with_an_unknown_tracking_scheme_exits_2(work, ray_tmp):
     done, _ = _xfer(work, _env(work, ray_tmp, MLFLOW_TRACKING_URI="bogus://x"),
                     "frontier", "--experiment", "pdf_grid", "--out", str(work / "report"))
@@ -245,6 +252,7 @@ def _train(blobs: Path, work: Path, weights: str, *extra: str) -> list[str]:
             "--weights", weights, "--json-out", str(work / "out" / "result.json")]
 
 
+@pytest.mark.slow
 def test_an_s3_weights_endpoint_that_does_not_answer_is_exit_1(blobs, work, ray_tmp):
     """Was exit 2: a service that does not answer is 1 (xfer.errors), the input may be fine."""
     env = _env(work, ray_tmp, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
@@ -256,6 +264,7 @@ def test_an_s3_weights_endpoint_that_does_not_answer_is_exit_1(blobs, work, ray_
 
 # --- debris: the issue's three examples -------------------------------------------------------
 
+@pytest.mark.slow
 def test_runs_weights_without_a_store_create_no_mlflow_db(blobs, work, ray_tmp):
     env = _env(work, ray_tmp)
     del env["MLFLOW_TRACKING_URI"]  # MLflow's default: ./mlflow.db, which does not exist
@@ -264,6 +273,7 @@ def test_runs_weights_without_a_store_create_no_mlflow_db(blobs, work, ray_tmp):
     assert not (work / "mlflow.db").exists() and not (work / "mlruns").exists()
 
 
+@pytest.mark.slow
 def test_offline_imagenet_weights_leave_no_empty_hub_cache_folder(blobs, work, ray_tmp):
     done, _ = _xfer(work, _env(work, ray_tmp), *_train(blobs, work, "imagenet", "resnet18"))
     _one_line(done, 2, "ImageNet weights for resnet18 are not in the torch hub cache")

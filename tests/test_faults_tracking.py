@@ -266,7 +266,7 @@ def test_a_server_that_never_returns_leaves_a_spool_that_xfer_replay_writes_once
 def down_and_store(tmp_path, monkeypatch):
     """An MLflow URI that refuses connections (no retries: instant) and a SQLite store with the
     sweep's experiment and parent run, standing for the same server once it is back."""
-    from xfer.tracking.spool import DRIVER_CLIENT_ENV
+    from xfer.tracking.outage import DRIVER_CLIENT_ENV
 
     for key, value in DRIVER_CLIENT_ENV.items():
         monkeypatch.setenv(key, value)
@@ -296,7 +296,8 @@ def _epochs_record(run: str, epochs: range, timestamp: int) -> dict:
 
 @pytest.mark.faults
 def test_spooled_records_replay_in_order_once_even_when_replayed_again(down_and_store, tmp_path):
-    from xfer.tracking.spool import SpoolingWriter, replay_spool
+    from xfer.tracking.replay import replay_spool
+    from xfer.tracking.spool import SpoolingWriter
 
     down, store, client, experiment_id, parent, header = down_and_store
     messages = []
@@ -346,7 +347,8 @@ def test_a_placeholder_resolves_to_the_run_a_restarted_driver_could_not_search_f
     only the epochs it lacks."""
     from mlflow.entities import Metric
 
-    from xfer.tracking.spool import SpoolingWriter, replay_spool
+    from xfer.tracking.replay import replay_spool
+    from xfer.tracking.spool import SpoolingWriter
 
     down, store, client, experiment_id, parent, header = down_and_store
     existing = client.create_run(experiment_id, tags=_open("t2", experiment_id, parent)["tags"]).info.run_id
@@ -365,7 +367,8 @@ def test_a_placeholder_resolves_to_the_run_a_restarted_driver_could_not_search_f
 
 @pytest.mark.faults
 def test_a_torn_last_line_is_cut_and_a_refused_record_is_kept_not_dropped(down_and_store, tmp_path):
-    from xfer.tracking.spool import SpoolingWriter, replay_spool
+    from xfer.tracking.replay import replay_spool
+    from xfer.tracking.spool import SpoolingWriter
 
     down, store, client, experiment_id, parent, header = down_and_store
     writer = SpoolingWriter(down, tmp_path / "spool", header, echo=lambda _: None)
@@ -386,7 +389,8 @@ def test_a_torn_last_line_is_cut_and_a_refused_record_is_kept_not_dropped(down_a
 @pytest.mark.faults
 def test_an_outage_costs_one_bounded_call_then_one_quick_probe_per_retry(down_and_store, tmp_path,
                                                                          monkeypatch):
-    from xfer.tracking.spool import DRIVER_CLIENT_ENV, SpoolingWriter
+    from xfer.tracking.outage import DRIVER_CLIENT_ENV
+    from xfer.tracking.spool import SpoolingWriter
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", DRIVER_CLIENT_ENV["MLFLOW_HTTP_REQUEST_MAX_RETRIES"])
     down, store, client, experiment_id, parent, header = down_and_store
@@ -409,7 +413,7 @@ def test_an_outage_costs_one_bounded_call_then_one_quick_probe_per_retry(down_an
 def test_only_outages_count_as_unavailable(down_and_store):
     from mlflow.exceptions import MlflowException, RestException
 
-    from xfer.tracking.spool import is_unavailable
+    from xfer.tracking.outage import is_unavailable
 
     down, store, client, *_ = down_and_store
     with pytest.raises(Exception) as refused:
@@ -423,6 +427,7 @@ def test_only_outages_count_as_unavailable(down_and_store):
 
 
 @pytest.mark.faults
+@pytest.mark.slow
 def test_xfer_replay_input_errors_are_one_line(tmp_path, down_and_store, monkeypatch):
     from xfer.cli import main
     from xfer.tracking.spool import SpoolingWriter

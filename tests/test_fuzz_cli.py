@@ -46,7 +46,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from conftest import REPO
 from helpers_data import write_blob_dataset, write_image_folder
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.serial]  # watches HOME, / and the repository
 
 SCALE = float(os.environ.get("FUZZ_EXAMPLES", "1"))
 SETTINGS = dict(deadline=None, database=None, derandomize=not os.environ.get("XFER_FUZZ_RANDOM"),
@@ -307,6 +307,7 @@ def test_every_xfer_command_keeps_the_contract(command, sandbox, stubs):
 
 
 @pytest.mark.parametrize("script", sorted(_STUDIES))
+@pytest.mark.slow  # over 4 s of CPU
 def test_every_sweep_option_keeps_the_contract_with_dry_run(script, sandbox):
     from xfer.sweep.driver import main
     from xfer.sweep.options import build_parser

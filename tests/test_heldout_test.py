@@ -53,6 +53,7 @@ def _image_hashes(data, split: str) -> list[str]:
     return [hashlib.sha256(image.tobytes()).hexdigest() for image in images]
 
 
+@pytest.mark.slow  # over 3 s of CPU
 def test_the_layout_is_the_pool_then_the_test_rows(heldout, study_split):
     meta = json.loads((heldout / "dataset.json").read_text())
     assert (meta["n"], meta["test_size"], meta["heldout_test"], meta["split"]) == (POOL, TEST, [POOL, POOL + TEST], "heldout")
@@ -229,6 +230,7 @@ def xfer(*args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_xfer_data_pdf_writes_the_heldout_layout(tmp_path):
     out = tmp_path / "d"
     args = ["data", "pdf", "--n", "16", "--image-size", "32", "--test-size", "16", "--out", str(out)]
@@ -259,6 +261,7 @@ CLI_BAD = {
 
 
 @pytest.mark.parametrize("case", list(CLI_BAD))
+@pytest.mark.slow
 def test_bad_test_set_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path):
     args, expected = CLI_BAD[case]
     done = xfer("data", "pdf", "--n", "16", "--image-size", "32", "--out", str(tmp_path / "d"), *args)

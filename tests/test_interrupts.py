@@ -1,17 +1,23 @@
-"""Ctrl-C and SIGTERM stop a sweep resumably (issue 17, ``xfer.sweep.interrupts``).
+"""Ctrl-C and SIGTERM stop a sweep resumably (``xfer.sweep.interrupts``), and no failed or
+interrupted sweep leaves a run RUNNING.
 
-One store, one chain of real driver processes (a sweep costs ~1 min here, so the cases share
-it): SIGTERM during start-up, then ``--resume`` and SIGINT after the first trial epoch, then
-``--resume`` and two SIGINTs (the second during the shutdown), then ``--resume`` to the end.
-After each interrupt: one line on stderr naming the command, exit 143 / 130, no process of
-the sweep's own Ray left, the parent run and every open child run KILLED with the signal as a
-tag, the record interrupted, never finished. At the end: one run per trial, all FINISHED.
+One MLflow store, one chain of real driver processes (the cases share it: each costs a
+process start and a Ray start): checks that fail before anything starts; a sweep whose every
+trial fails; SIGTERM while the driver starts Ray; SIGTERM during start-up; ``--resume`` and
+SIGINT while a trial is mid-way; ``--resume`` and two SIGINTs (the second during the
+shutdown); ``--resume`` and SIGINT during the report; ``--resume`` to the end. Stall points
+(``xfer.sweep.faults``) hold the driver or a trial where the signal must land. After each
+interrupt: one line on stderr naming the command, exit 143 / 130, no process of the sweep's
+own Ray left, the parent run and every open child run KILLED with the signal as a tag, the
+record interrupted, never finished; and the whole store is searched for runs left RUNNING.
+At the end: one run per trial, all FINISHED.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,11 +25,13 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
-from conftest import REPO, kill_group, pids_naming, sweep_env, sweep_store
+from conftest import REPO, kill_group, pids_naming, run_sweep, sweep_env, sweep_store
 from xfer.sweep import interrupts
+from xfer.sweep.faults import STALL_DIR_ENV, STALL_ENV
 
 SMOKE_TRIALS = 8
 
@@ -141,8 +149,59 @@ def _check_interrupted(tmp: Path, ray_tmp: Path, code: int, stderr: str, expecte
     return children
 
 
+def _stalled(tmp: Path, point: str) -> Callable[[], bool]:
+    return lambda: (tmp / "stalls" / f"stalled-{point}").exists()
+
+
+def _stall_env(env: dict, tmp: Path, point: str, seconds: float | None = None) -> dict:
+    """Hold the sweep at ``point`` (``xfer.sweep.faults``) so the signal lands there every time."""
+    shutil.rmtree(tmp / "stalls", ignore_errors=True)
+    spec = point if seconds is None else f"{point}@{seconds}"
+    return {**env, STALL_ENV: spec, STALL_DIR_ENV: str(tmp / "stalls")}
+
+
+def _fail_before_anything_starts(tmp: Path, env: dict, cache: Path) -> None:
+    """Checks that fail before anything starts create no run, and no store at all."""
+    bad_name = run_sweep("pdf_grid.py", ["--smoke-test", "--experiment", "../escape"], tmp, cache, env=env)
+    assert bad_name.returncode == 2 and len(bad_name.stderr.strip().splitlines()) == 1
+    closed_s3 = run_sweep("pdf_grid.py", ["--smoke-test", "--storage", "s3://bucket/runs"], tmp, cache,
+                          env={**env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "x",
+                               "AWS_SECRET_ACCESS_KEY": "y", "AWS_DEFAULT_REGION": "us-east-1"})
+    assert closed_s3.returncode == 1 and "Traceback" not in closed_s3.stderr, closed_s3.stderr[-2000:]
+    assert not (tmp / "mlflow.db").exists()  # no run, no store: nothing was started
+
+
+def _every_trial_fails(tmp: Path, env: dict, cache: Path) -> None:
+    """After the parent exists: every trial fails (a simulated CUDA out-of-memory), no retry;
+    the driver ends the sweep FAILED (Ray prints each failed trial's traceback on stderr; the
+    runs keep its last line as xfer.error)."""
+    faults = {**env, "XFER_INJECT_FAULT": "resnet10@1", "XFER_INJECT_FAULT_DIR": str(tmp / "faults")}
+    failed = run_sweep("pdf_grid.py", ["--smoke-test", "--max-failures", "0", "--no-report",
+                                       "--experiment", "failing", "--storage", str(tmp / "failing")],
+                       tmp, cache, env=faults)
+    assert failed.returncode == 1, failed.stdout[-3000:] + failed.stderr[-3000:]
+    assert "0 trials finished, 8 failed" in failed.stdout, failed.stdout[-3000:]
+    _, _, parent, children = sweep_store(tmp, "failing")
+    assert parent.info.status == "FAILED"
+    assert len(children) == 8 and {c.info.status for c in children} == {"FAILED"}
+    assert all("injected fault" in c.data.tags["xfer.error"] for c in children)
+
+
+def _no_run_left_running(tmp: Path) -> None:
+    """The whole store, every experiment: no run RUNNING after any of the failures above."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, max_results=5000)
+    running = [(r.data.tags.get("mlflow.runName"), r.data.tags.get("xfer.role")) for r in runs
+               if r.info.status == "RUNNING"]
+    assert running == [], running
+
+
 @pytest.mark.slow
-def test_sigterm_and_sigint_stop_a_sweep_that_resume_then_finishes(tmp_path, shared_cache):
+@pytest.mark.timeout(1500)  # nine driver processes: ~3 min on an idle 2-core machine
+def test_every_failure_path_ends_its_runs_and_resume_finishes(tmp_path, shared_cache):
     ray_tmp = Path(tempfile.mkdtemp(prefix="xi", dir="/tmp"))  # short: Ray's socket paths are capped
     env = {**sweep_env(tmp_path), "PYTHONUNBUFFERED": "1", "RAY_TMPDIR": str(ray_tmp)}
     cmd = [sys.executable, str(REPO / "sweeps" / "pdf_grid.py"), "--preset", "smoke",
@@ -150,8 +209,22 @@ def test_sigterm_and_sigint_stop_a_sweep_that_resume_then_finishes(tmp_path, sha
            "--storage", str(tmp_path / "runs"), "--cache-dir", str(shared_cache)]
     log_text = lambda: (tmp_path / "sweep.log").read_text()  # noqa: E731
     try:
-        # 1. SIGTERM (a preemption) during start-up: the parent run and the record exist, no
-        #    trial has reported yet
+        # 1. checks that fail before anything starts, and a sweep whose every trial fails
+        _fail_before_anything_starts(tmp_path, env, shared_cache)
+        _every_trial_fails(tmp_path, env, shared_cache)
+
+        # 2. SIGTERM (a preemption) while the driver starts its Ray: held until Ray is up, then
+        #    Ray stopped; no parent run, no record yet, so the line says how to start again
+        process, log = _start(cmd, tmp_path, _stall_env(env, tmp_path, "ray_start", 3), "sweep.log")
+        assert _wait_for(_stalled(tmp_path, "ray_start"), process), log_text()[-3000:]
+        os.kill(process.pid, signal.SIGTERM)
+        code, stderr = _finish(process, log)
+        assert code == 143 and "start again with" in stderr.strip().splitlines()[-1], stderr[-3000:]
+        time.sleep(1)
+        assert pids_naming(str(ray_tmp)) == [], "the sweep's Ray outlived its driver"
+        assert not list((tmp_path / "runs").rglob("xfer_sweep.json"))
+
+        # 3. SIGTERM during start-up: the parent run and the record exist, no trial has reported
         process, log = _start(cmd, tmp_path, env, "sweep.log")
         assert _wait_for(lambda: any((tmp_path / "runs").rglob("xfer_sweep.json")), process)
         os.kill(process.pid, signal.SIGTERM)
@@ -159,22 +232,20 @@ def test_sigterm_and_sigint_stop_a_sweep_that_resume_then_finishes(tmp_path, sha
         _check_interrupted(tmp_path, ray_tmp, code, stderr, 143, "SIGTERM")
         assert _meta(tmp_path)["state"] == "interrupted"
 
-        # 2. --resume, then Ctrl-C (SIGINT to the process group, as a terminal sends it) after
-        #    the first trial epoch: the running trial's run ends KILLED
-        process, log = _start(cmd + ["--resume"], tmp_path, env, "sweep.log")
-        assert _wait_for(lambda: "] epoch 1/3" in log_text(), process), log_text()[-3000:]
+        # 4. --resume, then Ctrl-C (SIGINT to the process group, as a terminal sends it) while a
+        #    trial is held after its first epoch: that trial's run ends KILLED, tagged SIGINT
+        process, log = _start(cmd + ["--resume"], tmp_path, _stall_env(env, tmp_path, "epoch"), "sweep.log")
+        assert _wait_for(_stalled(tmp_path, "epoch"), process), log_text()[-3000:]
         os.killpg(process.pid, signal.SIGINT)
         code, stderr = _finish(process, log)
         children = _check_interrupted(tmp_path, ray_tmp, code, stderr, 130, "SIGINT")
-        # a smoke epoch takes ~0.1 s: the trial may finish before Tune stops it; one that did
-        # not is KILLED (the deterministic check: test_open_child_runs_end_killed_...)
-        for child in children:
-            assert child.info.status == "FINISHED" or (
-                child.info.status == "KILLED" and child.data.tags.get("xfer.interrupted") in ("SIGINT", "SIGTERM"))
+        killed = [c for c in children if c.info.status == "KILLED"]
+        assert len(killed) == 1 and killed[0].data.tags["xfer.interrupted"] == "SIGINT", children
 
-        # 3. --resume, Ctrl-C, and Ctrl-C again during the shutdown: exits at once, resumable
-        process, log = _start(cmd + ["--resume"], tmp_path, env, "sweep.log")
-        assert _wait_for(lambda: log_text().count("] epoch ") >= 1, process), log_text()[-3000:]
+        # 5. --resume, Ctrl-C, and Ctrl-C again during the shutdown: exits at once, resumable,
+        #    the open trial's run KILLED by the second signal's last act
+        process, log = _start(cmd + ["--resume"], tmp_path, _stall_env(env, tmp_path, "epoch"), "sweep.log")
+        assert _wait_for(_stalled(tmp_path, "epoch"), process), log_text()[-3000:]
         os.killpg(process.pid, signal.SIGINT)
         time.sleep(0.5)
         second = time.monotonic()
@@ -185,8 +256,21 @@ def test_sigterm_and_sigint_stop_a_sweep_that_resume_then_finishes(tmp_path, sha
         time.sleep(1)
         assert pids_naming(str(ray_tmp)) == []
         assert _meta(tmp_path)["finished"] is False
+        _no_run_left_running(tmp_path)
 
-        # 4. --resume to the end: one run per trial, every one FINISHED, the parent too
+        # 6. --resume, the trials run to the end, SIGINT during the report: the parent KILLED,
+        #    every trial's run FINISHED, the record interrupted
+        process, log = _start(cmd + ["--resume"], tmp_path, _stall_env(env, tmp_path, "report"), "sweep.log")
+        assert _wait_for(_stalled(tmp_path, "report"), process), log_text()[-3000:]
+        os.killpg(process.pid, signal.SIGINT)
+        code, stderr = _finish(process, log)
+        children = _check_interrupted(tmp_path, ray_tmp, code, stderr, 130, "SIGINT")
+        trials = [c for c in children if c.data.tags.get("xfer.role") == "trial"]
+        assert len(trials) == SMOKE_TRIALS and {c.info.status for c in trials} == {"FINISHED"}
+        assert _meta(tmp_path)["state"] == "interrupted"
+        _no_run_left_running(tmp_path)
+
+        # 7. --resume to the end: one run per trial, every one FINISHED, the parent too
         done = subprocess.run(cmd + ["--resume"], cwd=tmp_path, env=env, capture_output=True,
                               text=True, timeout=600)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -197,12 +281,11 @@ def test_sigterm_and_sigint_stop_a_sweep_that_resume_then_finishes(tmp_path, sha
         assert len(trials) == SMOKE_TRIALS
         assert Counter(c.data.tags["xfer.trial_id"] for c in trials).most_common(1)[0][1] == 1
         assert all(c.info.status == "FINISHED" for c in trials), [c.info.status for c in trials]
+        _no_run_left_running(tmp_path)
     finally:
         for pid in pids_naming(str(ray_tmp)):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        import shutil
-
         shutil.rmtree(ray_tmp, ignore_errors=True)

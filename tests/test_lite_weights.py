@@ -20,7 +20,8 @@ import pytest
 import torch
 from torch import nn
 
-from xfer import lite_weights, weights
+from xfer import imagenet_weights as weights  # the ImageNet probe: its socket and timeout
+from xfer import lite_weights
 from xfer.errors import UsageError
 from xfer.models import (create_model, head_parameter_prefixes, set_train_mode,
                          trainable_parameters)

@@ -39,6 +39,7 @@ def as_milestone(result: dict) -> dict:
     {"schedule": "exp_decay", "lr_constant_epochs": 1, "lr_decay_rate": 0.7},
     {"schedule": "plateau", "plateau_patience": 1, "plateau_factor": 0.5},
 ])
+@pytest.mark.slow  # over 4 s of CPU
 def test_each_milestone_is_the_run_with_that_budget(config, schedule):
     config = replace(config, **schedule)
     data = shuffled_val(config.data) if schedule["schedule"] == "plateau" else None  # lr cuts
@@ -58,6 +59,7 @@ def test_each_milestone_is_the_run_with_that_budget(config, schedule):
     assert plain["milestones"] == {}
 
 
+@pytest.mark.slow  # over 4 s of CPU
 def test_an_early_stop_before_a_milestone_is_that_milestones_result(config):
     data = shuffled_val(config.data)  # val_loss rises: early stopping fires within a few epochs
     config = replace(config, epochs=15, early_stopping_patience=2)
@@ -71,6 +73,7 @@ def test_an_early_stop_before_a_milestone_is_that_milestones_result(config):
                                                                 data=data))
 
 
+@pytest.mark.slow  # over 4 s of CPU
 def test_milestones_survive_a_kill_and_resume(config):
     config = replace(config, epoch_milestones=(1, 3))
     states = []
@@ -94,6 +97,7 @@ def test_milestones_survive_a_kill_and_resume(config):
         {m: untimed(e) for m, e in whole["milestones"].items()}
 
 
+@pytest.mark.slow  # over 4 s of CPU
 def test_sweep_reports_carry_the_milestones_reached_so_far(config):
     reports = []
     fit(replace(config, epoch_milestones=(1, 3), report_test_each_epoch=True), reports.append)
@@ -118,6 +122,7 @@ def test_milestones_that_would_not_be_those_runs_are_refused(config, changes, me
         replace(config, **changes).validate()
 
 
+@pytest.mark.slow  # over 3 s of CPU
 def test_train_command_prints_and_writes_the_milestones(blobs, tmp_path, capsys):
     out = tmp_path / "r.json"
     code = main(["train", "--data", str(blobs), "--model", "resnet10", "--init", "scratch",

@@ -53,12 +53,14 @@ MLP_HEADS = [head for head in HEADS if head != "linear"]
                                                           "efficientnet_b0", "alexnet")]
                          + [(name, head) for head in ("mlp256", "mlp3x384")
                             for name in ("resnet10", "efficientnet_b0", "small_cnn")])
+@pytest.mark.slow  # over 4 s of CPU: left out of make test-fast
 def test_every_model_trains_one_step(name, head):
     # No eval-mode check after the step: with 2 images at 32 px the deep BatchNorms see 2
     # values per channel, and one SGD step can legitimately blow resnet50's weights up.
     _train_step(create_model(name, 5, head=head), "all", max(32, min_image_size(name)), 5)
 
 
+@pytest.mark.slow  # over 3 s of CPU
 def test_inception_trains_with_aux_logits_at_299_only():
     model = create_model("inception_v3", 4, head="gap_mlp")
     set_train_mode(model, "all")
@@ -471,6 +473,7 @@ def test_lite_models_are_timms_tf_variants_with_the_b0_cut_for_last_block():
     assert lite2.classifier[0].in_features == lite2.num_features == 1280
 
 
+@pytest.mark.slow  # over 3 s of CPU
 def test_lite_model_trains_one_step_from_one_pixel_up():
     assert min_image_size("efficientnet_lite0") == 1
     _train_step(create_model("efficientnet_lite0", 3, head="gap_mlp"), "all", 1, 3)

@@ -45,7 +45,7 @@ from xfer.errors import UsageError
     ("bad\udcffbytes", "not valid UTF-8"),  # what Python makes of undecodable argv bytes
 ])
 def test_a_name_that_is_not_one_plain_folder_is_refused(name, problem):
-    from xfer.argtypes import check_name, name_problem
+    from xfer.paths import check_name, name_problem
 
     assert problem in name_problem(name)
     with pytest.raises(UsageError, match="--experiment .* cannot name a folder"):
@@ -54,7 +54,7 @@ def test_a_name_that_is_not_one_plain_folder_is_refused(name, problem):
 
 @pytest.mark.parametrize("name", ["pdf_grid", "my-study.v2", "Étude_ß", "é" * 50, "x" * 100, ".hidden"])
 def test_plain_names_pass(name):
-    from xfer.argtypes import name_problem
+    from xfer.paths import name_problem
 
     assert name_problem(name) is None
 
@@ -75,7 +75,7 @@ def test_the_experiment_name_is_checked_with_the_options(tmp_path):
 
 
 def test_an_output_path_with_a_control_character_is_refused(tmp_path):
-    from xfer.argtypes import check_output_path
+    from xfer.paths import check_output_path
 
     with pytest.raises(UsageError, match="--out .* contains the control character '\\\\n'"):
         check_output_path(tmp_path / "a\nb", "--out", folder=True)
@@ -167,6 +167,7 @@ def test_the_disk_bound_reads_the_filesystem_the_output_goes_to(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_the_grid_times_num_samples_is_bounded_before_the_trials_are_listed(tmp_path):
     """--num-samples within the bound alone, but times the grid over it: refused in the
     driver before the trial list (which ran out of memory at 10^9) is made."""
@@ -188,6 +189,7 @@ def _tree(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")} if root.exists() else set()
 
 
+@pytest.mark.slow
 def test_everything_a_sweep_writes_lies_under_its_folders_and_resume_checks_its_record(
         tmp_path, shared_cache):
     """A real smoke sweep with HOME, the working directory, --storage and --cache-dir all

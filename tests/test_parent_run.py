@@ -16,9 +16,9 @@ from conftest import sweep_store
 from test_report import sweep_runs
 from test_report_html import Page, decoded
 from test_tracking_runs import MACS_PER_IMAGE, build_store
-from xfer import aggregate
 from xfer import frontier as fr
-from xfer import parent_summary as ps
+from xfer.report import parent_summary as ps
+from xfer.tracking import sweep_report as aggregate
 
 FOOTER = "\n\nFull report: `report.html` (figures embedded) and `report.md` in this run's artifacts."
 

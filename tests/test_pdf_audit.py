@@ -139,6 +139,7 @@ def datasets(tmp_path_factory) -> dict:
     return built
 
 
+@pytest.mark.slow  # over 4 s of CPU: left out of make test-fast
 @pytest.mark.parametrize("gamma_beta,tick_labels", [("rate", True), ("scale", True), ("scale", False)])
 def test_empirical_check_agrees_with_the_analytic_categories(datasets, gamma_beta, tick_labels):
     audit = audit_dataset(datasets[(gamma_beta, tick_labels)], write=False, empirical_per_class=PER_CLASS)

@@ -16,6 +16,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 
 PROBE = r"""
@@ -66,6 +68,7 @@ def _probe(mode: str, tmp_path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_a_local_sweeps_ray_listens_on_loopback_only_even_if_ray_was_imported_first(tmp_path):
     seen = _probe("xfer", tmp_path)
     names = {name for name, _, _ in seen["listening"]}
@@ -75,6 +78,7 @@ def test_a_local_sweeps_ray_listens_on_loopback_only_even_if_ray_was_imported_fi
     assert seen["worker_ip"] == "127.0.0.1"
 
 
+@pytest.mark.slow
 def test_the_check_sees_a_listener_off_loopback_when_ray_starts_without_the_fix(tmp_path):
     seen = _probe("plain", tmp_path)
     off_loopback = [entry for entry in seen["listening"] if not _loopback(entry[1])]

@@ -97,6 +97,7 @@ def _xfer_subcommands() -> dict[str, str]:
     return helps
 
 
+@pytest.mark.slow
 def test_every_command_and_flag_the_pages_name_exists():
     sweep_help = "\n".join(_help(sys.executable, str(REPO / "sweeps" / s)) for s in SCRIPTS)
     xfer_helps = _xfer_subcommands()

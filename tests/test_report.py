@@ -80,7 +80,7 @@ def embedding(n: int = 24) -> dict:
         "labels": labels.tolist()} for stage in ("early", "middle", "late")}}
 
 
-# the parent run's study_card.json (xfer.report_card): with it the report holds every file
+# the parent run's study_card.json (xfer.report.card): with it the report holds every file
 CARD = {"study": "pdf_grid", "preset": "seed", "study_preset": "seed", "departures": ["a full factorial"],
         "published": {"study": "000.txt", "title": "PDF plots", "results": [
             {"label": "pretrained", "match": {"init": "pretrained"}, "dataset_size": None,

@@ -1,4 +1,4 @@
-"""The report's fidelity sections (xfer.report_card): departures, the replication card beside the
+"""The report's fidelity sections (xfer.report.card): departures, the replication card beside the
 study's published numbers, the dataset audit; the parent run's study_card.json as the sweep logs
 it and `build_report` reads it; per-model learning curves."""
 
@@ -14,10 +14,12 @@ from PIL import Image
 
 from test_report import history, md_table, run
 from test_tracking_runs import build_store
-from xfer import aggregate, report, report_card
 from xfer import frontier as fr
+from xfer import report
+from xfer.report import card as report_card
 from xfer.sweep import driver
-from xfer.sweep.tune_run import log_study_card
+from xfer.sweep.parent_run import log_study_card
+from xfer.tracking import sweep_report as aggregate
 from xfer.tracking.spool import SpoolingWriter
 
 PUBLISHED = {

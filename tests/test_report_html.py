@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from test_report import AUDIT, FAILED, confusion, history, sweep_runs
-from xfer import report, report_html
+from xfer import report
+from xfer.report import html as report_html
 
 
 class Page(HTMLParser):

@@ -29,6 +29,7 @@ BAD_OPTIONS = {
 
 
 @pytest.mark.parametrize("case", list(BAD_OPTIONS))
+@pytest.mark.slow
 def test_bad_sweep_option_is_one_line_exit_2_and_starts_nothing(case, tmp_path, shared_cache):
     args, expected = BAD_OPTIONS[case]
     (tmp_path / "a_file").write_text("x")
@@ -66,6 +67,7 @@ STUDY_BAD_OPTIONS = {
 
 
 @pytest.mark.parametrize("case", list(STUDY_BAD_OPTIONS))
+@pytest.mark.slow
 def test_bad_study_input_is_one_line_exit_2_and_starts_nothing(case, tmp_path, shared_cache):
     from helpers_data import write_image_folder
 
@@ -85,6 +87,7 @@ def test_bad_study_input_is_one_line_exit_2_and_starts_nothing(case, tmp_path, s
     assert not any((tmp_path / "empty").iterdir())
 
 
+@pytest.mark.slow
 def test_resume_when_s3_storage_does_not_answer_is_one_line_exit_1(tmp_path, shared_cache):
     """Not exit 2: the storage may hold an interrupted sweep that a retry would find, and
     KubeRay's entrypoint (infra/k8s/rayjob.yaml) reads 2 from --resume as "nothing to resume"."""
@@ -203,6 +206,7 @@ def test_cifar_val_source_test_sizes_and_description():
     assert CifarData("cifar100", val_source="test").train_pool() == 50_000
 
 
+@pytest.mark.slow
 def test_the_overrides_are_accepted_end_to_end_in_a_dry_run(tmp_path, shared_cache):
     """--momentum 0 and the PDF options pass validation (every trial's TrialConfig included)
     and the plan's data line says what will be generated; nothing is launched."""

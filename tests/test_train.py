@@ -5,9 +5,11 @@ classifier regime and both embedding methods."""
 import io
 import json
 import math
+import pathlib
 import re
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,8 +17,9 @@ from xfer import models
 from xfer.batches import BatchPrep, batch_slices, epoch_order
 from xfer.data.tensors import load_packed
 from xfer.errors import UsageError
-from xfer.train import (_SWEEP_REPORT_KEYS, EMBEDDING_METHODS, EPOCH_METRICS, TrialConfig,
-                        _make_optimizer, fit, learning_rate, plateau_start, plateau_update)
+from xfer.optim import learning_rate, make_optimizer, plateau_start, plateau_update
+from xfer.train import _SWEEP_REPORT_KEYS, EMBEDDING_METHODS, EPOCH_METRICS, TrialConfig, fit
+from xfer.trial_result import TrialFacts, trial_result
 from xfer.weights import save_weights
 
 SPEC_FINAL = ("test_accuracy", "test_precision_macro", "test_recall_macro", "test_f1_macro",
@@ -75,6 +78,7 @@ def untimed(result):
     return out
 
 
+@pytest.mark.slow  # over 4 s of CPU: left out of make test-fast
 def test_fit_reports_each_epoch_and_learns(config):
     reports = []
     result = fit(replace(config, epochs=3), reports.append)
@@ -123,6 +127,7 @@ def test_same_seed_same_result_other_seed_differs(config):
 
 @pytest.mark.parametrize("model, schedule, augment", [("resnet10", "cosine", True),
                                                       ("small_cnn", "constant", False)])
+@pytest.mark.slow  # over 4 s of CPU: left out of make test-fast
 def test_interrupted_and_resumed_equals_uninterrupted(config, model, schedule, augment):
     """A trial killed after epoch 2 (inside report, as Ray would) and resumed from the last
     checkpoint ends bit-identical to one that ran 4 epochs in one go."""
@@ -134,6 +139,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(config, model, schedule, a
     assert untimed(resumed) == untimed(whole)
 
 
+@pytest.mark.slow  # over 4 s of CPU: left out of make test-fast
 @pytest.mark.parametrize("case", ["exp_decay", "plateau", "rotation"])
 def test_resume_is_exact_for_epoch_schedules_and_rotation(config, blobs, case):
     """The new per-epoch schedules and the rotation augmentation resume bit-exactly too. The
@@ -164,6 +170,7 @@ def test_resume_is_exact_for_epoch_schedules_and_rotation(config, blobs, case):
         assert lrs == [0.01, 0.01, 0.01, 0.005]
 
 
+@pytest.mark.slow  # over 4 s of CPU: left out of make test-fast
 def test_two_epochs_then_a_longer_budget_continues_like_one_run(config):
     states = []
     fit(config, lambda m: None, checkpoint=states.append)  # epochs=2
@@ -426,9 +433,9 @@ def test_valid_momentum_resize_mode_train_layers_and_embeddings(config):
 def test_the_optimizer_gets_the_configured_momentum(config):
     params = [torch.nn.Parameter(torch.zeros(3))]
     for momentum in (0.0, 0.5):
-        sgd = _make_optimizer(replace(config, momentum=momentum), params)
+        sgd = make_optimizer(replace(config, momentum=momentum), params)
         assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["momentum"] == momentum
-    adam = _make_optimizer(replace(config, optimizer="adam", momentum=0.0), params)
+    adam = make_optimizer(replace(config, optimizer="adam", momentum=0.0), params)
     assert isinstance(adam, torch.optim.Adam) and "momentum" not in adam.param_groups[0]
 
 
@@ -483,3 +490,67 @@ def test_tsne_and_umap_embed_the_same_features_in_one_run(small):
         assert len(umap["points"]) == len(stage["points"]) == len(stage["labels"]) == result["n_test"]
         assert umap["points"] != stage["points"]
     json.dumps(result["embeddings"], allow_nan=False)
+
+
+# --- the result dict on its own -----------------------------------------------------------------
+
+def result_facts(**changes) -> TrialFacts:
+    facts = dict(sizes={"train": 8, "val": 2, "test": 4}, input_size=32, classes=["a", "b"],
+                 dataset={"kind": "pdf", "seed": 0, "folder": pathlib.Path("/data/pdf")},
+                 test_set_sha256="ab12", weights=None,
+                 normalization={"mean": np.array([0.5] * 3), "std": [0.25] * 3, "from": "dataset"},
+                 device="cpu", on_gpu=False, macs_per_image=100, backward_macs_per_image=40,
+                 pretrain_macs=0, pretrain_macs_basis="none: trained from scratch")
+    return TrialFacts(**{**facts, **changes})
+
+
+def test_trial_result_is_built_from_the_test_scores_the_progress_and_the_facts():
+    """No model and no data: every number of the result checked by hand."""
+    config = TrialConfig(data="d", model="small_cnn", batch_size=4, epochs=3)
+    history = [{"epoch": e, "train_loss": 1.0 / e, "train_accuracy": 0.5, "val_loss": 2.0 / e,
+                "val_accuracy": 0.25 * e, "lr": 0.01, "epoch_time_s": 1.0, "images_processed": 8 * e}
+               for e in (1, 2)]
+    progress = {"history": history, "train_time_s": 3.0, "images_processed": 16,
+                "milestones": {"1": {"test_accuracy": 0.5}}}
+    labels = np.array([0, 1, 1, 0])
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]], dtype=np.float32)  # 3 right
+    result = trial_result(config, result_facts(), progress, {"loss": 0.5, "probs": probs}, labels,
+                          wall_time_s=10.0)
+
+    assert set(_SWEEP_REPORT_KEYS) - set(result) == {"embeddings"}  # added by fit when asked
+    assert result["test_accuracy"] == 0.75 and result["test_loss"] == 0.5
+    assert result["test_accuracy_ci_low"] < 0.75 < result["test_accuracy_ci_high"]
+    assert result["test_predictions"] == {"test_set_sha256": "ab12", "labels": [0, 1, 1, 0],
+                                          "predicted": [0, 1, 0, 0]}
+    assert result["confusion_matrix"] == [[2, 0], [1, 1]]
+    assert (result["epochs_run"], result["wall_time_s"], result["train_time_s"]) == (2, 10.0, 3.0)
+    assert result["train_macs"] == (100 + 40) * 16  # forward + backward per image processed
+    assert result["macs_epochs_per_batch"] == 100 * 2 / 4 and result["gpu_seconds"] == 0
+    assert (result["train_loss"], result["val_loss"], result["val_accuracy"]) == (0.5, 1.0, 0.5)
+    assert (result["n_train"], result["n_val"], result["n_test"]) == (8, 2, 4)
+    assert result["split"] == "80:10:10" and result["input_size"] == 32
+    assert result["history"] == history and result["history"][0] is not history[0]
+    assert result["milestones"] == {"1": {"test_accuracy": 0.5}}
+    assert result["milestones"]["1"] is not progress["milestones"]["1"]
+    assert result["normalization"] == {"mean": [0.5] * 3, "std": [0.25] * 3, "from": "dataset"}
+    assert result["dataset"] == {"kind": "pdf", "seed": 0, "folder": "/data/pdf"}
+    assert result["config"]["batch_size"] == 4 and result["weights"] is None
+    assert result["classes"] == ["a", "b"] and result["device"] == "cpu"
+    json.dumps(result, allow_nan=False)
+
+
+def test_trial_result_before_any_epoch_and_on_a_gpu():
+    """A result with no epoch trained has NaN epoch metrics; on a GPU the wall time is GPU
+    time; the weights' meta and the dataset's split come through as plain types."""
+    weights = {"source": "file:/w.pt", "sha256": "ff", "meta": {"epochs": np.int64(3)}}
+    facts = result_facts(on_gpu=True, weights=weights, dataset={"split": "fixed"})
+    progress = {"history": [], "train_time_s": 0.0, "images_processed": 0, "milestones": {}}
+    probs = np.array([[0.5, 0.5], [0.1, 0.9]], dtype=np.float32)
+    result = trial_result(TrialConfig(data="d"), facts, progress, {"loss": 0.7, "probs": probs},
+                          np.array([0, 1]), wall_time_s=4.0)
+    assert result["epochs_run"] == 0 and result["train_macs"] == 0
+    assert all(math.isnan(result[k]) for k in ("train_loss", "train_accuracy", "val_loss",
+                                                "val_accuracy"))
+    assert result["gpu_seconds"] == 4.0 and result["split"] == "fixed"
+    assert result["weights"] == {"source": "file:/w.pt", "sha256": "ff", "meta": {"epochs": 3}}
+    assert type(result["weights"]["meta"]["epochs"]) is int

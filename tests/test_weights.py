@@ -28,8 +28,9 @@ import pytest
 import torch
 
 from xfer.errors import UsageError
-from xfer.weights import (IMAGENET_MEAN, IMAGENET_STD, LoadedWeights, _download_to_hub_cache,
-                          describe_source, resolve_weights, save_weights)
+from xfer.imagenet_weights import _download_to_hub_cache
+from xfer.weights import (IMAGENET_MEAN, IMAGENET_STD, LoadedWeights, describe_source, resolve_weights,
+                          save_weights)
 
 MODEL = "tiny"
 SOURCE_TASK = {"dataset": "pdf", "preset": "seed", "seed": 0, "n": 80, "test_accuracy": 0.875}

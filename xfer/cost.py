@@ -375,3 +375,16 @@ def _measured_pretraining(task: Mapping) -> tuple[int | None, str]:
     elif config.get("init") == "pretrained":
         basis += "; the cost of its own pretrained starting weights is not recorded"
     return total, basis
+
+
+def trial_costs(model: str, num_classes: int, head: str, train_layers: str, input_size: int,
+                weights_meta: Mapping | None) -> dict:
+    """A trial's cost figures as its result records them: forward and backward MACs per
+    training image (cached per process; counting draws nothing from the global RNG) and what
+    its starting weights cost (``weights_meta`` None: trained from scratch, 0)."""
+    pretrain_macs, basis = ((0, "none: trained from scratch") if weights_meta is None
+                            else pretraining_macs(weights_meta, model))
+    return {"macs_per_image": macs_per_image_for(model, num_classes, head, input_size),
+            "backward_macs_per_image": backward_macs_per_image_for(
+                model, num_classes, head, train_layers, input_size),
+            "pretrain_macs": pretrain_macs, "pretrain_macs_basis": basis}

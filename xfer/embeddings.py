@@ -6,7 +6,7 @@ the trainer calls :func:`embed_stages` on (a subsample of) the test set: one for
 records three stages' features, each is embedded in 2-D (t-SNE, UMAP, or both on the same
 features: method ``"tsne+umap"``, as the study shows both) and scored with the silhouette
 coefficient, both in feature space and in 2-D, so a figure is never the only evidence.
-:func:`plot_stages` draws one figure per stage and method.
+``xfer.report.trial_figures.plot_stages`` draws one figure per stage and method.
 
 The stages, per model (module names as in ``model.named_modules()``). The middle stage is the
 input of ``train_layers="last_block"`` (see ``xfer.models``), i.e. what a last-block
@@ -45,7 +45,6 @@ forward pass and the feature silhouettes, so it costs the two embeddings' time a
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -53,7 +52,6 @@ import torch
 from torch import nn
 
 from xfer.errors import UsageError, choice_error
-from xfer.figures import class_colours
 from xfer.models import MODEL_NAMES
 
 STAGES = ("early", "middle", "late")
@@ -173,7 +171,7 @@ def embed_2d(features: np.ndarray, *, method: str = "tsne", seed: int = 0) -> np
     if method == "umap":
         try:
             umap = importlib.import_module("umap")
-        except ImportError:  # a dependency of xfer since issue 15; an environment can lack it
+        except ImportError:  # a dependency of xfer; an environment can lack it
             raise UsageError("embedding method 'umap' needs umap-learn, a dependency of xfer "
                              "missing here: pip install umap-learn (or reinstall xfer), or use "
                              "method 'tsne'") from None
@@ -207,36 +205,6 @@ def separation(features: np.ndarray, labels: np.ndarray) -> float:
     if n_classes < 2 or len(y) <= n_classes:
         return float("nan")
     return float(silhouette_score(x, y, metric="euclidean"))
-
-
-# --- figures ---------------------------------------------------------------------------------
-
-def plot_embedding(points: np.ndarray, labels: np.ndarray, classes: list[str], path: Path | str,
-                   *, title: str = "") -> Path:
-    """A scatter of N×2 ``points`` coloured by class (``labels`` index ``classes``), as a PNG
-    at 150 dpi; a legend when there are at most 20 classes. Returns the path."""
-    from matplotlib.figure import Figure
-
-    points, labels = np.asarray(points, dtype=float), np.asarray(labels)
-    colours = class_colours(len(classes))
-    figure = Figure(figsize=(5.2, 4.4))
-    ax = figure.subplots()
-    for index, name in enumerate(classes):
-        mask = labels == index
-        if mask.any():
-            ax.scatter(points[mask, 0], points[mask, 1], s=4, color=colours[index], label=name,
-                       linewidths=0)
-    if len(classes) <= 20:
-        ax.legend(fontsize=6, markerscale=2.5, loc="center left", bbox_to_anchor=(1.0, 0.5),
-                  frameon=False)
-    ax.set_xticks([])  # t-SNE/UMAP axes have no units
-    ax.set_yticks([])
-    if title:
-        ax.set_title(title, fontsize=8)
-    figure.tight_layout()
-    path = Path(path)
-    figure.savefig(path, dpi=150)
-    return path
 
 
 # --- the trainer's entry points --------------------------------------------------------------
@@ -335,26 +303,3 @@ def embed_stages(model: nn.Module, model_name: str, images_u8: torch.Tensor, lab
             stages[stage]["by_method"] = {name: embedded[name] for name in methods[1:]}
     return {"model": model_name, "method": methods[0], "methods": list(methods), "seed": seed,
             "n": len(keep), "classes": list(classes), "stages": stages}
-
-
-def plot_stages(result: dict, classes: list[str], out_dir: Path | str) -> list[Path]:
-    """``embedding_<stage>.png`` in ``out_dir`` for each stage of an :func:`embed_stages`
-    result (its first method), and ``embedding_<stage>_<method>.png`` for each further method,
-    titled with model, stage, module, method and both silhouettes."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    def fmt(value: float | None) -> str:
-        return "n/a" if value is None else f"{value:.3f}"
-
-    paths = []
-    for index, (method, stages) in enumerate(stages_by_method(result).items()):
-        suffix = f"_{method}" if index else ""
-        for stage, entry in stages.items():
-            title = (f"{result.get('model', '')} {stage} ({entry['module']}, C={entry['dim']}), "
-                     f"{method}, n={result['n']}\nsilhouette: features "
-                     f"{fmt(entry['silhouette_features'])}, 2-D {fmt(entry['silhouette_2d'])}")
-            paths.append(plot_embedding(np.asarray(entry["points"]), np.asarray(entry["labels"]),
-                                        classes, out_dir / f"embedding_{stage}{suffix}.png",
-                                        title=title))
-    return paths

@@ -1,4 +1,5 @@
-"""The exception types a command turns into one line on stderr instead of a traceback.
+"""The exception types a command turns into one line on stderr instead of a traceback, and the
+exit codes it ends with.
 
 ``UsageError``: "the user asked for something invalid". The CLI and the sweep scripts turn it
 (and ``FileNotFoundError``) into one line on stderr and exit code 2, before anything is launched
@@ -11,7 +12,8 @@ storage, an S3 endpoint for ``--weights s3://``. One line and exit code 1: the i
 fine, and a retry may work. (Exit 2 would be wrong here: KubeRay's entrypoint reads 2 from
 ``--resume`` as "nothing to resume" and would start a new sweep over an interrupted one.)
 
-The contract, settled once (issue 17), for every command and sweep script:
+The contract for every command and sweep script (exit codes ``EXIT_OK``, ``EXIT_FAILED``,
+``EXIT_USAGE`` below):
 
 - bad input or missing configuration: one line on stderr, exit 2 (``UsageError``,
   ``FileNotFoundError``). Missing configuration includes a file that had to be placed
@@ -22,6 +24,10 @@ The contract, settled once (issue 17), for every command and sweep script:
 - never a traceback; on either exit, nothing launched and nothing written: no ``mlflow.db``, no
   empty cache folder, no lock file (tests/test_endpoints.py, tests/test_bad_input.py).
 """
+
+import errno
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2  # done; a failure or a service that did not answer; bad input
 
 
 class UsageError(ValueError):
@@ -54,7 +60,5 @@ def exception_line(exc: BaseException, limit: int) -> str:
 # An OSError that names a path the user gave which cannot be one (too long, a loop of links,
 # a file where a folder must be): bad input, exit 2. Any other OSError (disk full, I/O error)
 # is a failure of the machine: one line, exit 1.
-import errno as _errno  # noqa: E402
-
-PATH_ERRNOS = frozenset({_errno.ENAMETOOLONG, _errno.ELOOP, _errno.ENOTDIR, _errno.EISDIR,
-                         _errno.EINVAL, _errno.EACCES, _errno.EPERM, _errno.ENOENT, _errno.EROFS})
+PATH_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR, errno.EISDIR,
+                         errno.EINVAL, errno.EACCES, errno.EPERM, errno.ENOENT, errno.EROFS})

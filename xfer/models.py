@@ -1,6 +1,7 @@
 """Build a model: torchvision architecture, new head, scratch or pretrained init, freezing.
 
-Everything that decides *what* is trained lives here and nowhere else (STYLE.md, rule 4):
+Everything that decides *what* is trained lives here and nowhere else, so a study's
+model choices can be read in one place:
 
 - ``init`` is the one scratch-vs-pretrained switch. Pretrained weights arrive as a state_dict
   (``xfer.weights`` resolves hub/file/s3/MLflow sources); this module only checks that they fit.

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from xfer.argtypes import check_output_path
 from xfer.errors import UsageError
+from xfer.paths import check_output_path
 
 if TYPE_CHECKING:
     from xfer.train import TrialConfig

@@ -9,17 +9,17 @@ takes it back.
 Data never goes through a DataLoader: each split sits on the device as uint8 and batches are
 prepared there (``xfer.batches``). On CUDA, training runs in bf16 autocast with channels-last
 tensors and cuDNN autotuning; on CPU it runs in fp32 with deterministic algorithms, so the same
-seed gives bit-identical results.
+seed gives bit-identical results (``xfer.device``). Beside it: the optimiser and lr schedules
+(``xfer.optim``), the progress counters and milestones (``xfer.trial_progress``), the result
+dict (``xfer.trial_result``) and checkpoints (``xfer.trial_state``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import random
 import time
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -29,16 +29,18 @@ import torch.nn.functional as F
 from xfer import cost, gpu_probe, models
 from xfer.batches import RESIZE_MODES, BatchPrep, augment_generator, batch_slices, epoch_order
 from xfer.data.tensors import ImageSet, load_packed
+from xfer.device import (amp_dtype_for, autocast, backend_settings, channels_last_for,
+                         device_name, place_model, seed_everything, synced_clock)
 from xfer.errors import UsageError, choice_error
-from xfer.metrics import classification_metrics
-from xfer.stats import wilson_interval
-from xfer.provenance import git_sha, package_versions
-from xfer.trial_state import restore, snapshot
+# EPOCH_METRICS and MILESTONE_KEYS: what fit's reports and milestones hold, read here by callers
+from xfer.names import EPOCH_METRICS, MILESTONE_KEYS, SWEEP_REPORT_KEYS  # noqa: F401
+from xfer.optim import OPTIMIZERS, SCHEDULES, learning_rate, make_optimizer
+from xfer.trial_progress import keep_milestones, milestones_reached, record_epoch, start_progress
+from xfer.trial_result import TrialFacts, trial_result
+from xfer.trial_state import snapshot
 from xfer.weights import resolve_weights
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
 EMBEDDING_METHODS = ("", "tsne", "umap", "tsne+umap")  # "": no embeddings; "tsne+umap": both
-SCHEDULES = ("constant", "cosine", "exp_decay", "plateau")
 # Epoch milestones. A milestone m of an E-epoch run is its result as of epoch m: test metrics,
 # costs and time up to then. With a schedule that ignores the budget (constant, exp_decay,
 # plateau) the first m epochs of the run are exactly the m-epoch run (same seed, same batch
@@ -46,17 +48,13 @@ SCHEDULES = ("constant", "cosine", "exp_decay", "plateau")
 # epochs {10, 20, 50} cost one 50-epoch run instead of 80 epochs. A schedule whose lr at epoch
 # e depends on the total budget breaks that, so milestones are refused with it:
 BUDGET_DEPENDENT_SCHEDULES = ("cosine",)
-# plateau: val_loss "improved" when it fell below best·(1 − 1e-4), torch ReduceLROnPlateau's
-# default (threshold=1e-4, threshold_mode="rel"); a relative margin ignores float noise.
-PLATEAU_THRESHOLD = 1e-4
 AUX_LOSS_WEIGHT = 0.4  # Inception v3's auxiliary classifier (Szegedy et al., 2016, sec. 7)
 # Reported once per epoch. train_loss is the training objective (with label smoothing and
 # inception's aux term, averaged over the epoch's batches as the weights changed); val_loss is
 # plain cross-entropy at the epoch's end. lr is the learning rate of the epoch's first step
 # (cosine changes it every step; the other schedules hold it for the whole epoch).
-# epoch_time_s covers training and validation; images_processed is cumulative.
-EPOCH_METRICS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
-                 "epoch_time_s", "images_processed")
+# epoch_time_s covers training and validation; images_processed is cumulative. Their names, and
+# those of the result, are xfer.names' EPOCH_METRICS, SWEEP_REPORT_KEYS and MILESTONE_KEYS.
 
 
 @dataclass
@@ -251,22 +249,12 @@ def print_report(metrics: dict) -> None:
 
 # --- the training step, one epoch, evaluation -------------------------------------------------
 
-def amp_dtype_for(device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on CUDA (no loss scaling needed: bf16 has fp32's exponent range); fp32 on
-    CPU, where bf16 matmuls are slower on most hosts and would break bit-reproducibility."""
-    return torch.bfloat16 if device.type == "cuda" else None
-
-
-def _autocast(device: torch.device, amp_dtype: torch.dtype | None):
-    return torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
-
-
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
                y: torch.Tensor, *, amp_dtype: torch.dtype | None = None,
                label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimiser step. Returns the batch's summed loss and correct count as device tensors,
     without a host sync, so the caller can accumulate them and sync once per epoch."""
-    with _autocast(x.device, amp_dtype):
+    with autocast(x.device, amp_dtype):
         logits, aux_logits = models.split_outputs(model(x))
         loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
         if aux_logits is not None:
@@ -275,58 +263,6 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torc
     loss.backward()
     optimizer.step()
     return loss.detach() * len(y), (logits.argmax(dim=1) == y).sum()
-
-
-def learning_rate(config: TrialConfig, step: int, total_steps: int, epoch: int,
-                  plateau_scale: float = 1.0) -> float:
-    """The lr of optimiser step ``step`` (0-based) in ``epoch`` (1-based): a pure function of
-    the step and of ``plateau_scale``, which is itself restored on resume, so a resumed run
-    continues the schedule exactly (nanoGPT's ``get_lr``).
-
-    - constant: ``lr``.
-    - cosine: decays per step to 0 at the end of the full ``epochs`` budget (Loshchilov &
-      Hutter, 2017, without restarts). It depends on the budget, so under ASHA a trial stopped
-      at a rung trained at higher lrs than a shorter-budget run would have.
-    - exp_decay: ``lr`` for the first ``lr_constant_epochs`` epochs, then
-      ``lr·exp(−lr_decay_rate·(epoch − lr_constant_epochs))``: Keras' classic
-      ``LearningRateScheduler`` example (constant for 10 epochs, then ×exp(−0.1) per epoch, the
-      defaults here). Per epoch, and independent of the budget.
-    - plateau: ``lr·plateau_scale``, the scale :func:`plateau_update` keeps from past
-      validation losses (Keras/torch ``ReduceLROnPlateau``). Independent of the budget too.
-
-    exp_decay and plateau depend only on the epoch index and on epochs already run, so the
-    first k epochs of a trial are the same whatever its budget: fair under ASHA, whose early
-    rungs compare trials after a few epochs of the very run that continues.
-    """
-    if config.schedule == "cosine":
-        return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
-    if config.schedule == "exp_decay":
-        return config.lr * math.exp(-config.lr_decay_rate * max(0, epoch - config.lr_constant_epochs))
-    if config.schedule == "plateau":
-        return config.lr * plateau_scale
-    return config.lr
-
-
-def plateau_start() -> dict:
-    """The plateau schedule's state before the first epoch (kept in fit's progress dict, so it
-    is checkpointed and restored with it)."""
-    return {"best_val_loss": math.inf, "bad_epochs": 0, "scale": 1.0}
-
-
-def plateau_update(state: dict, val_loss: float, patience: int, factor: float) -> dict:
-    """The plateau state after an epoch that ended with ``val_loss`` (a new dict).
-
-    An improvement is ``val_loss < best·(1 − PLATEAU_THRESHOLD)``; after ``patience`` epochs in
-    a row without one, the lr scale is multiplied by ``factor`` and the count restarts, so the
-    next cut needs another ``patience`` bad epochs. Patience counts as in Keras'
-    ``ReduceLROnPlateau`` (cut on the patience-th bad epoch; torch's cuts one epoch later, so
-    torch patience p equals ours p + 1). No cooldown and no minimum lr. NaN never improves.
-    """
-    if val_loss < state["best_val_loss"] * (1 - PLATEAU_THRESHOLD):
-        return {**state, "best_val_loss": val_loss, "bad_epochs": 0}
-    if state["bad_epochs"] + 1 >= patience:
-        return {**state, "bad_epochs": 0, "scale": state["scale"] * factor}
-    return {**state, "bad_epochs": state["bad_epochs"] + 1}
 
 
 def train_one_epoch(model, optimizer, images: torch.Tensor, labels: torch.Tensor,
@@ -371,7 +307,7 @@ def evaluate(model, images: torch.Tensor, labels: torch.Tensor, prep: BatchPrep,
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     probs = []
-    with torch.inference_mode(), _autocast(device, amp_dtype):
+    with torch.inference_mode(), autocast(device, amp_dtype):
         for batch in batch_slices(len(labels), batch_size, drop_single=False):
             x, y = prep(images[batch]), labels[batch]
             logits, _ = models.split_outputs(model(x))
@@ -406,278 +342,148 @@ def fit(config: TrialConfig, report: Callable[[dict], None] = print_report, *,
     start = time.perf_counter()
     config = config.validate().resolved()
     device = torch.device(config.device)
-    with _backend_settings(device):
-        _seed_everything(config.seed)
-        data = data.take(config.n) if data is not None else load_packed(config.data, n=config.n)
-        sizes = {name: len(data.splits[name]) for name in ("train", "val", "test")}
-        if min(sizes.values()) == 0:
-            raise UsageError(f"dataset too small to split: n={len(data.labels)} gives {sizes} "
-                             "train/val/test images; use at least 5 images per class")
-        input_size = models.input_size_for(config.model, config.image_size or data.image_size)
-
-        weights = None
-        if config.init == "pretrained":
-            weights = resolve_weights(config.weights, config.model)
-        if weights is not None and weights.mean is not None:
-            mean, std, norm_from = list(weights.mean), list(weights.std), "weights"
-        else:
-            mean, std = data.channel_stats("train")  # one pass over the train split's pixels
-            norm_from = "dataset"
-        # UsageError when the weights are another architecture's; a head for another class
-        # count is left out and trained fresh.
-        model = models.create_model(config.model, data.num_classes, config.init,
-                                    state_dict=weights.state_dict if weights else None,
-                                    train_layers=config.train_layers, head=config.head)
-        cuda = device.type == "cuda"
-        amp_dtype = amp_dtype_for(device)
-        model = model.to(device)
-        if cuda:  # NHWC: what cuDNN's tensor-core convolutions want, saves layout transposes
-            model = model.to(memory_format=torch.channels_last)
-        optimizer = _make_optimizer(config, models.trainable_parameters(model))
-        prep_train = BatchPrep(mean, std, input_size, device=device, channels_last=cuda,
-                               augment=config.augment, rotate_degrees=config.rotate_degrees,
-                               resize_mode=config.resize_mode)
-        prep_eval = BatchPrep(mean, std, input_size, device=device, channels_last=cuda,
-                              resize_mode=config.resize_mode)
-        # Each split is copied to the device once, as uint8; batches are gathered there.
-        split = {name: tuple(t.to(device) for t in data.split(name)) for name in sizes}
-
-        progress = {"epoch": 0, "images_processed": 0, "train_time_s": 0.0, "wall_time_s": 0.0,
-                    "best_val_loss": math.inf, "epochs_since_best": 0, "history": [],
-                    "plateau": plateau_start(), "milestones": {}}
-        if resume is not None:
-            progress = restore(resume, config, model, optimizer)
-            progress.setdefault("plateau", plateau_start())  # a checkpoint from before plateau
-            progress.setdefault("milestones", {})  # ... or from before epoch milestones
-        history = progress["history"]
-
-        macs = cost.macs_per_image_for(config.model, data.num_classes, config.head, input_size)
-        backward_macs = cost.backward_macs_per_image_for(config.model, data.num_classes, config.head,
-                                                         config.train_layers, input_size)
-        # What producing the starting weights cost (0 from scratch): measured for xfer's own
-        # source-task pretraining, a recipe estimate for ImageNet (xfer.cost).
-        pretrain_macs, pretrain_basis = ((0, "none: trained from scratch") if weights is None
-                                         else cost.pretraining_macs(weights.meta, config.model))
-        test_labels = split["test"][1].cpu().numpy()
-        test_sha256 = data.split_sha256("test")  # pairs runs scored on the same test images
-
-        def result_now() -> dict:
-            """The trial's result as of the last epoch trained: test metrics, costs, identity.
-            Costs one forward pass over the test split."""
-            test = evaluate(model, *split["test"], prep_eval, batch_size=config.eval_batch_size,
-                            amp_dtype=amp_dtype, with_probs=True)
-            test_metrics = classification_metrics(test_labels, test["probs"], data.num_classes)
-            predicted = test["probs"].argmax(axis=1)
-            ci_low, ci_high = wilson_interval(int((predicted == test_labels).sum()), len(test_labels))
-            wall_time_s = progress["wall_time_s"] + time.perf_counter() - start
-            epochs_run = len(history)
-            last = history[-1] if history else {}
-            return {
-                "test_accuracy": test_metrics["accuracy"],
-                "test_accuracy_ci_low": ci_low, "test_accuracy_ci_high": ci_high,  # Wilson 95%
-                "test_precision_macro": test_metrics["precision_macro"],
-                "test_recall_macro": test_metrics["recall_macro"],
-                "test_f1_macro": test_metrics["f1_macro"],
-                "test_auc_roc_ovr": test_metrics["auc_roc_ovr"],
-                "test_loss": test["loss"],
-                "epochs_run": epochs_run,
-                "wall_time_s": wall_time_s,
-                "train_time_s": progress["train_time_s"],
-                "macs_per_image": macs,
-                "train_macs": cost.train_macs(macs, progress["images_processed"],
-                                              backward_macs_per_image=backward_macs),
-                "backward_macs_per_image": backward_macs,
-                "pretrain_macs": pretrain_macs, "pretrain_macs_basis": pretrain_basis,
-                "macs_epochs_per_batch": cost.macs_epochs_per_batch(macs, epochs_run, config.batch_size),
-                "gpu_seconds": wall_time_s * (1 if device.type == "cuda" else 0),
-                "n_train": sizes["train"], "n_val": sizes["val"], "n_test": sizes["test"],
-                "split": data.identity.get("split") or "80:10:10",
-                "test_set_sha256": test_sha256,
-                # per test image, in the split's fixed order: what paired comparisons of two
-                # runs on the same test images need (a few bytes per image)
-                "test_predictions": {"test_set_sha256": test_sha256,
-                                     "labels": test_labels.tolist(),
-                                     "predicted": predicted.tolist()},
-                "images_processed": progress["images_processed"],
-                "input_size": input_size,
-                **{key: last.get(key, math.nan) for key in ("train_loss", "train_accuracy",
-                                                             "val_loss", "val_accuracy")},
-                "history": [dict(h) for h in history],
-                "confusion_matrix": test_metrics["confusion_matrix"],
-                "roc_curve": test_metrics["roc_macro"],  # macro-average one-vs-rest, 101 points
-                "classes": list(data.classes),
-                "config": asdict(config),
-                "weights": None if weights is None else {
-                    "source": weights.source, "sha256": weights.sha256, "meta": _jsonable(weights.meta)},
-                "normalization": {"mean": [float(v) for v in mean], "std": [float(v) for v in std],
-                                  "from": norm_from},
-                "dataset": _jsonable(data.identity),
-                "milestones": {epoch: dict(entry) for epoch, entry in progress["milestones"].items()},
-                "device": _device_name(device),
-                "git_sha": git_sha(),
-                "packages": package_versions(),
-            }
-
-        def embed_now() -> dict | None:
-            """Test-split features of three stages, embedded in 2-D with silhouette scores; None
-            when the split is too small to embed."""
-            from xfer.embeddings import MIN_EMBED_POINTS, embed_stages
-
-            images, labels = split["test"]
-            if len(labels) < MIN_EMBED_POINTS:
-                return None
-            return embed_stages(model, config.model, images, labels.cpu().numpy(), list(data.classes),
-                                prep_eval, method=config.embeddings, seed=config.seed,
-                                max_points=config.embedding_points, batch_size=config.eval_batch_size)
-
-        final = None
-        steps_per_epoch = len(batch_slices(sizes["train"], config.batch_size))
+    with backend_settings(device):
+        seed_everything(config.seed)
+        trial = set_up(config, device, data)
+        progress = start_progress(config, trial.model, trial.optimizer, resume)
+        steps_per_epoch = len(batch_slices(trial.facts.sizes["train"], config.batch_size))
         total_steps = config.epochs * steps_per_epoch
         patience = config.early_stopping_patience
+        final = None
         for epoch in range(progress["epoch"] + 1, config.epochs + 1):
             if patience and progress["epochs_since_best"] >= patience:
                 break  # a resumed run that had already stopped early
-            t0 = _synced_clock(device)
-            train = train_one_epoch(model, optimizer, *split["train"], prep_train, config, epoch,
-                                    (epoch - 1) * steps_per_epoch, total_steps, amp_dtype,
+            t0 = synced_clock(device)
+            train = train_one_epoch(trial.model, trial.optimizer, *trial.split["train"],
+                                    trial.prep_train, config, epoch, (epoch - 1) * steps_per_epoch,
+                                    total_steps, trial.amp_dtype,
                                     plateau_scale=progress["plateau"]["scale"])
-            t1 = _synced_clock(device)
-            val = evaluate(model, *split["val"], prep_eval, batch_size=config.eval_batch_size,
-                           amp_dtype=amp_dtype)
-            t2 = _synced_clock(device)
-
-            progress["epoch"] = epoch
-            progress["images_processed"] += train["images"]
-            progress["train_time_s"] += t1 - t0
-            if val["loss"] < progress["best_val_loss"]:
-                progress["best_val_loss"], progress["epochs_since_best"] = val["loss"], 0
-            else:
-                progress["epochs_since_best"] += 1
-            if config.schedule == "plateau":  # decides the next epoch's lr
-                progress["plateau"] = plateau_update(progress["plateau"], val["loss"],
-                                                     config.plateau_patience, config.plateau_factor)
-            metrics = {"epoch": epoch, "train_loss": train["loss"],
-                       "train_accuracy": train["accuracy"], "val_loss": val["loss"],
-                       "val_accuracy": val["accuracy"], "lr": train["lr"], "epoch_time_s": t2 - t0,
-                       "images_processed": progress["images_processed"]}
-            history.append(metrics)
+            t1 = synced_clock(device)
+            val = evaluate(trial.model, *trial.split["val"], trial.prep_eval,
+                           batch_size=config.eval_batch_size, amp_dtype=trial.amp_dtype)
+            t2 = synced_clock(device)
+            metrics = record_epoch(progress, config, epoch, train, val, t1 - t0, t2 - t0)
             stopping = bool(patience and progress["epochs_since_best"] >= patience)
-            # Milestones reached now: this epoch's, and on an early stop every later one (the
-            # shorter runs would have stopped here too). Kept before the checkpoint, so a
-            # resumed run still has them.
-            reached = [m for m in config.epoch_milestones if str(m) not in progress["milestones"]
-                       and (m == epoch or (stopping and m > epoch))]
-            # The test split is scored at the last epoch and at milestones, and those reports carry
-            # the result; every epoch only when asked (a scheduler may end the trial inside any
-            # report). Nothing selects on it.
             last_epoch = stopping or epoch == config.epochs
+            reached = milestones_reached(config.epoch_milestones, progress["milestones"], epoch,
+                                         stopping)
+            # The test split is scored at the last epoch and at milestones, and those reports
+            # carry the result; every epoch only when asked (a scheduler may end the trial
+            # inside any report). Nothing selects on it.
             final = None
             if config.report_test_each_epoch or reached or last_epoch:
-                final = result_now()
-                for m in reached:
-                    progress["milestones"][str(m)] = milestone_entry(final)
-                final["milestones"] = {k: dict(v) for k, v in progress["milestones"].items()}
+                final = score(trial, progress, start)
+                keep_milestones(progress["milestones"], reached, final)
                 if config.embeddings and last_epoch:
-                    final["embeddings"] = embed_now()
+                    final["embeddings"] = embed_test_split(trial)
             if checkpoint is not None:
                 elapsed = progress["wall_time_s"] + time.perf_counter() - start
-                checkpoint(snapshot(config, model, optimizer, {**progress, "wall_time_s": elapsed}))
-            if final is not None:  # scored this epoch: the report carries the result
-                report({**metrics, **{k: v for k, v in final.items() if k in _SWEEP_REPORT_KEYS}})
-            else:
-                report(dict(metrics))
+                checkpoint(snapshot(config, trial.model, trial.optimizer,
+                                    {**progress, "wall_time_s": elapsed}))
+            report(epoch_report(metrics, final))
             if stopping:
                 break
 
-        if final is None or final["epochs_run"] != len(history):
-            final = result_now()
+        if final is None or final["epochs_run"] != len(progress["history"]):
+            final = score(trial, progress, start)
             if config.embeddings:
-                final["embeddings"] = embed_now()
+                final["embeddings"] = embed_test_split(trial)
         return final
 
 
-_SWEEP_REPORT_KEYS = ("test_accuracy", "test_accuracy_ci_low", "test_accuracy_ci_high",
-                      "test_precision_macro", "test_recall_macro", "test_f1_macro",
-                      "test_auc_roc_ovr", "test_loss", "epochs_run", "wall_time_s", "train_time_s",
-                      "macs_per_image", "train_macs", "macs_epochs_per_batch", "gpu_seconds",
-                      "n_train", "n_val", "n_test", "input_size", "history", "confusion_matrix",
-                      "roc_curve", "classes", "weights", "embeddings", "milestones",
-                      "backward_macs_per_image", "pretrain_macs", "pretrain_macs_basis", "split",
-                      "test_set_sha256", "test_predictions")
-# What a milestone keeps of the result as of its epoch: the numbers a run with that budget
-# reports, without the history (the full run's holds it) or the provenance (the same).
-MILESTONE_KEYS = ("test_accuracy", "test_accuracy_ci_low", "test_accuracy_ci_high",
-                  "test_precision_macro", "test_recall_macro", "test_f1_macro",
-                  "test_auc_roc_ovr", "test_loss", "epochs_run", "wall_time_s", "train_time_s",
-                  "macs_per_image", "train_macs", "macs_epochs_per_batch", "gpu_seconds",
-                  "images_processed", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
-                  "confusion_matrix", "roc_curve", "test_predictions", "pretrain_macs")
+# --- what fit sets up once, and does each epoch -------------------------------------------------
+
+@dataclass
+class TrialSetup:
+    """What ``fit`` sets up once: the model and its optimiser, each split on the device as
+    uint8 (copied once; batches are gathered there), how batches are prepared for training and
+    for evaluation, and the facts the result reports."""
+    config: TrialConfig
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    split: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    prep_train: BatchPrep
+    prep_eval: BatchPrep
+    amp_dtype: torch.dtype | None
+    facts: TrialFacts
+    test_labels: np.ndarray
 
 
-def milestone_entry(result: dict) -> dict:
-    """The part of ``result`` a milestone keeps, in plain types (it goes into checkpoints,
-    which are read back with ``torch.load(weights_only=True)``)."""
-    return _jsonable({key: result[key] for key in MILESTONE_KEYS if key in result})
+def set_up(config: TrialConfig, device: torch.device, data: ImageSet | None) -> TrialSetup:
+    """Load the data (or take ``config.n`` images of ``data``), resolve the starting weights
+    and the input normalisation, build the model and its optimiser. Initialising the model
+    draws from the global RNG: call this right after seeding, as ``fit`` does."""
+    data = data.take(config.n) if data is not None else load_packed(config.data, n=config.n)
+    sizes = {name: len(data.splits[name]) for name in ("train", "val", "test")}
+    if min(sizes.values()) == 0:
+        raise UsageError(f"dataset too small to split: n={len(data.labels)} gives {sizes} "
+                         "train/val/test images; use at least 5 images per class")
+    input_size = models.input_size_for(config.model, config.image_size or data.image_size)
+    weights = resolve_weights(config.weights, config.model) if config.init == "pretrained" else None
+    if weights is not None and weights.mean is not None:
+        mean, std, norm_from = list(weights.mean), list(weights.std), "weights"
+    else:
+        mean, std = data.channel_stats("train")  # one pass over the train split's pixels
+        norm_from = "dataset"
+    # UsageError when the weights are another architecture's; a head for another class count
+    # is left out and trained fresh.
+    model = place_model(models.create_model(config.model, data.num_classes, config.init,
+                                            state_dict=weights.state_dict if weights else None,
+                                            train_layers=config.train_layers, head=config.head),
+                        device)
+    optimizer = make_optimizer(config, models.trainable_parameters(model))
+    layout = {"device": device, "channels_last": channels_last_for(device),
+              "resize_mode": config.resize_mode}
+    prep_train = BatchPrep(mean, std, input_size, augment=config.augment,
+                           rotate_degrees=config.rotate_degrees, **layout)
+    prep_eval = BatchPrep(mean, std, input_size, **layout)
+    split = {name: tuple(t.to(device) for t in data.split(name)) for name in sizes}
+    facts = TrialFacts(
+        sizes=sizes, input_size=input_size, classes=list(data.classes), dataset=data.identity,
+        test_set_sha256=data.split_sha256("test"),
+        weights=None if weights is None else {"source": weights.source, "sha256": weights.sha256,
+                                              "meta": weights.meta},
+        normalization={"mean": mean, "std": std, "from": norm_from},
+        device=device_name(device), on_gpu=device.type == "cuda",
+        **cost.trial_costs(config.model, data.num_classes, config.head, config.train_layers,
+                           input_size, None if weights is None else weights.meta))
+    return TrialSetup(config, model, optimizer, split, prep_train, prep_eval, amp_dtype_for(device),
+                      facts, test_labels=split["test"][1].cpu().numpy())
 
 
-# --- helpers ----------------------------------------------------------------------------------
-
-def _make_optimizer(config: TrialConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    if not params:
-        raise UsageError(f"model {config.model!r} with train_layers {config.train_layers!r} "
-                         "has no trainable parameters")
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
-                               weight_decay=config.weight_decay)
-    optimizer_class = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
-    return optimizer_class(params, lr=config.lr, weight_decay=config.weight_decay)
+def score(trial: TrialSetup, progress: dict, start: float) -> dict:
+    """The result as of the last epoch trained (``xfer.trial_result``), ``start`` being fit's
+    perf_counter at its start. Costs one forward pass over the test split."""
+    test = evaluate(trial.model, *trial.split["test"], trial.prep_eval,
+                    batch_size=trial.config.eval_batch_size, amp_dtype=trial.amp_dtype,
+                    with_probs=True)
+    wall_time_s = progress["wall_time_s"] + time.perf_counter() - start
+    return trial_result(trial.config, trial.facts, progress, test, trial.test_labels, wall_time_s)
 
 
-@contextlib.contextmanager
-def _backend_settings(device: torch.device):
-    """CPU: deterministic algorithms (warn-only, for ops without a deterministic kernel).
-    CUDA: cuDNN autotuning, which picks the fastest conv kernel per shape at the cost of a few
-    slow first steps and bitwise reproducibility. The previous global settings come back after."""
-    saved = (torch.are_deterministic_algorithms_enabled(),
-             torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark)
-    try:
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        else:
-            torch.use_deterministic_algorithms(True, warn_only=True)
-        yield
-    finally:
-        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
-        torch.backends.cudnn.benchmark = saved[2]
+def embed_test_split(trial: TrialSetup) -> dict | None:
+    """Test-split features of three stages, embedded in 2-D with silhouette scores; None
+    when the split is too small to embed."""
+    from xfer.embeddings import MIN_EMBED_POINTS, embed_stages
+
+    config = trial.config
+    images, labels = trial.split["test"]
+    if len(labels) < MIN_EMBED_POINTS:
+        return None
+    return embed_stages(trial.model, config.model, images, labels.cpu().numpy(),
+                        list(trial.facts.classes), trial.prep_eval, method=config.embeddings,
+                        seed=config.seed, max_points=config.embedding_points,
+                        batch_size=config.eval_batch_size)
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # also seeds every CUDA device
+def epoch_report(metrics: dict, result: dict | None) -> dict:
+    """An epoch's report: its metrics, and what a sweep keeps of the result when the test
+    split was scored this epoch."""
+    if result is None:
+        return dict(metrics)
+    return {**metrics, **{k: v for k, v in result.items() if k in _SWEEP_REPORT_KEYS}}
 
 
-def _synced_clock(device: torch.device) -> float:
-    """perf_counter after the device has finished its queued work (a CPU-GPU sync point)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    return "cpu"
-
-
-def _jsonable(obj):
-    """Paths, numpy scalars and tuples as JSON types; unknown objects as their repr."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    if hasattr(obj, "item") and callable(obj.item):
-        return obj.item()
-    return str(obj)
+# What a sweep's report carries of the result (xfer.names says why); the private name is
+# the one fit and tests/test_train.py read.
+_SWEEP_REPORT_KEYS = SWEEP_REPORT_KEYS

@@ -15,10 +15,12 @@ import numpy as np
 import pandas as pd
 
 from xfer import stats
-
-ACCURACY = "test_accuracy"  # reported with its interval, never maximised
-SELECTION = "val_accuracy"  # what every choice reads: the run's final (latest logged) value
-CI_LOW, CI_HIGH = f"{ACCURACY}_ci_low", f"{ACCURACY}_ci_high"
+# ACCURACY is reported with its interval, never maximised; SELECTION (the run's final value) is
+# what every choice reads
+from xfer.names import TEST_ACCURACY as ACCURACY
+from xfer.names import TEST_ACCURACY_CI_HIGH as CI_HIGH
+from xfer.names import TEST_ACCURACY_CI_LOW as CI_LOW
+from xfer.names import VAL_ACCURACY as SELECTION
 CI_METHOD = f"{ACCURACY}_ci_method"  # "seeds (t, k seeds)", "Wilson" or "none"
 REACH_TOLERANCE = 1e-9  # 0.9 reached by 90/100 must not fail on the last float bit
 

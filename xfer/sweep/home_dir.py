@@ -1,7 +1,7 @@
 """Nothing a sweep writes lands in the user's home folder.
 
 A sweep writes under --storage, --cache-dir, the working directory (mlflow.db, xfer_reports)
-and the temp dir, and nowhere else (issue 17; tests/test_names_and_bounds.py checks it with
+and the temp dir, and nowhere else (tests/test_names_and_bounds.py checks it with
 HOME pointed at an empty folder). Two libraries would otherwise write to HOME behind its back:
 
 - matplotlib (the PDF plots, the report's figures) caches its font list in

@@ -33,7 +33,6 @@ import threading
 from typing import Callable
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-INTERRUPTED_TAG = "xfer.interrupted"  # on the runs an interrupt ended KILLED: SIGINT or SIGTERM
 HARD_EXIT_HOOK_S = 3.0  # the second signal's budget for closing the parent run (a server may be slow)
 REAP_WAIT_S = 10.0  # after ray.shutdown: how long Ray's last processes get before SIGKILL
 

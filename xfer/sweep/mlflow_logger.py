@@ -59,35 +59,15 @@ from pathlib import Path
 import numpy as np
 from ray.tune import Callback
 
+from xfer import names
+from xfer.names import (DEFAULTED_PARAMS, EPOCH_STEP_METRICS, FINAL_METRICS, METRIC_RENAMES,
+                        PARAMS_KNOWN_AFTER_START, STEP_MARKER, TRIAL_PARAMS)
 from xfer.sweep import system_metrics
-from xfer.sweep.interrupts import INTERRUPTED_TAG
 from xfer.sweep.study import resolve_trial, trial_name
-from xfer.tracking.runs import EMBEDDINGS_ARTIFACT, MILESTONE_OF_TAG, PREDICTIONS_ARTIFACT, ROC_ARTIFACT
-from xfer.tracking.spool import SpoolingWriter, placeholder
+from xfer.tracking.journal import placeholder
+from xfer.tracking.runs import EMBEDDINGS_ARTIFACT, PREDICTIONS_ARTIFACT, ROC_ARTIFACT
+from xfer.tracking.spool import SpoolingWriter
 
-EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_time_s", "lr")
-# The epoch's learning rate (what exp_decay and plateau schedules did) is logged as the metric
-# learning_rate: MLflow keeps params and metrics apart, but tables of runs put both in one row,
-# where a metric "lr" would shadow the param "lr".
-_METRIC_NAMES = {"lr": "learning_rate"}
-FINAL_METRICS = ("test_accuracy", "test_precision_macro", "test_recall_macro", "test_f1_macro",
-                 "test_auc_roc_ovr", "test_loss", "epochs_run", "wall_time_s", "train_time_s",
-                 "macs_per_image", "train_macs", "macs_epochs_per_batch", "gpu_seconds",
-                 "images_processed", "test_accuracy_ci_low", "test_accuracy_ci_high", "n_val",
-                 "n_test", "pretrain_macs", "backward_macs_per_image")
-TRIAL_PARAMS = ("model", "init", "train_layers", "weights", "head", "dataset", "dataset_size",
-                "n_train", "image_size", "epochs", "batch_size", "lr", "optimizer", "schedule",
-                "weight_decay", "seed", "dataset_path", "weights_sha256", "input_size",
-                "cpus_per_trial", "gpus_per_trial", "arm", "early_stopping_patience", "augment",
-                "rotate_degrees", "lr_constant_epochs", "lr_decay_rate", "plateau_patience",
-                "plateau_factor", "label_smoothing", "embeddings", "momentum", "resize_mode")
-# Recipe knobs a study may leave at TrialConfig's default; logged with that default then, so a
-# run always says which momentum and resize it trained with (Keras' SGD has momentum 0, ours 0.9).
-DEFAULTED_PARAMS = ("momentum", "resize_mode")
-NODE_TAG = "xfer.node_ip"  # the Ray node that ran the trial's latest epoch
-MILESTONE_EPOCH_TAG = "xfer.milestone_epoch"
-MILESTONES_TAG = "xfer.epoch_milestones"  # on a trial's run: "10,20"
-STEP_MARKER = "val_accuracy"  # every epoch logs it: its latest step is the latest epoch logged
 FINAL_STEP = 0  # final metrics: one value each, shown as a value, not a one-dot chart (docstring)
 DATASET_CONTEXT = "training"  # the input tag mlflow.data.context of every child's dataset
 _MAX_ERROR_TAG = 5000  # MLflow tag values are capped (8000 chars in MLflow 3)
@@ -135,9 +115,6 @@ class MlflowSweepLogger(Callback):
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self.__dict__.setdefault("nodes", {})  # pickled by an older xfer
-        self.__dict__.setdefault("milestones_logged", set())
-        self.__dict__.setdefault("param_keys", {})
         self.__dict__.setdefault("dataset", None)
         self.__dict__.setdefault("run_tags", {})
         self.__dict__.setdefault("ended", set())
@@ -162,18 +139,18 @@ class MlflowSweepLogger(Callback):
             return
         self._log_epochs(trial, run_id, result)
         self._log_milestones(trial, result)
-        if result.get("epoch"):
-            self.echo(f"[{trial_name(_values(trial), self.swept_axes)}] epoch {result['epoch']}/"
-                      f"{_values(trial)['epochs']}  train_acc {result.get('train_accuracy', math.nan):.3f}  "
-                      f"val_acc {result.get('val_accuracy', math.nan):.3f}  "
-                      f"{result.get('epoch_time_s', math.nan):.1f} s")
+        if result.get(names.EPOCH):
+            self.echo(f"[{trial_name(_values(trial), self.swept_axes)}] epoch {result[names.EPOCH]}/"
+                      f"{_values(trial)['epochs']}  train_acc {result.get(names.TRAIN_ACCURACY, math.nan):.3f}  "
+                      f"val_acc {result.get(names.VAL_ACCURACY, math.nan):.3f}  "
+                      f"{result.get(names.EPOCH_TIME_S, math.nan):.1f} s")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         result = self._close(trial, "FINISHED")
         if result is not None:
-            stopped = result.get("epochs_run", 0) < _values(trial)["epochs"]
+            stopped = result.get(names.EPOCHS_RUN, 0) < _values(trial)["epochs"]
             self.echo(f"[{trial_name(_values(trial), self.swept_axes)}] done: test_acc "
-                      f"{result.get('test_accuracy', math.nan):.3f} after {result.get('epochs_run', 0)} "
+                      f"{result.get(names.TEST_ACCURACY, math.nan):.3f} after {result.get(names.EPOCHS_RUN, 0)} "
                       f"epochs{' (stopped early by the scheduler)' if stopped else ''}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
@@ -197,8 +174,8 @@ class MlflowSweepLogger(Callback):
                     or trial.trial_id in self.ended):
                 continue
             run_id = self.runs.pop(trial.trial_id)  # a restarted trial looks its run up again
-            tags = ({INTERRUPTED_TAG: why} if why else
-                    {"xfer.error": "the sweep stopped before this trial finished"})
+            tags = ({names.INTERRUPTED_TAG: why} if why else
+                    {names.ERROR_TAG: "the sweep stopped before this trial finished"})
             try:
                 self.writer.submit({"op": "log_batch", "run": run_id, "tags": tags})
                 self.writer.submit({"op": "set_terminated", "run": run_id,
@@ -218,7 +195,7 @@ class MlflowSweepLogger(Callback):
             self._log_final(run_id, result)
         if error is not None:
             self.writer.submit({"op": "log_batch", "run": run_id,
-                                "tags": {"xfer.error": _tail(error, _MAX_ERROR_TAG)}})
+                                "tags": {names.ERROR_TAG: _tail(error, _MAX_ERROR_TAG)}})
         self.writer.submit({"op": "set_terminated", "run": run_id, "status": status,
                             "end_time": _now_ms()})
         self.ended.add(trial.trial_id)
@@ -233,11 +210,11 @@ class MlflowSweepLogger(Callback):
         if trial.trial_id in self.runs:
             return self.runs[trial.trial_id]
         values = _values(trial)
-        tags = {"xfer.trial_id": trial.trial_id, "xfer.role": "trial"}
+        tags = {names.TRIAL_TAG: trial.trial_id, names.ROLE_TAG: names.ROLE_TRIAL}
         if values.get("epoch_milestones"):
-            tags[MILESTONES_TAG] = ",".join(str(m) for m in values["epoch_milestones"])
+            tags[names.EPOCH_MILESTONES_TAG] = ",".join(str(m) for m in values["epoch_milestones"])
         opened = self._open(placeholder(trial.trial_id), values, tags,
-                            match={"xfer.trial_id": trial.trial_id})
+                            match={names.TRIAL_TAG: trial.trial_id})
         if opened is None:  # spooled: the run is new as far as this driver can tell
             run_id, self.logged_through[trial.trial_id] = placeholder(trial.trial_id), 0
         else:
@@ -253,49 +230,50 @@ class MlflowSweepLogger(Callback):
         for key, value in _trial_defaults(DEFAULTED_PARAMS).items():
             params.setdefault(key, value)
         if values.get("init") == "scratch":
-            params["weights"] = "none"  # the sweep's weights apply to the pretrained arm only
+            params[names.WEIGHTS] = "none"  # the sweep's weights apply to the pretrained arm only
         opened = self.writer.submit({
             "op": "open_run", "run": run, "experiment_id": self.experiment_id,
-            "match_tags": {"xfer.sweep_id": self.sweep_id, **match},
+            "match_tags": {names.SWEEP_TAG: self.sweep_id, **match},
             "run_name": trial_name(values, self.swept_axes), "start_time": _now_ms(),
-            "tags": {**self.run_tags, "mlflow.parentRunId": self.parent_run_id,
-                     "xfer.sweep_id": self.sweep_id, **tags},
+            "tags": {**self.run_tags, names.PARENT_TAG: self.parent_run_id,
+                     names.SWEEP_TAG: self.sweep_id, **tags},
             "params": params, "marker": STEP_MARKER})
         if self.dataset and not (opened and opened["closed"]):
             # a run found again may have it already: the replay skips an input the run has
             self.writer.submit({"op": "log_inputs", "run": opened["run_id"] if opened else run,
-                                "datasets": [{**self.dataset, "tags": {"mlflow.data.context": DATASET_CONTEXT}}]})
+                                "datasets": [{**self.dataset, "tags": {names.DATASET_CONTEXT_TAG: DATASET_CONTEXT}}]})
         return opened
 
     def _log_milestones(self, trial, result: dict) -> None:
         """One finished child run per milestone the result carries and this driver has not
         logged: the m-epoch trial's run, measured inside this one (module docstring)."""
-        for epoch, entry in sorted((result.get("milestones") or {}).items(), key=lambda kv: int(kv[0])):
+        for epoch, entry in sorted((result.get(names.MILESTONES) or {}).items(), key=lambda kv: int(kv[0])):
             if (trial.trial_id, epoch) in self.milestones_logged:
                 continue
             self.milestones_logged.add((trial.trial_id, epoch))
             values = {**_values(trial), "epochs": int(epoch)}
             values.pop("epoch_milestones", None)
-            match = {MILESTONE_OF_TAG: trial.trial_id, MILESTONE_EPOCH_TAG: epoch}
+            match = {names.MILESTONE_OF_TAG: trial.trial_id, names.MILESTONE_EPOCH_TAG: epoch}
             run = placeholder(f"{trial.trial_id}@ep{epoch}")
-            opened = self._open(run, values, {**match, "xfer.role": "milestone"}, match)
+            opened = self._open(run, values, {**match, names.ROLE_TAG: names.ROLE_MILESTONE}, match)
             if opened is not None:
                 if opened["closed"]:
                     continue  # logged whole by an earlier driver
                 run = opened["run_id"]
-            history = [h for h in result.get("history", []) if h["epoch"] <= entry.get("epochs_run", 0)]
+            history = [h for h in result.get(names.HISTORY, [])
+                       if h[names.EPOCH] <= entry.get(names.EPOCHS_RUN, 0)]
             now = _now_ms()
             self.writer.submit({
                 "op": "log_batch", "run": run, "after_step_of": STEP_MARKER,
                 "metrics": _epoch_metrics(history, now) + _system_metrics(result, history, now),
                 "params": {k: str(v) for k, v in _params_known_after_start(result).items()}})
-            self._log_final(run, {**entry, "classes": result.get("classes", [])})
+            self._log_final(run, {**entry, names.CLASSES: result.get(names.CLASSES, [])})
             self.writer.submit({"op": "set_terminated", "run": run, "status": "FINISHED", "end_time": now})
 
     def _log_epochs(self, trial, run_id: str, result: dict) -> None:
         """Per-epoch metrics (step = epoch) for epochs MLflow does not have yet."""
         done = self.logged_through.get(trial.trial_id, 0)
-        history, now = [h for h in _history(result) if h["epoch"] > done], _now_ms()
+        history, now = [h for h in _history(result) if h[names.EPOCH] > done], _now_ms()
         # system metrics ride in the same batch as their epochs' val_accuracy (the replay's
         # after_step_of keeps or skips an epoch whole)
         metrics = _epoch_metrics(history, now) + _system_metrics(result, history, now)
@@ -303,16 +281,17 @@ class MlflowSweepLogger(Callback):
         params = {k: str(v) for k, v in _params_known_after_start(result).items() if k not in logged}
         logged.update(params)
         tags = {}
-        if result.get("node_ip") and self.nodes.get(trial.trial_id) != result["node_ip"]:
+        node = result.get(names.NODE_IP)
+        if node and self.nodes.get(trial.trial_id) != node:
             # the node of the latest epoch; a trial retried on another node says so here
-            self.nodes[trial.trial_id] = result["node_ip"]
-            tags = {NODE_TAG: result["node_ip"]}
+            self.nodes[trial.trial_id] = node
+            tags = {names.NODE_TAG: node}
         if metrics or params or tags:
             # after_step_of: a replay skips epochs the run already has (a run found again)
             self.writer.submit({"op": "log_batch", "run": run_id, "metrics": metrics, "params": params,
                                 "tags": tags, "after_step_of": STEP_MARKER})
         if history:  # in MLflow or in the spool, which replays it: either way, logged
-            self.logged_through[trial.trial_id] = max(int(h["epoch"]) for h in history)
+            self.logged_through[trial.trial_id] = max(int(h[names.EPOCH]) for h in history)
 
     def _log_final(self, run_id: str, result: dict) -> None:
         now = _now_ms()
@@ -320,16 +299,15 @@ class MlflowSweepLogger(Callback):
         metrics = [[key, float(result[key]), now, step] for key in FINAL_METRICS
                    if isinstance(result.get(key), (int, float)) and not isinstance(result.get(key), bool)]
         with tempfile.TemporaryDirectory() as tmp:
-            if result.get("confusion_matrix") is not None:
-                write_confusion_artifacts(result["confusion_matrix"], result.get("classes", []), Path(tmp),
-                                          self.confusable)
-            if result.get("roc_curve"):
-                (Path(tmp) / ROC_ARTIFACT).write_text(json.dumps(result["roc_curve"]))
-            if result.get("test_predictions"):
-                (Path(tmp) / PREDICTIONS_ARTIFACT).write_text(json.dumps(result["test_predictions"]))
-            if result.get("embeddings"):
-                silhouettes = write_embedding_artifacts(result["embeddings"], result.get("classes", []),
-                                                        Path(tmp))
+            classes = result.get(names.CLASSES, [])
+            if result.get(names.CONFUSION_MATRIX) is not None:
+                write_confusion_artifacts(result[names.CONFUSION_MATRIX], classes, Path(tmp), self.confusable)
+            if result.get(names.ROC_CURVE):
+                (Path(tmp) / ROC_ARTIFACT).write_text(json.dumps(result[names.ROC_CURVE]))
+            if result.get(names.TEST_PREDICTIONS):
+                (Path(tmp) / PREDICTIONS_ARTIFACT).write_text(json.dumps(result[names.TEST_PREDICTIONS]))
+            if result.get(names.EMBEDDINGS):
+                silhouettes = write_embedding_artifacts(result[names.EMBEDDINGS], classes, Path(tmp))
                 metrics += [[k, v, now, step] for k, v in silhouettes.items()]
             self.writer.submit({"op": "log_batch", "run": run_id, "metrics": metrics})
             if any(Path(tmp).iterdir()):
@@ -342,23 +320,23 @@ def _now_ms() -> int:
 
 def _epoch_metrics(history: list[dict], now: int) -> list[list]:
     """MLflow metric records (key, value, timestamp, step = epoch) for these epochs."""
-    return [[_METRIC_NAMES.get(key, key), float(entry[key]), now, int(entry["epoch"])]
-            for entry in history for key in EPOCH_METRICS if key in entry]
+    return [[METRIC_RENAMES.get(key, key), float(entry[key]), now, int(entry[names.EPOCH])]
+            for entry in history for key in EPOCH_STEP_METRICS if key in entry]
 
 
 def _system_metrics(result: dict, history: list[dict], now: int) -> list[list]:
     """The trial's ``system/`` metrics (step = epoch) for the epochs of ``history``."""
-    epochs = {int(h["epoch"]) for h in history}
-    return system_metrics.epoch_metrics(result.get(system_metrics.RESULT_KEY) or [], epochs, now)
+    epochs = {int(h[names.EPOCH]) for h in history}
+    return system_metrics.epoch_metrics(result.get(names.SYSTEM_METRICS) or [], epochs, now)
 
 
 def _history(result: dict) -> list[dict]:
     """The epochs a result holds: its ``history`` (a result with the test scores carries every
     epoch so far, which back-fills epochs no driver heard), else the one epoch it reports
     (under FIFO a trial's reports carry only their epoch until the last)."""
-    if result.get("history"):
-        return result["history"]
-    return [result] if result.get("epoch") else []
+    if result.get(names.HISTORY):
+        return result[names.HISTORY]
+    return [result] if result.get(names.EPOCH) else []
 
 
 def _values(trial) -> dict:
@@ -377,12 +355,12 @@ def source_tags(script: str, sha: str) -> dict[str, str]:
     it ran (JOB under ``ray job submit``, whose driver has RAY_JOB_CONFIG_JSON_ENV_VAR, else
     LOCAL), the commit (without xfer.git_sha's "-dirty", which the runs keep in that tag; left out
     when unknown), the OS user (also the run's user_id)."""
-    tags = {"mlflow.source.name": script,
-            "mlflow.source.type": "JOB" if os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") else "LOCAL",
-            "mlflow.user": _os_user()}
+    tags = {names.SOURCE_NAME_TAG: script,
+            names.SOURCE_TYPE_TAG: "JOB" if os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") else "LOCAL",
+            names.USER_TAG: _os_user()}
     commit = sha.removesuffix("-dirty")
     if commit and commit != "unknown":
-        tags["mlflow.source.git.commit"] = commit
+        tags[names.SOURCE_COMMIT_TAG] = commit
     return tags
 
 
@@ -424,19 +402,13 @@ def _trial_defaults(keys: tuple[str, ...]) -> dict:
 
 def _params_known_after_start(result: dict) -> dict:
     """Params that only the trial knows (resolved weights, split sizes, input size)."""
-    known = {}
-    for key in ("dataset", "image_size", "n_train", "input_size", "weights_sha256", "weights_origin",
-                "dataset_path", "data_skipped_files", "split", "test_set_sha256",
-                "pretrain_macs_basis"):
-        if result.get(key) is not None:
-            known[key] = result[key]
-    return known
+    return {key: result[key] for key in PARAMS_KNOWN_AFTER_START if result.get(key) is not None}
 
 
 def write_embedding_artifacts(embeddings: dict, classes: list[str], out: Path) -> dict[str, float]:
     """``embeddings.json`` (2-D points, labels and silhouettes per stage) and one
     ``embedding_<stage>.png`` each; returns the silhouette metrics to log with the run."""
-    from xfer.embeddings import plot_stages
+    from xfer.report.trial_figures import plot_stages
 
     (out / EMBEDDINGS_ARTIFACT).write_text(json.dumps(embeddings))
     plot_stages(embeddings, classes, out)
@@ -445,7 +417,7 @@ def write_embedding_artifacts(embeddings: dict, classes: list[str], out: Path) -
         for kind in ("features", "2d"):
             value = entry.get(f"silhouette_{kind}")
             if isinstance(value, (int, float)) and math.isfinite(value):
-                metrics[f"silhouette_{stage}_{kind}"] = float(value)
+                metrics[names.SILHOUETTE_METRIC.format(stage=stage, kind=kind)] = float(value)
     return metrics
 
 
@@ -454,7 +426,7 @@ def write_confusion_artifacts(matrix: list[list[int]], classes: list[str], out: 
     """``confusion_matrix.json`` and ``confusion_matrix.png`` (rows: true class; the audit's
     indistinguishable pairs outlined)."""
     (out / "confusion_matrix.json").write_text(json.dumps({"classes": classes, "matrix": matrix}))
-    from xfer.figures import plot_confusion_matrix
+    from xfer.report.trial_figures import plot_confusion_matrix
 
     plot_confusion_matrix(matrix, classes, out / "confusion_matrix.png", confusable=confusable)
 

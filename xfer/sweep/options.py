@@ -1,4 +1,4 @@
-"""The options every sweep script shares (SPEC), parsed and validated before Ray starts.
+"""The options every sweep script shares (docs/commands.md), parsed and validated before Ray starts.
 
 Everything a user can get wrong is checked here, so a typo costs a second, not a cluster
 start-up: bad input is one line on stderr and exit 2, with nothing launched or written.
@@ -13,12 +13,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from xfer.argtypes import (OneLineParser, check_name, check_output_path, non_negative_float,
-                           positive_float, positive_int)
+from xfer.argtypes import OneLineParser, non_negative_float, positive_float, positive_int
 from xfer.bounds import check_concurrent_trials, check_trial_count
 from xfer.data.pdf.families import GAMMA_BETA_READINGS
 from xfer.data.splits import SPLIT_CHOICES
 from xfer.errors import UsageError
+from xfer.paths import check_name, check_output_path
 from xfer.sweep.system_metrics import CHOICES as SYSTEM_METRICS_CHOICES
 from xfer.sweep.system_metrics import wanted as system_metrics_wanted
 
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 SEARCHES = ("grid", "tpe", "nsga2")
 SCHEDULERS = ("asha", "fifo")
-COST_METRICS = ("train_macs", "wall_time_s", "gpu_seconds", "macs_epochs_per_batch")
 DEFAULT_STORAGE = "xfer_runs"  # relative to the working directory
 DEFAULT_CACHE = Path.home() / ".cache" / "xfer"  # datasets and offline weights, per machine
 
@@ -96,6 +95,15 @@ def build_parser(prog: str, description: str, presets: list[str], default_preset
                         help="asha: stop poor trials early (time unit: the epoch); fifo: run all "
                              "to their budget (default: the preset's, asha unless its arms have "
                              "budgets ASHA cannot compare)")
+    _add_resource_options(parser)
+    _add_run_options(parser, experiment)
+    _add_data_options(parser)
+    _add_trial_and_report_options(parser)
+    return parser
+
+
+def _add_resource_options(parser: argparse.ArgumentParser) -> None:
+    """What each trial holds, and how many run at once."""
     parser.add_argument("--max-concurrent", type=positive_int, default=None,
                         help="trials running at once (default: as many as resources allow)")
     parser.add_argument("--gpus-per-trial", type=non_negative_float, default=None,
@@ -103,6 +111,10 @@ def build_parser(prog: str, description: str, presets: list[str], default_preset
                              "(default: 1 if a GPU is visible, else 0)")
     parser.add_argument("--cpus-per-trial", type=positive_float, default=1.0,
                         help="CPUs per trial; also torch's thread count (default: 1)")
+
+
+def _add_run_options(parser: argparse.ArgumentParser, experiment: str) -> None:
+    """Where the sweep's state and runs go, and resuming it."""
     parser.add_argument("--storage", default=DEFAULT_STORAGE,
                         help="where Ray keeps trial checkpoints and sweep state: a local path or "
                              "s3://bucket/prefix (honours AWS_ENDPOINT_URL) (default: ./xfer_runs)")
@@ -118,6 +130,10 @@ def build_parser(prog: str, description: str, presets: list[str], default_preset
                         help="validate, print the plan and its cost estimate, then exit 0")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE,
                         help=f"per-machine cache for datasets and offline weights (default: {DEFAULT_CACHE})")
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    """The images: another source than the preset's, and the PDF plots' settings."""
     parser.add_argument("--data", default=None, metavar="SOURCE",
                         help="the images to train on instead of the preset's: pdf, cifar10, cifar100, "
                              "an image folder (one sub-folder per class) or a folder written by "
@@ -149,6 +165,10 @@ def build_parser(prog: str, description: str, presets: list[str], default_preset
                         help="PDF plots: draw frame and curve only, no tick marks or labels, so "
                              "densities that differ only by location or scale look alike "
                              "(default: the preset's, tick labels drawn)")
+
+
+def _add_trial_and_report_options(parser: argparse.ArgumentParser) -> None:
+    """Per-trial settings, retries, progress, system metrics and the report."""
     parser.add_argument("--momentum", type=_float, default=None, metavar="M",
                         help="SGD momentum of every trial, in [0, 1); Keras' SGD default is 0 "
                              "(default: each trial's, from the preset)")
@@ -170,7 +190,6 @@ def build_parser(prog: str, description: str, presets: list[str], default_preset
                         help="in the report, count each pretrained run's pretraining MACs spread "
                              "over N uses of the same weights on the train_macs axis (default: not "
                              "counted; the report always gives the break-even N)")
-    return parser
 
 
 def parse_options(parser: argparse.ArgumentParser, argv: list[str] | None) -> SweepOptions:

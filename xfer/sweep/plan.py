@@ -1,16 +1,19 @@
 """Expand a preset into its trials and estimate what they cost, before anything launches.
 
 The estimate is what ``--dry-run`` prints and every real run prints first: trials, training
-MACs (exact, from ptflops, hardware-independent) and wall time on *this* hardware, from a
-short calibration: a few real training steps per (model, input size, batch size) on random
-data, so the number reflects this machine's launch overhead at small batches, not a peak
-FLOP rate. Calibration costs ~1-3 s per combination on CPU and is capped (CALIBRATION_BUDGET_S);
-combinations left over are scaled from a measured one by their MACs.
+MACs (exact, from ptflops via ``xfer.cost``, hardware-independent) and wall time on *this*
+hardware, from a short calibration: a few of the trials' own training steps
+(``xfer.train.train_step``, with their precision and memory format, on batches prepared as
+theirs are) per (model, input size, batch size, trained layers) on random data, so the number
+reflects this machine's launch overhead at small batches, not a peak FLOP rate. Calibration
+costs ~1-3 s per combination on CPU and is capped (CALIBRATION_BUDGET_S); combinations left
+over are scaled from a measured one by their training MACs (forward + backward as trained).
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from dataclasses import dataclass, field
 
@@ -19,7 +22,7 @@ from xfer.sweep.sources import DataSource
 from xfer.sweep.study import Preset
 
 CALIBRATION_BUDGET_S = 60.0
-_CALIBRATION_STEPS = 2  # timed steps after one warm-up step
+_CALIBRATION_STEPS = 5  # timed steps after one warm-up step; their median is the estimate
 
 
 @dataclass
@@ -53,7 +56,7 @@ def make_plan(trials: list[dict], options: SweepOptions, source: DataSource,
     """``trials``: the preset's grid (``Preset.trials``), validated, each with its dataset_size;
     ``source`` says how many of those images train and how many are evaluated each epoch."""
     from xfer import models
-    from xfer.cost import macs_per_image_for, training_macs_per_image_for
+    from xfer.cost import training_macs_per_image_for
 
     num_classes, dataset_image_size = source.num_classes(), source.image_size
     num_trials = len(trials) if options.search == "grid" else (options.num_samples or len(trials))
@@ -62,13 +65,11 @@ def make_plan(trials: list[dict], options: SweepOptions, source: DataSource,
     trial_seconds: dict[tuple, float] = {}
     for trial in trials:
         input_size = models.input_size_for(trial["model"], trial.get("image_size") or dataset_image_size)
-        macs = macs_per_image_for(trial["model"], num_classes, trial.get("head", "linear"), input_size)
-        train_images = source.train_images(trial["dataset_size"])
-        images = train_images * trial["epochs"]
         # forward + backward, the backward only from the first trained layer (xfer.cost)
-        total_macs += images * training_macs_per_image_for(
-            trial["model"], num_classes, trial.get("head", "linear"), trial.get("train_layers", "all"),
-            input_size)
+        macs = training_macs_per_image_for(trial["model"], num_classes, trial.get("head", "linear"),
+                                           trial.get("train_layers", "all"), input_size)
+        train_images = source.train_images(trial["dataset_size"])
+        total_macs += train_images * trial["epochs"] * macs
         if step_seconds:
             per_step = step_seconds(trial["model"], input_size, trial["batch_size"], macs,
                                     trial.get("train_layers", "all"))
@@ -92,11 +93,12 @@ class _StepTimer:
     def __init__(self, num_classes: int):
         self.num_classes = num_classes
         self.measured: dict[tuple, float] = {}
-        self.per_mac: list[float] = []  # seconds per (MAC x image) of measured combinations
+        self.per_mac: list[float] = []  # seconds per training MAC of measured combinations
         self.spent = 0.0
 
     def __call__(self, model: str, input_size: int, batch_size: int, macs: int,
                  train_layers: str) -> float:
+        """``macs``: training MACs per image (``xfer.cost.training_macs_per_image_for``)."""
         key = (model, input_size, batch_size, train_layers)
         if key not in self.measured:
             if self.spent < CALIBRATION_BUDGET_S or not self.per_mac:
@@ -112,33 +114,42 @@ class _StepTimer:
 
 def _time_step(model_name: str, num_classes: int, input_size: int, batch_size: int,
                train_layers: str) -> float:
+    """Seconds of one training step as a trial takes it: ``xfer.train.train_step`` under fit's
+    backend settings, precision (bf16 autocast on CUDA) and memory format (channels-last on
+    CUDA), its optimiser (a default TrialConfig's: SGD with momentum), on a batch gathered from
+    uint8 images on the device and prepared by ``BatchPrep``, as ``train_one_epoch`` does.
+    Random data, no augmentation; images are stored at ``input_size`` (a trial's resize from
+    another stored size, one interpolate kernel per batch, is not timed)."""
     import torch
 
     from xfer import models
+    from xfer.batches import BatchPrep
+    from xfer.device import amp_dtype_for, backend_settings, channels_last_for, place_model, synced_clock
+    from xfer.optim import make_optimizer
+    from xfer.train import TrialConfig, train_step
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = models.create_model(model_name, num_classes, train_layers=train_layers).to(device)
-    models.set_train_mode(model, train_layers)
-    optimizer = torch.optim.SGD(models.trainable_parameters(model), lr=1e-3)
-    x = torch.randn(batch_size, 3, input_size, input_size, device=device)
-    y = torch.randint(0, num_classes, (batch_size,), device=device)
-    elapsed = 0.0
-    for step in range(1 + _CALIBRATION_STEPS):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        logits, aux = models.split_outputs(model(x))
-        loss = torch.nn.functional.cross_entropy(logits, y)
-        if aux is not None:
-            loss = loss + 0.4 * torch.nn.functional.cross_entropy(aux, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if step:  # the first step pays one-off allocation and kernel selection
-            elapsed += time.perf_counter() - started
-    return elapsed / _CALIBRATION_STEPS
+    config = TrialConfig(data="-", model=model_name, train_layers=train_layers, batch_size=batch_size)
+    amp_dtype = amp_dtype_for(device)
+    with backend_settings(device):
+        model = place_model(models.create_model(model_name, num_classes, train_layers=train_layers),
+                            device)
+        models.set_train_mode(model, train_layers)
+        optimizer = make_optimizer(config, models.trainable_parameters(model))
+        prep = BatchPrep([0.5] * 3, [0.25] * 3, input_size, device=device,
+                         channels_last=channels_last_for(device))
+        images = torch.randint(0, 256, (batch_size, 3, input_size, input_size), dtype=torch.uint8,
+                               device=device)
+        labels = torch.randint(0, num_classes, (batch_size,), device=device)
+        times = []
+        for step in range(1 + _CALIBRATION_STEPS):
+            started = synced_clock(device)
+            index = torch.randperm(batch_size, device=device)
+            train_step(model, optimizer, prep(images[index]), labels[index], amp_dtype=amp_dtype)
+            if step:  # the first step pays one-off allocation and kernel selection
+                times.append(synced_clock(device) - started)
+    # the median: one step slowed by another process on a shared machine does not set the plan
+    return statistics.median(times)
 
 
 def _device_name() -> str:

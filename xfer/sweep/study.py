@@ -119,9 +119,16 @@ class Preset:
         """The axes Ray sweeps: the space, plus ``arm`` when there are several arms."""
         return {**self.space, **({ARM: list(self.arms)} if len(self.arms) > 1 else {})}
 
-    def grid(self) -> list[dict]:
-        """Every combination of the axes, in a stable order."""
-        axes = self.axes()
+    def grid_axes(self, seeds: int = 1) -> dict[str, list]:
+        """The axes of the grid a sweep runs: ``axes``, plus a seed axis of ``seeds`` replicates
+        when the preset does not sweep the seed itself. The one expansion of the grid: the
+        plan's trial list (``trials``) and Ray's param_space (``tune_run._search``) both use it."""
+        replicates = {"seed": list(range(seeds))} if seeds > 1 and "seed" not in self.space else {}
+        return {**self.axes(), **replicates}
+
+    def grid(self, seeds: int = 1) -> list[dict]:
+        """Every combination of the grid's axes, in a stable order (Ray's grid_search order)."""
+        axes = self.grid_axes(seeds)
         return [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
 
     def base(self) -> dict:
@@ -132,9 +139,14 @@ class Preset:
     def trials(self, seeds: int = 1) -> list[dict]:
         """Every trial of the grid, each a full set of TrialConfig-style values, repeated
         over ``seeds`` seeds when the preset does not sweep the seed itself."""
-        repeats = [{}] if "seed" in self.space else [{"seed": s} for s in range(seeds)]
-        return [resolve_trial({**self.base(), ARMS_TABLE: self.arms, **combo, **repeat})
-                for combo in self.grid() for repeat in repeats]
+        return [resolve_trial({**self.base(), ARMS_TABLE: self.arms, **combo})
+                for combo in self.grid(seeds)]
+
+
+def grid_seeds(search: str, num_samples: int | None) -> int:
+    """Replicates per configuration: a grid search runs ``--num-samples`` seeds of each; a
+    model-based search draws ``--num-samples`` trials instead."""
+    return (num_samples or 1) if search == "grid" else 1
 
 
 @dataclass(frozen=True)
@@ -175,7 +187,8 @@ class Study:
     """One published study as a sweep script's data. The five study scripts have the same three
     presets (``PRESETS``; tests/test_study_recipes.py checks it): ``smoke`` for tests, ``quick``
     for a laptop's CPU, ``study`` for the study's own setting (the default). ``aliases`` keeps other names working: pdf_grid's ``seed`` (the
-    SPEC's name for its study grid) and the four others' ``cpu`` (``quick`` before issue 16)."""
+    name docs/commands.md gives its study grid) and the four others' ``cpu`` (their old name
+    for ``quick``)."""
     name: str  # the default MLflow experiment
     presets: dict[str, Preset]
     default_preset: str = "study"

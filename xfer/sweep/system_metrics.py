@@ -28,9 +28,12 @@ from __future__ import annotations
 import logging
 import threading
 
+# PREFIX is MLflow's: the UI's "System metrics" tab shows metrics named so. RESULT_KEY holds
+# them in a trial's report: [{"epoch": e, "system/...": value, ...}]
+from xfer.names import SYSTEM_METRIC_PREFIX as PREFIX
+from xfer.names import SYSTEM_METRICS as RESULT_KEY
+
 SAMPLE_INTERVAL_S = 2.0  # MLflow's default is 10 s: epochs on a GPU often take less
-PREFIX = "system/"  # MLflow's: the UI's "System metrics" tab shows metrics named so
-RESULT_KEY = "system_metrics"  # in a trial's report: [{"epoch": e, "system/...": value, ...}]
 CHOICES = ("auto", "on", "off")
 
 _logger = logging.getLogger(__name__)

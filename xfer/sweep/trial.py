@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from xfer import names
+
 CHECKPOINT_FILE = "trial_state.pt"
 # Fault injection, for the tests that prove retries and failures are recorded right:
 # XFER_INJECT_FAULT="<run-name substring>@<epoch>[*<attempts>],..." makes matching trials raise
@@ -96,6 +98,7 @@ def run_trial(config: dict, shared: SharedData, system_metrics: bool = False) ->
     from ray import tune
 
     from xfer.data.tensors import from_arrays
+    from xfer.sweep.faults import stall_point
     from xfer.sweep.study import resolve_trial
     from xfer.train import TrialConfig, fit
     from xfer.weights import load_state_file, origin_note
@@ -130,27 +133,27 @@ def run_trial(config: dict, shared: SharedData, system_metrics: bool = False) ->
     def report(metrics: dict) -> None:
         metrics = dict(metrics)
         # the GPUs this trial held (a fraction when trials share one), not the device's count
-        metrics["gpu_seconds"] = metrics.get("wall_time_s", 0.0) * gpus
-        metrics["milestones"] = {epoch: {**entry, "gpu_seconds": entry.get("wall_time_s", 0.0) * gpus}
-                                 for epoch, entry in (metrics.get("milestones") or {}).items()}
-        metrics["dataset_path"] = shared.meta["path"]
-        metrics["node_ip"] = node_ip  # where the epoch ran: a retried trial may move nodes
-        metrics["dataset"] = dataset_name
-        metrics["image_size"] = config.get("image_size") or shared.meta["image_size"]
+        metrics[names.GPU_SECONDS] = metrics.get(names.WALL_TIME_S, 0.0) * gpus
+        metrics[names.MILESTONES] = {
+            epoch: {**entry, names.GPU_SECONDS: entry.get(names.WALL_TIME_S, 0.0) * gpus}
+            for epoch, entry in (metrics.get(names.MILESTONES) or {}).items()}
+        metrics[names.DATASET_PATH] = shared.meta["path"]
+        metrics[names.NODE_IP] = node_ip  # where the epoch ran: a retried trial may move nodes
+        metrics[names.DATASET] = dataset_name
+        metrics[names.IMAGE_SIZE] = config.get("image_size") or shared.meta["image_size"]
         if shared.meta.get("skipped_count") is not None:  # an image folder's unreadable files
-            metrics["data_skipped_files"] = shared.meta["skipped_count"]
-        weights = metrics.pop("weights", None) or {}
+            metrics[names.DATA_SKIPPED_FILES] = shared.meta["skipped_count"]
+        weights = metrics.pop(names.WEIGHTS, None) or {}
         if weights.get("sha256"):
-            metrics["weights_sha256"] = weights["sha256"]
-            metrics["weights_origin"] = origin_note(weights.get("meta") or {})
+            metrics[names.WEIGHTS_SHA256] = weights["sha256"]
+            metrics[names.WEIGHTS_ORIGIN] = origin_note(weights.get("meta") or {})
         if sampler is not None:
-            from xfer.sweep.system_metrics import RESULT_KEY
-
-            metrics[RESULT_KEY] = sampler.close_epoch(metrics["epoch"])
+            metrics[names.SYSTEM_METRICS] = sampler.close_epoch(metrics[names.EPOCH])
         with tempfile.TemporaryDirectory() as folder:
             torch.save(latest.pop("state"), Path(folder) / CHECKPOINT_FILE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
-        _maybe_inject_fault(config, metrics["epoch"])
+        _maybe_inject_fault(config, metrics[names.EPOCH])
+        stall_point("epoch")
 
     try:
         fit(trial_config, report, data=data, resume=resume, checkpoint=keep)

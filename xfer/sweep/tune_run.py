@@ -20,36 +20,74 @@ import json
 import logging
 import math
 import os
-import time
 from pathlib import Path
 
 from xfer.errors import exception_line
+from xfer.names import ERROR_TAG, INTERRUPTED_TAG
 from xfer.sweep import interrupts
+from xfer.sweep.faults import stall_point
 from xfer.sweep.options import SweepOptions
-from xfer.tracking import redacted_uri
+from xfer.sweep.parent_run import SweepRecord, open_sweep
 from xfer.sweep.storage import SweepStore
 from xfer.sweep.study import (ARMS_TABLE, WEIGHTS_BY_MODEL, Preset, SchedulerPlan, Study,
-                              resolve_trial, trial_name)
+                              grid_seeds, resolve_trial, trial_name)
 from xfer.sweep.trial import SCORE_TEST_EACH_EPOCH, SharedData, run_trial, shareable_weights
+from xfer.tracking import redacted_uri
 
 
 def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepStore,
            sweep_id: str, previous: dict | None, data_dir, weights: dict[str, str], tracking: str,
            local_ray: bool, phases, default_size: int | None = None,
            study_card: dict | None = None, plan=None) -> dict:
-    """Run the sweep's trials under Ray Tune, logging to MLflow through the spool. ``study_card``
-    (``xfer.sweep.driver.study_card``) is logged on the parent run it creates as
-    ``study_card.json``, for the report's replication card. ``plan`` (``xfer.sweep.plan.Plan``)
-    feeds the live progress line's ETA (``xfer.sweep.progress``); without it, no progress line."""
-    import mlflow
+    """Run the sweep's trials under Ray Tune, logging to MLflow through the spool: start Ray,
+    open the parent run, build the Tuner, run it, finish. ``study_card``
+    (``xfer.sweep.driver.study_card``) is logged on the parent run as ``study_card.json``, for
+    the report's replication card. ``plan`` (``xfer.sweep.plan.Plan``) feeds the live progress
+    line's ETA (``xfer.sweep.progress``); without it, no progress line."""
     import ray
-    from ray import tune
 
-    from xfer.data.tensors import read_packed_arrays
-    from xfer.provenance import git_sha, package_versions
-    from xfer.sweep.mlflow_logger import MlflowSweepLogger, dataset_input, source_tags, study_script
-    from xfer.sweep.progress import SweepProgress, lines_above_bar
-    from xfer.tracking.spool import SpoolingWriter, set_driver_client_env
+    from xfer.provenance import git_sha
+    from xfer.sweep.mlflow_logger import source_tags, study_script
+    from xfer.sweep.progress import lines_above_bar
+
+    _quiet_tune()
+    run_tags = source_tags(study_script(study.name), git_sha())  # MLflow's, on every run
+    started_ray = not ray.is_initialized()
+    record = SweepRecord(store, options.experiment, sweep_id, tracking,
+                         spool_folder(store, options.experiment, sweep_id))
+    remove_hook = lambda: None  # noqa: E731
+    try:
+        if started_ray:
+            # a signal during ray.init is held until it returns: Ray half-started cannot be stopped
+            with phases("ray start"), interrupts.deferred():
+                stall_point("ray_start")
+                _start_ray(local_ray, _trial_env(tracking))
+        _check_cluster_resources(options)
+        remove_hook = _open_parent(record, preset, options, previous, weights, study_card, run_tags)
+        tuner, swept, progress = _build_tuner(record, study, preset, options, previous, data_dir,
+                                              weights, default_size, plan, run_tags)
+        with interrupts.tune_loop(), phases("trials"), lines_above_bar(enabled=progress):
+            results = tuner.fit()  # a signal stops it like Tune's Ctrl-C, then raises Interrupted
+        return _finish(record, results, study, options, swept, phases)
+    except interrupts.Interrupted as exc:
+        record.end("KILLED", {INTERRUPTED_TAG: exc.name}, state="interrupted")
+        raise
+    except Exception as exc:
+        record.end("FAILED", {ERROR_TAG: exception_line(exc, 500)}, state="failed")
+        raise
+    finally:
+        remove_hook()
+        if started_ray:
+            ray.shutdown()
+            if local_ray and not record.done:
+                # an interrupted or failed sweep leaves nothing running: Ray's agents and
+                # workers can outlive ray.shutdown by seconds; what is left then is killed
+                interrupts.kill_children()
+
+
+def _quiet_tune() -> None:
+    """Tune's settings for a sweep driver, before the Tuner exists."""
+    import logging
 
     _keep_credentials_out_of_runtime_envs()
     # Tune's own CSV/JSON/TensorBoard loggers duplicate what MLflow records; skip their I/O
@@ -59,190 +97,97 @@ def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepS
     # Checkpoints come every epoch and epochs can take a second: Tune's state snapshots
     # follow them by design (num_to_keep forces one), so its "too frequent" warning is noise.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    env = _trial_env(tracking)
-    started_ray = not ray.is_initialized()
-    # Set as the sweep gets them, for the ending an interrupt or a failure gives it (below):
-    # a parent run that exists is never left RUNNING, a record that exists says why it stopped.
-    parent_run_id = meta = spool_header = None
-    done = False  # the parent FINISHED/FAILED and the record finished: nothing left to mark
-    spool_dir = spool_folder(store, options.experiment, sweep_id)
-    remove_hook = lambda: None  # noqa: E731
-    try:
-        if started_ray:
-            # a signal during ray.init is held until it returns: Ray half-started cannot be stopped
-            with phases("ray start"), interrupts.deferred():
-                _start_ray(local_ray, env)
-        _check_cluster_resources(options)
-        # A failed MLflow call costs seconds, not MLflow's default ~4 minutes of retries; the
-        # sweep needs the server to start, then rides out outages with the spool.
-        set_driver_client_env()
-        client = mlflow.tracking.MlflowClient(tracking)
-        experiment_id = _experiment_id(client, options.experiment)
-        run_tags = source_tags(study_script(study.name), git_sha())  # MLflow's, on every run
-        # the parent run and the sweep's record: both or neither (a signal waits for the block)
-        with interrupts.deferred():
-            if previous:
-                parent_run_id = previous["parent_run_id"]
-            else:
-                parent_run_id = _create_parent(client, experiment_id, sweep_id, options, preset,
-                                               git_sha(), package_versions(), weights,
-                                               _scheduler_plan(preset, options), run_tags)
-            # a second signal ends the driver at once: the parent still ends KILLED (best effort)
-            remove_hook = interrupts.on_hard_exit(
-                lambda: _end_parent_now(tracking, parent_run_id, "KILLED",
-                                        {INTERRUPTED_TAG: interrupts.received() or "signal"}))
-            view_url = _runs_view_url(client, tracking, experiment_id, sweep_id)
-            spool_dir = spool_folder(store, options.experiment, sweep_id)
-            spool_header = {"sweep_id": sweep_id, "experiment": options.experiment,
-                            "experiment_id": experiment_id, "parent_run_id": parent_run_id,
-                            "tracking_uri": redacted_uri(tracking)}
-            if previous:  # after what a killed driver left in the spool, if anything
-                SpoolingWriter(tracking, spool_dir, spool_header).submit(
-                    {"op": "update_run", "run": parent_run_id, "status": "RUNNING"})
-            elif study_card is not None:
-                log_study_card(SpoolingWriter(tracking, spool_dir, spool_header), parent_run_id, study_card)
-            meta = {"sweep_id": sweep_id, "parent_run_id": parent_run_id, "experiment": options.experiment,
-                    "experiment_id": experiment_id, "tracking_uri": redacted_uri(tracking),
-                    "preset": options.preset,
-                    "started_at": previous["started_at"] if previous else time.time(),
-                    "options": {k: str(v) for k, v in vars(options).items()}, "finished": False,
-                    "state": "running"}
-            store.write_meta(options.experiment, sweep_id, meta)
-            interrupts.set_resumable(True)
-
-        images, labels, dataset_meta = read_packed_arrays(data_dir)
-        # offline-pretrained weights live in this machine's cache: ship their bytes to every node
-        shared = SharedData(images=images, labels=labels, meta=dataset_meta,
-                            weight_files=shareable_weights(weights.values()))
-        trainable = tune.with_resources(
-            tune.with_parameters(run_trial, shared=shared,
-                                 system_metrics=options.samples_system_metrics),
-            {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
-        swept = [axis for axis, values in preset.axes().items() if len(values) > 1]
-        audit_path = Path(data_dir) / "audit.json"
-        confusable = ([p["classes"] for p in json.loads(audit_path.read_text())["confusable"]]
-                      if audit_path.is_file() else [])
-        logger = MlflowSweepLogger(tracking, experiment_id, parent_run_id, sweep_id, swept,
-                                   confusable=confusable, spool_dir=str(spool_dir),
-                                   spool_header=spool_header,
-                                   dataset=dataset_input(dataset_meta, images, labels),
-                                   run_tags=run_tags)
-        # the live progress line (xfer.sweep.plan.Plan ``plan``: its ETA starts from the estimate)
-        progress = ([SweepProgress.from_plan(plan, options.progress_interval)]
-                    if plan is not None and options.progress_interval > 0 else [])
-        run_config = tune.RunConfig(
-            name=sweep_id, storage_path=store.experiment_root(options.experiment),
-            storage_filesystem=store.fs if store.is_s3 else None,
-            failure_config=tune.FailureConfig(max_failures=options.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[logger, *progress], verbose=0)
-        path = store.display(options.experiment, sweep_id)
-        ray_path = store.sweep_path(options.experiment, sweep_id)
-        filesystem = store.fs if store.is_s3 else None
-        if previous and tune.Tuner.can_restore(ray_path, storage_filesystem=filesystem):
-            tuner = tune.Tuner.restore(ray_path, trainable, resume_unfinished=True,
-                                       resume_errored=True, storage_filesystem=filesystem)
-            print(f"resuming sweep {sweep_id} from {path}")
-        else:
-            param_space, tune_config = _search(preset, options, study, weights, default_size)
-            tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
-                               run_config=run_config)
-        with interrupts.tune_loop(), phases("trials"), lines_above_bar(enabled=bool(progress)):
-            results = tuner.fit()  # a signal stops it like Tune's Ctrl-C, then raises Interrupted
-
-        finished = [r for r in results if r.error is None]
-        failed = [r for r in results if r.error is not None]
-        # The callback that logged the trials may be a copy Tuner.restore unpickled; the
-        # spool on disk is the one truth. Replay what waits, now, whatever the retry interval.
-        writer = SpoolingWriter(tracking, spool_dir, spool_header)
-        writer.drain()
-        report = None
-        with phases("report"):
-            if finished and options.report and writer.pending:
-                print(f"report skipped: MLflow does not have the sweep's records yet; after the replay "
-                      f"below, run: xfer frontier --experiment {options.experiment} --sweep-id "
-                      f"{sweep_id} --out {_report_dir(sweep_id)} --log-to-parent")
-            elif finished and options.report:
-                report = _report(options, study, sweep_id, tracking)
-        with interrupts.deferred():  # the parent's end and the record's: both or neither
-            writer.submit({"op": "set_terminated", "run": parent_run_id,
-                           "status": "FINISHED" if finished else "FAILED",
-                           "end_time": int(time.time() * 1000),
-                           "report_missing": bool(finished and options.report and report is None)})
-            store.write_meta(options.experiment, sweep_id, {**meta, "finished": True, "state": "finished"})
-            done = True
-            interrupts.set_resumable(False)
-        _print_spool(writer, store.display(options.experiment, sweep_id))
-        return {"finished": len(finished), "failed": len(failed), "parent_run_id": parent_run_id,
-                "best": _best_per_init(finished, swept), "report": report, "runs_url": view_url}
-    except interrupts.Interrupted as exc:
-        if not done:
-            _end_sweep(store, options.experiment, sweep_id, meta, tracking, spool_dir, spool_header,
-                       parent_run_id, "KILLED", {INTERRUPTED_TAG: exc.name}, state="interrupted")
-        raise
-    except Exception as exc:
-        if not done:
-            _end_sweep(store, options.experiment, sweep_id, meta, tracking, spool_dir, spool_header,
-                       parent_run_id, "FAILED", {"xfer.error": exception_line(exc, 500)}, state="failed")
-        raise
-    finally:
-        remove_hook()
-        if started_ray:
-            ray.shutdown()
-            if local_ray and not done:
-                # an interrupted or failed sweep leaves nothing running: Ray's agents and
-                # workers can outlive ray.shutdown by seconds; what is left then is killed
-                interrupts.kill_children()
 
 
-INTERRUPTED_TAG = interrupts.INTERRUPTED_TAG
-
-
-def _end_sweep(store: SweepStore, experiment: str, sweep_id: str, meta: dict | None, tracking: str,
-               spool_dir: Path, spool_header: dict | None, parent_run_id: str | None, status: str,
-               tags: dict, state: str) -> None:
-    """An interrupted or failed sweep's ending: the parent run KILLED or FAILED with the reason
-    as a tag (through the spool, like every write), the record ``state`` and not finished, so
-    that ``--resume`` finds it. Best effort: the exception on its way out is the news."""
-    import contextlib
-
-    from xfer.tracking.spool import SpoolingWriter
-
-    if parent_run_id is not None:
-        with contextlib.suppress(Exception):
-            header = spool_header or {"sweep_id": sweep_id, "experiment": experiment,
-                                      "parent_run_id": parent_run_id, "tracking_uri": redacted_uri(tracking)}
-            writer = SpoolingWriter(tracking, spool_dir, header, echo=lambda line: None)
-            writer.submit({"op": "log_batch", "run": parent_run_id, "tags": tags})
-            writer.submit({"op": "set_terminated", "run": parent_run_id, "status": status,
-                           "end_time": int(time.time() * 1000)})
-    if meta is not None:
-        with contextlib.suppress(Exception):
-            store.write_meta(experiment, sweep_id, {**meta, "finished": False, "state": state,
-                                                    **{k.removeprefix("xfer."): v for k, v in tags.items()}})
-
-
-def _end_parent_now(tracking: str, parent_run_id: str, status: str, tags: dict) -> None:
-    """The parent's end straight to MLflow (a second signal's last act: no spool, no retries
-    beyond what the driver's client allows; bounded by the caller)."""
+def _open_parent(record: SweepRecord, preset: Preset, options: SweepOptions, previous: dict | None,
+                 weights: dict[str, str], study_card: dict | None, run_tags: dict):
+    """The parent run and the sweep's record (``parent_run.open_sweep``), after the tracking
+    client is set to fail in seconds: a failed MLflow call costs seconds, not MLflow's default
+    ~4 minutes of retries; the sweep needs the server to start, then rides out outages with
+    the spool."""
     import mlflow
 
-    client = mlflow.tracking.MlflowClient(tracking)
-    for key, value in tags.items():
-        client.set_tag(parent_run_id, key, value)
-    client.set_terminated(parent_run_id, status)
+    from xfer.tracking.outage import set_driver_client_env
+
+    set_driver_client_env()
+    client = mlflow.tracking.MlflowClient(record.tracking)
+    return open_sweep(record, client, options, preset, _scheduler_plan(preset, options), previous,
+                      weights, study_card, run_tags)
 
 
-def _runs_view_url(client, tracking: str, experiment_id: str, sweep_id: str) -> str:
-    """The URL of this sweep's runs table (``xfer.tracking.ui``). The view is a convenience: if
-    saving it fails, the URL of the experiment's runs table stands in, and the sweep goes on."""
-    from xfer.tracking import ui
+def _build_tuner(record: SweepRecord, study: Study, preset: Preset, options: SweepOptions,
+                 previous: dict | None, data_dir, weights: dict[str, str],
+                 default_size: int | None, plan, run_tags: dict):
+    """The Tuner (restored on ``--resume`` where Tune saved its state, callbacks included), the
+    swept axes, and whether a live progress line is drawn."""
+    from ray import tune
 
-    try:
-        key = ui.publish_sweep_view(client, experiment_id, sweep_id)
-    except Exception:  # noqa: BLE001 - see the docstring
-        key = None
-    return ui.runs_url(ui.ui_base(tracking), experiment_id, key)
+    from xfer.data.tensors import read_packed_arrays
+    from xfer.sweep.mlflow_logger import MlflowSweepLogger, dataset_input
+    from xfer.sweep.progress import SweepProgress
+
+    images, labels, dataset_meta = read_packed_arrays(data_dir)
+    # offline-pretrained weights live in this machine's cache: ship their bytes to every node
+    shared = SharedData(images=images, labels=labels, meta=dataset_meta,
+                        weight_files=shareable_weights(weights.values()))
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, shared=shared, system_metrics=options.samples_system_metrics),
+        {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
+    swept = [axis for axis, values in preset.axes().items() if len(values) > 1]
+    # the live progress line (xfer.sweep.plan.Plan ``plan``: its ETA starts from the estimate)
+    progress = ([SweepProgress.from_plan(plan, options.progress_interval)]
+                if plan is not None and options.progress_interval > 0 else [])
+    store = record.store
+    ray_path = store.sweep_path(options.experiment, record.sweep_id)
+    filesystem = store.fs if store.is_s3 else None
+    if previous and tune.Tuner.can_restore(ray_path, storage_filesystem=filesystem):
+        tuner = tune.Tuner.restore(ray_path, trainable, resume_unfinished=True,
+                                   resume_errored=True, storage_filesystem=filesystem)
+        print(f"resuming sweep {record.sweep_id} from {store.display(options.experiment, record.sweep_id)}")
+        return tuner, swept, bool(progress)
+    audit_path = Path(data_dir) / "audit.json"
+    confusable = ([p["classes"] for p in json.loads(audit_path.read_text())["confusable"]]
+                  if audit_path.is_file() else [])
+    logger = MlflowSweepLogger(record.tracking, record.experiment_id, record.parent_run_id,
+                               record.sweep_id, swept, confusable=confusable,
+                               spool_dir=str(record.spool_dir), spool_header=record.spool_header,
+                               dataset=dataset_input(dataset_meta, images, labels), run_tags=run_tags)
+    run_config = tune.RunConfig(
+        name=record.sweep_id, storage_path=store.experiment_root(options.experiment),
+        storage_filesystem=filesystem,
+        failure_config=tune.FailureConfig(max_failures=options.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        callbacks=[logger, *progress], verbose=0)
+    param_space, tune_config = _search(preset, options, study, weights, default_size)
+    tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
+                       run_config=run_config)
+    return tuner, swept, bool(progress)
+
+
+def _finish(record: SweepRecord, results, study: Study, options: SweepOptions, swept: list[str],
+            phases) -> dict:
+    """After the trials: what the spool holds replayed, the report, the parent and the record
+    ended, and the outcome the driver prints."""
+    finished = [r for r in results if r.error is None]
+    failed = [r for r in results if r.error is not None]
+    # The callback that logged the trials may be a copy Tuner.restore unpickled; the
+    # spool on disk is the one truth. Replay what waits, now, whatever the retry interval.
+    writer = record.writer()
+    writer.drain()
+    report = None
+    with phases("report"):
+        stall_point("report")
+        if finished and options.report and writer.pending:
+            print(f"report skipped: MLflow does not have the sweep's records yet; after the replay "
+                  f"below, run: xfer frontier --experiment {options.experiment} --sweep-id "
+                  f"{record.sweep_id} --out {_report_dir(record.sweep_id)} --log-to-parent")
+        elif finished and options.report:
+            report = _report(options, study, record.sweep_id, record.tracking)
+    record.finish(writer, "FINISHED" if finished else "FAILED",
+                  report_missing=bool(finished and options.report and report is None))
+    _print_spool(writer, record.store.display(options.experiment, record.sweep_id))
+    return {"finished": len(finished), "failed": len(failed), "parent_run_id": record.parent_run_id,
+            "best": _best_per_init(finished, swept), "report": report, "runs_url": record.view_url}
 
 
 def spool_folder(store: SweepStore, experiment: str, sweep_id: str) -> Path:
@@ -313,7 +258,7 @@ def _start_ray(local: bool, env: dict) -> None:
 
 
 def _trial_env(tracking: str) -> dict:
-    """What every trial on every node gets (SPEC): the tracking URI, without a user:password
+    """What every trial on every node gets: the tracking URI, without a user:password
     part, since Ray writes runtime envs into every node's logs. Trials do not write to MLflow;
     one that reads from it (runs:/ weights) uses MLFLOW_TRACKING_USERNAME/PASSWORD if its node
     has them."""
@@ -339,7 +284,7 @@ def _env_not_set_by_job(env: dict) -> dict:
 def _report(options: SweepOptions, study: Study, sweep_id: str, tracking: str):
     """The frontier report, written locally and logged to the parent run. A report failure
     is printed, not raised: the sweep's runs are safe in MLflow and `xfer frontier` redoes it."""
-    from xfer.aggregate import build_report
+    from xfer.tracking.sweep_report import build_report
 
     out = _report_dir(sweep_id)
     try:
@@ -370,63 +315,11 @@ def _check_cluster_resources(options: SweepOptions) -> None:
                          f"{total.get('CPU', 0):g} CPU(s)")
 
 
-def _experiment_id(client, name: str) -> str:
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        if experiment.lifecycle_stage == "deleted":
-            client.restore_experiment(experiment.experiment_id)
-        return experiment.experiment_id
-    return client.create_experiment(name)
-
-
-def _create_parent(client, experiment_id: str, sweep_id: str, options: SweepOptions,
-                   preset: Preset, sha: str, packages: dict, weights: dict[str, str],
-                   scheduler: SchedulerPlan, run_tags: dict | None = None) -> str:
-    """The sweep's parent run. ``run_tags``: MLflow's source tags (``mlflow_logger.source_tags``),
-    the same as every child's."""
-    from mlflow.entities import Param
-
-    run = client.create_run(experiment_id, run_name=f"sweep-{options.preset}-{sweep_id[-20:]}",
-                            tags={**(run_tags or {}), "xfer.sweep_id": sweep_id, "xfer.role": "parent",
-                                  "xfer.preset": options.preset, "xfer.git_sha": sha})
-    params = {"preset": options.preset, "search": options.search, "scheduler": options.scheduler,
-              "scheduler_detail": scheduler.describe(),
-              "search_space": json.dumps(preset.space), "fixed": json.dumps(preset.fixed, default=str),
-              "num_samples": options.num_samples, "max_concurrent": options.max_concurrent,
-              "gpus_per_trial": options.gpus_per_trial, "cpus_per_trial": options.cpus_per_trial,
-              "storage": options.storage, "git_sha": sha,
-              "pretrained_weights": _weights_param(weights), "arms": json.dumps(preset.arms),
-              "data": options.data or "preset", "system_metrics": options.system_metrics,
-              "packages": json.dumps(packages)}
-    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
-    return run.info.run_id
-
-
-def log_study_card(writer, parent_run_id: str, card: dict) -> None:
-    """The card as the parent's ``study_card.json``, through the spool like every other write:
-    a tracking outage right after the parent was created delays it, never loses it (the spool
-    copies the file before the temporary folder goes)."""
-    import tempfile
-
-    from xfer.report_card import ARTIFACT
-
-    with tempfile.TemporaryDirectory(prefix="xfer-study-card-") as folder:
-        (Path(folder) / ARTIFACT).write_text(json.dumps(card, indent=2, default=str))
-        writer.submit({"op": "log_artifacts", "run": parent_run_id}, files=folder)
-
-
-def _weights_param(weights: dict[str, str]) -> str | None:
-    """One source for every model (the usual case) reads as that source."""
-    sources = set(weights.values())
-    if not sources:
-        return None
-    return next(iter(sources)) if len(sources) == 1 else json.dumps(weights)
-
-
 def _search(preset: Preset, options: SweepOptions, study: Study, weights: dict[str, str],
             default_size: int | None = None):
-    """Ray's param_space and TuneConfig for --search and --scheduler. Trials see the axes as
-    plain values and the rest as constants; ``resolve_trial`` turns a config into its values."""
+    """Ray's param_space and the sweep's one TuneConfig, for --search and --scheduler. Trials
+    see the axes as plain values and the rest as constants; ``resolve_trial`` turns a config
+    into its values."""
     from ray import tune
 
     from xfer.sweep.schedulers import build_scheduler
@@ -441,37 +334,35 @@ def _search(preset: Preset, options: SweepOptions, study: Study, weights: dict[s
     # so do Optuna's searchers, whose metrics (val_accuracy and the cost) Tune checks in every
     # result. Nothing selects on the test metrics those reports also carry.
     fixed[SCORE_TEST_EACH_EPOCH] = plan.kind != "fifo" or options.search != "grid"
-    scheduler = build_scheduler(plan)
     if options.search == "grid":
-        space = {axis: tune.grid_search(values) for axis, values in preset.axes().items()}
-        if (options.num_samples or 1) > 1 and "seed" not in preset.space:
-            space["seed"] = tune.grid_search(list(range(options.num_samples)))
-        return ({**fixed, **space}, tune.TuneConfig(scheduler=scheduler, num_samples=1,
-                                                    max_concurrent_trials=options.max_concurrent,
-                                                    trial_dirname_creator=_short_dirname,
-                                                reuse_actors=True))
+        seeds = grid_seeds(options.search, options.num_samples)
+        space = {axis: tune.grid_search(values) for axis, values in preset.grid_axes(seeds).items()}
+        searcher, num_samples = None, 1
+    else:
+        space = {axis: tune.choice(values) for axis, values in preset.axes().items()}
+        searcher = _optuna_searcher(options.search, study.cost_metric)
+        num_samples = options.num_samples or len(preset.grid())
+    return {**fixed, **space}, tune.TuneConfig(
+        search_alg=searcher, scheduler=build_scheduler(plan), num_samples=num_samples,
+        max_concurrent_trials=options.max_concurrent, trial_dirname_creator=_short_dirname,
+        reuse_actors=True)
+
+
+def _optuna_searcher(search: str, cost_metric: str):
+    """tpe: validation accuracy alone; nsga2: the cost-vs-validation-accuracy frontier (test
+    accuracy is only reported, never searched on)."""
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
-    space = {axis: tune.choice(values) for axis, values in preset.axes().items()}
-    if options.search == "tpe":
-        searcher = OptunaSearch(metric="val_accuracy", mode="max",
-                                sampler=optuna.samplers.TPESampler(seed=0))
-    else:  # nsga2: the cost-vs-validation-accuracy frontier; test accuracy is only reported
-        searcher = OptunaSearch(metric=["val_accuracy", study.cost_metric], mode=["max", "min"],
-                                sampler=optuna.samplers.NSGAIISampler(seed=0))
-    num_samples = options.num_samples or len(preset.grid())
-    return ({**fixed, **space}, tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
-                                                num_samples=num_samples,
-                                                max_concurrent_trials=options.max_concurrent,
-                                                trial_dirname_creator=_short_dirname,
-                                                reuse_actors=True))
+    if search == "tpe":
+        return OptunaSearch(metric="val_accuracy", mode="max", sampler=optuna.samplers.TPESampler(seed=0))
+    return OptunaSearch(metric=["val_accuracy", cost_metric], mode=["max", "min"],
+                        sampler=optuna.samplers.NSGAIISampler(seed=0))
 
 
 def _scheduler_plan(preset: Preset, options: SweepOptions) -> SchedulerPlan:
     """The scheduler this sweep runs; seeds count as grid replicates (``--num-samples``)."""
-    seeds = (options.num_samples or 1) if options.search == "grid" and "seed" not in preset.space else 1
-    return preset.scheduler_plan(options.scheduler, seeds=seeds)
+    return preset.scheduler_plan(options.scheduler, seeds=grid_seeds(options.search, options.num_samples))
 
 
 def _short_dirname(trial) -> str:

@@ -32,9 +32,9 @@ import uuid
 from pathlib import Path
 
 from xfer.errors import Unavailable, UsageError
+from xfer.names import STORE_CHECKED_TAG
 from xfer.tracking import env_overrides, redacted_uri
 
-PROBE_TAG = "xfer.store_checked"  # experiment tag: when a sweep last checked it could write here
 PROBE_TIMEOUT_S = 5  # s per connect and per read of a probe request
 PROBE_RETRIES = 1  # one retry: a server restarting right now still gets a second chance
 _SERVER_SCHEMES = ("http", "https")
@@ -98,7 +98,7 @@ def local_store_path(uri: str) -> Path | None:
 def _probe_settings():
     """MLflow reads its HTTP settings at every request: the probe's requests get one retry and a
     PROBE_TIMEOUT_S timeout, unless the user set their own."""
-    from xfer.tracking.spool import DRIVER_CLIENT_ENV
+    from xfer.tracking.outage import DRIVER_CLIENT_ENV
 
     probe = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(PROBE_RETRIES),
              "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
@@ -110,16 +110,16 @@ def _probe_settings():
 
 
 def _unavailable(uri: str, exc: BaseException) -> Unavailable:
-    from xfer.tracking.spool import _one_line
+    from xfer.tracking.outage import one_line
 
     return Unavailable(f"MLflow at {redacted_uri(uri)} did not answer or refused a write "
-                       f"({_one_line(exc)}); check MLFLOW_TRACKING_URI and that the tracking "
+                       f"({one_line(exc)}); check MLFLOW_TRACKING_URI and that the tracking "
                        "server (or database) is up and writable")
 
 
 def probe_tracking_store(uri: str, experiment: str, *, write: bool = True) -> None:
     """The store at ``uri`` answers and (``write``) takes a write: ``experiment`` is found, or
-    created (restored if deleted), then tagged ``PROBE_TAG``. Unavailable, one line, if not."""
+    created (restored if deleted), then tagged ``STORE_CHECKED_TAG``. Unavailable, one line, if not."""
     check_tracking_uri(uri)
     path = local_store_path(uri)
     if path is not None:
@@ -132,7 +132,7 @@ def probe_tracking_store(uri: str, experiment: str, *, write: bool = True) -> No
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from xfer.tracking.spool import is_unavailable
+    from xfer.tracking.outage import is_unavailable
 
     with _probe_settings():
         try:
@@ -146,7 +146,7 @@ def probe_tracking_store(uri: str, experiment: str, *, write: bool = True) -> No
                 experiment_id = found.experiment_id
                 if found.lifecycle_stage == "deleted":
                     client.restore_experiment(experiment_id)
-            client.set_experiment_tag(experiment_id, PROBE_TAG, time.strftime("%Y-%m-%dT%H:%M:%SZ",
+            client.set_experiment_tag(experiment_id, STORE_CHECKED_TAG, time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                                 time.gmtime()))
         except MlflowException as exc:
             if is_unavailable(exc) or _is_read_only(exc):
@@ -198,7 +198,7 @@ def tracking_calls(uri: str | None = None):
     line, ``Unavailable`` (exit 1), instead of minutes of silence and a traceback."""
     import mlflow
 
-    from xfer.tracking.spool import is_unavailable, set_driver_client_env
+    from xfer.tracking.outage import is_unavailable, set_driver_client_env
 
     uri = uri or mlflow.get_tracking_uri()
     check_tracking_uri(uri)

@@ -1,7 +1,7 @@
 """Read one sweep back from MLflow: its child runs as DataFrames, their per-epoch histories and
 their confusion matrices. Reading only; the frontier and the report never see MLflow.
 
-The layout is SPEC's: a parent run tagged ``xfer.sweep_id`` (and ``xfer.role=parent``), one
+The layout every sweep writes: a parent run tagged ``xfer.sweep_id`` (and ``xfer.role=parent``), one
 child run per trial tagged ``mlflow.parentRunId`` = the parent and the same ``xfer.sweep_id``.
 A trial that ASHA stopped is FINISHED with ``epochs_run`` < ``epochs``; a trial that raised is
 FAILED with the tag ``xfer.error``.
@@ -28,26 +28,15 @@ from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 from mlflow.exceptions import MlflowException
 
 from xfer.errors import UsageError
+from xfer.names import (EPOCH, EPOCHS_RUN, ERROR_TAG, HISTORY_METRICS, MILESTONE_OF_TAG, PARENT_TAG,
+                        ROLE_PARENT, ROLE_TAG, RUN_IDENTITY_PARAMS, SWEEP_TAG, TRIAL_TAG)
 from xfer.tracking import redacted_uri
 
-SWEEP_TAG = "xfer.sweep_id"
-ROLE_TAG = "xfer.role"
-TRIAL_TAG = "xfer.trial_id"
-ERROR_TAG = "xfer.error"
-MILESTONE_OF_TAG = "xfer.milestone_of"  # an epoch milestone's run: the trial it was measured in
-PARENT_TAG = "mlflow.parentRunId"
-HISTORY_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_time_s")
 CONFUSION_ARTIFACT = "confusion_matrix.json"
 ROC_ARTIFACT = "roc_curve.json"  # written by the sweep's logger: {"fpr", "tpr", "auc"}
 EMBEDDINGS_ARTIFACT = "embeddings.json"  # xfer.embeddings.embed_stages' result
 # {"test_set_sha256", "labels", "predicted"}: per test image, in the test split's order
 PREDICTIONS_ARTIFACT = "test_predictions.json"
-# Params that name a run's inputs rather than what it was asked to do (the frontier groups
-# seeds by the rest).
-# test_set_sha256 too: under the 80:10:10 split it follows dataset_size (already a config
-# column), and it must never split the seeds of one configuration into separate points.
-RUN_IDENTITY_PARAMS = ("seed", "dataset_path", "weights_sha256", "weights_origin", "test_set_sha256",
-                       "pretrain_macs_basis")
 _PAGE = 1000  # search_runs' page size; the store's maximum is 50,000
 
 
@@ -97,7 +86,7 @@ def load_sweep(experiment: str, sweep_id: str | None = None, *,
         what = ", ".join(f"{n} {status}" for status, n in counts.items()) or "no trial runs at all"
         raise UsageError(f"sweep {sweep_id!r} in experiment {experiment!r} has no finished runs ({what})")
     params = {key for run in children for key in run.data.params}
-    config = tuple(sorted(params - set(RUN_IDENTITY_PARAMS))) + ("epochs_run",)
+    config = tuple(sorted(params - set(RUN_IDENTITY_PARAMS))) + (EPOCHS_RUN,)
     return SweepRuns(experiment, exp.experiment_id, sweep_id, parent.info.run_id, finished, failed,
                      config, tracking_uri, dict(parent.data.params))
 
@@ -137,14 +126,15 @@ def _find_parent(client: MlflowClient, experiment_id: str, experiment: str, swee
 def _parents(client: MlflowClient, experiment_id: str, sweep_filter: str) -> list:
     """Parent runs matching ``sweep_filter``, newest first. One small query for the runs tagged
     xfer.role=parent; only when there are none, a scan of every run of the sweeps (children
-    included) for the ones without a parent, as SPEC's minimal layout allows."""
-    tagged = _search(client, experiment_id, f"{sweep_filter} and tags.`{ROLE_TAG}` = 'parent'")
+    included) for the ones without a parent: runs logged by other tools with only the sweep tag
+    and ``mlflow.parentRunId``."""
+    tagged = _search(client, experiment_id, f"{sweep_filter} and tags.`{ROLE_TAG}` = '{ROLE_PARENT}'")
     return tagged or [r for r in _search(client, experiment_id, sweep_filter) if _is_parent(r)]
 
 
 def _is_parent(run) -> bool:
     role = run.data.tags.get(ROLE_TAG)
-    return role == "parent" or (role is None and PARENT_TAG not in run.data.tags)
+    return role == ROLE_PARENT or (role is None and PARENT_TAG not in run.data.tags)
 
 
 def _search(client: MlflowClient, experiment_id: str, filter_string: str) -> list:
@@ -181,8 +171,8 @@ def _runs_table(runs: list) -> pd.DataFrame:
         table[column] = _typed(table[column])
     for column in ("start_time", "end_time"):
         table[column] = pd.to_datetime(table[column], unit="ms")
-    if "epochs_run" in table and "epochs" in table:
-        table["stopped_early"] = table["epochs_run"] < table["epochs"]
+    if EPOCHS_RUN in table and "epochs" in table:
+        table["stopped_early"] = table[EPOCHS_RUN] < table["epochs"]
     return table.sort_values("start_time", kind="stable").reset_index(drop=True)
 
 
@@ -210,7 +200,7 @@ def load_histories(run_ids, *, tracking_uri: str | None = None,
             if points:
                 columns[key] = pd.Series({m.step: m.value for m in points}, dtype=float)
         if columns:
-            histories[run_id] = pd.DataFrame(columns).rename_axis("epoch").sort_index()
+            histories[run_id] = pd.DataFrame(columns).rename_axis(EPOCH).sort_index()
     return histories
 
 

@@ -18,13 +18,15 @@ from __future__ import annotations
 import json
 import urllib.parse
 
-VIEW_TAG_PREFIX = "mlflow.sharedViewState."  # the MLflow UI's own prefix for shared views
+from xfer import names
+
 LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store by default
 
 # The runs table's columns: how each run was configured and what it measured and cost.
 _COLUMNS = (["attributes.`Source`", "attributes.`User`", "attributes.`Dataset`"]
-            + [f"params.`{p}`" for p in ("model", "init", "dataset_size", "epochs", "batch_size")]
-            + [f"metrics.`{m}`" for m in ("val_accuracy", "test_accuracy", "train_macs", "wall_time_s")])
+            + [f"params.`{p}`" for p in ("model", "init", names.DATASET_SIZE, "epochs", "batch_size")]
+            + [f"metrics.`{m}`" for m in (names.VAL_ACCURACY, names.TEST_ACCURACY, names.TRAIN_MACS,
+                                          names.WALL_TIME_S)])
 
 
 def view_key(sweep_id: str) -> str:
@@ -33,8 +35,8 @@ def view_key(sweep_id: str) -> str:
 
 def sweep_view_state(sweep_id: str) -> dict:
     """The shared view's state: this sweep's runs, flat, best validation accuracy first."""
-    return {"searchFilter": f"tags.`xfer.sweep_id` = '{sweep_id}'",
-            "orderByKey": "metrics.`val_accuracy`", "orderByAsc": False,
+    return {"searchFilter": f"tags.`{names.SWEEP_TAG}` = '{sweep_id}'",
+            "orderByKey": f"metrics.`{names.VAL_ACCURACY}`", "orderByAsc": False,
             "selectedColumns": list(_COLUMNS)}
 
 
@@ -42,7 +44,8 @@ def publish_sweep_view(client, experiment_id: str, sweep_id: str) -> str:
     """Save the sweep's shared view on its experiment (idempotent: same key, same state) and
     return the key for ``runs_url``."""
     key = view_key(sweep_id)
-    client.set_experiment_tag(experiment_id, VIEW_TAG_PREFIX + key, json.dumps(sweep_view_state(sweep_id)))
+    client.set_experiment_tag(experiment_id, names.SHARED_VIEW_TAG_PREFIX + key,
+                              json.dumps(sweep_view_state(sweep_id)))
     return key
 
 

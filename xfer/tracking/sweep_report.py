@@ -2,7 +2,7 @@
 
 The glue the ``xfer frontier`` command and the sweep scripts share: read the runs
 (``xfer.tracking.runs``), write the report (``xfer.report``), then log the files as artifacts of
-the parent run, with its summary metrics and description (``xfer.parent_summary``), so the MLflow
+the parent run, with its summary metrics and description (``xfer.report.parent_summary``), so the MLflow
 UI shows the sweep's outcome on the parent next to the runs. Every check on the user's input
 happens before anything is written.
 """
@@ -18,7 +18,10 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 
-from xfer import frontier, parent_summary, report, report_card
+from xfer import frontier, report
+from xfer.names import GAIN_AT_TAG, NOTE_TAG
+from xfer.report import card as report_card
+from xfer.report import parent_summary
 from xfer.tracking import runs as tracking_runs
 
 
@@ -38,7 +41,7 @@ def build_report(experiment: str, sweep_id: str | None = None, cost: str = front
     scheduler_detail, search), and the artifacts test_predictions.json (of the runs the report
     compares), confusion_matrix.json and the history of the runs it details, roc_curve.json and
     embeddings.json of the best run of each model and condition, and the parent's
-    study_card.json (the replication card; an older sweep has none, and no card).
+    study_card.json (the replication card; a sweep that logged none gets no card).
 
     ``log_to_parent``: also attach the report's files (report.html included) to the parent run
     and log its summary metrics and description (:func:`log_summary`)."""
@@ -91,10 +94,10 @@ def log_summary(client: MlflowClient, run_id: str, analysis: frontier.Analysis, 
     now = int(time.time() * 1000)
     metrics = [Metric(key, value, now, 0)
                for key, value in parent_summary.summary_metrics(analysis, runs, failed).items()]
-    tags = [RunTag(parent_summary.NOTE_TAG, parent_summary.description(report_md, MAX_TAG_VAL_LENGTH))]
+    tags = [RunTag(NOTE_TAG, parent_summary.description(report_md, MAX_TAG_VAL_LENGTH))]
     where = parent_summary.gain_location(analysis.gains)
     if where:
-        tags.append(RunTag(parent_summary.GAIN_AT_TAG, where))
+        tags.append(RunTag(GAIN_AT_TAG, where))
     client.log_batch(run_id, metrics=metrics, tags=tags)
 
 

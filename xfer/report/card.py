@@ -25,7 +25,7 @@ import pandas as pd
 
 from xfer import frontier as fr
 from xfer.frontier import ACCURACY, CI_HIGH, CI_LOW, SELECTION
-from xfer.report_conclusions import SPLITS
+from xfer.report.conclusions import SPLITS
 
 ARTIFACT = "study_card.json"  # on the sweep's parent run
 FILE_NAME = "replication_card.csv"

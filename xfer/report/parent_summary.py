@@ -5,7 +5,7 @@ MLflow's runs table and run page show a run's metrics and its description
 (``mlflow.note.content``, markdown); without these the parent of a sweep looks empty there. The
 numbers come from the same ``xfer.frontier`` analysis the report is written from (so the UI and
 report.md never disagree), the description from report.md's own "## Summary" bullets. Pure
-pandas, no MLflow: ``xfer.aggregate`` logs what this returns.
+pandas, no MLflow: ``xfer.tracking.sweep_report`` logs what this returns.
 """
 
 from __future__ import annotations
@@ -18,16 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from xfer import frontier as fr
-
-NOTE_TAG = "mlflow.note.content"  # MLflow's run description, rendered as markdown by its UI
-GAIN_AT_TAG = "xfer.pretraining_gain_at"  # which cell of the gain table pretraining_gain is
-BEST_VAL_PREFIX = "best_val_accuracy_"  # + condition: the best configuration's validation accuracy
-CHOSEN_TEST_PREFIX = "chosen_test_accuracy_"  # + condition: that configuration's test accuracy
-GAIN = "pretraining_gain"  # pretrained - scratch test accuracy (fraction), with _ci_low/_ci_high
-FRONTIER_SIZE = "frontier_size"  # configurations on the overall frontier, on the report's cost axis
-TOTAL_TRAIN_MACS = "total_train_macs"  # sum of train_macs over the sweep's trials
-TOTAL_TRIAL_SECONDS = "total_trial_seconds"  # sum of wall_time_s over the sweep's trials
-FINISHED_TRIALS, FAILED_TRIALS = "finished_trials", "failed_trials"
+from xfer.names import (BEST_VAL_PREFIX, CHOSEN_TEST_PREFIX, FAILED_TRIALS, FINISHED_TRIALS, FRONTIER_SIZE,
+                        GAIN, TOTAL_TRAIN_MACS, TOTAL_TRIAL_SECONDS)
 
 
 def report_summary(report: str | Path) -> list[str]:

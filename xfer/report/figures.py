@@ -1,7 +1,8 @@
 """The report's figures: the cost-accuracy frontier, accuracy/time/MACs vs dataset size,
-learning curves and confusion matrices. matplotlib's object API on the Agg canvas (no pyplot), so
-importing this module changes no global backend. Every accuracy carries its 95% interval as an
-error bar.
+learning curves, confusion matrices, one-vs-rest ROC curves and the grid of feature embeddings.
+matplotlib's object API on the Agg canvas (no pyplot), so importing this module changes no global
+backend. Every accuracy carries its 95% interval as an error bar. The sections of report.md that
+show a figure call these; nothing here decides what a report contains.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation, NullFormat
 from matplotlib.transforms import Bbox
 
 from xfer import frontier as fr
-from xfer.figures import draw_confusion
 from xfer.frontier import ACCURACY, CI_HIGH, CI_LOW
+from xfer.report.trial_figures import class_colours, draw_confusion
 
 DPI = 150
 _MARKERS = {"scratch": "o", "pretrained": "^"}
@@ -28,6 +29,8 @@ _OTHER_MARKERS = ("s", "D", "v", "P", "X")
 _LABEL_OFFSETS = ((-4, 4), (6, 0), (-6, 0), (0, 9), (0, -9), (6, 10), (6, -10), (-6, -10),
                   (-10, 20), (10, 20), (10, -20), (-10, -20), (-20, 32), (20, 32), (20, -32), (-20, -32))
 LABEL_ALL_POINTS_UP_TO = 15  # more points than this: only frontier points get a label
+STAGES = ("early", "middle", "late")  # xfer.embeddings.STAGES, without importing torch here
+METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP"}
 
 
 # --- figures -------------------------------------------------------------------------------------
@@ -60,7 +63,7 @@ def plot_frontier(analysis: fr.Analysis, path: Path, *, ceiling: float | None = 
 
 def _ceiling_levels(ceiling: float | None, ceilings) -> list[tuple[float, str, bool]]:
     """(level, label, configured) per ceiling line: ``ceilings`` as the audit gives them
-    (``xfer.report_card.ceiling_levels``), else the one ``ceiling``."""
+    (``xfer.report.card.ceiling_levels``), else the one ``ceiling``."""
     if ceilings:
         return list(ceilings)
     return [] if ceiling is None else [(ceiling, "Bayes ceiling (audit)", True)]
@@ -312,3 +315,81 @@ def plot_confusions(matrices: dict[str, dict], confusable: list[tuple[str, str]]
         figure.text(0.5, 0.01, "red outline: a pair the dataset audit calls confusable as rendered; "
                     "colour: share of the true class", ha="center", fontsize=8, color="0.35")
     return _save(figure, path)
+
+
+def plot_roc(curves: dict[str, dict], path: Path) -> Path:
+    """``curves``: group label -> {"fpr", "tpr", "auc"} (macro-averaged one-vs-rest), each
+    with points: one line per group and the chance diagonal."""
+    figure = Figure(figsize=(6.0, 4.8), dpi=DPI)
+    ax = figure.subplots()
+    ax.plot([0, 1], [0, 1], color="0.7", lw=1, ls=":", label="chance")
+    for label, curve in sorted(curves.items()):
+        ax.plot(curve["fpr"], curve["tpr"], lw=1.5, label=f"{label} (AUC {curve.get('auc', math.nan):.3f})")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate (macro average over classes)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("One-vs-rest ROC, test split, best configuration of each", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+    return path
+
+
+def embedding_methods(result: dict) -> list[str]:
+    """The embedding methods of an ``embeddings.json`` (``xfer.embeddings.embed_stages``)."""
+    return list(result.get("methods") or [result.get("method", "tsne")])
+
+
+def _method_stages(result: dict, method: str) -> dict[str, dict]:
+    """``{stage: entry}`` for one method of an ``embeddings.json``: the first method's points
+    are each stage's own, the others' are in its ``by_method`` (the layout
+    ``xfer.embeddings.embed_stages`` documents; as ``xfer.embeddings.stages_by_method``,
+    without importing torch and scikit-learn into the report). A stage without the method's
+    points is left out: its panel says "(none)"."""
+    first = embedding_methods(result)[0]
+    stages = {}
+    for stage, entry in result.get("stages", {}).items():
+        own = {k: v for k, v in entry.items() if k != "by_method"}
+        if method != first:
+            extra = entry.get("by_method", {}).get(method)
+            if extra is None:
+                continue
+            own.update(extra)
+        stages[stage] = own
+    return stages
+
+
+def _short(value) -> str:
+    """A silhouette in a panel title; None (undefined, one class) as n/a."""
+    return f"{value:.2f}" if isinstance(value, (int, float)) and math.isfinite(value) else "n/a"
+
+
+def plot_embedding_grid(embeddings: dict[str, dict], classes: list[str], path: Path) -> Path:
+    """One row per (group, method), groups sorted, methods in the run's order; one column per
+    stage: each stage's 2-D points coloured by class, titled with both silhouettes."""
+    rows = [(label, method) for label in sorted(embeddings) for method in embedding_methods(embeddings[label])]
+    several = any(len(embedding_methods(e)) > 1 for e in embeddings.values())
+    figure = Figure(figsize=(3.0 * len(STAGES), 2.7 * len(rows)), dpi=DPI)
+    axes = np.atleast_2d(figure.subplots(len(rows), len(STAGES), squeeze=False))
+    colours = class_colours(len(classes) or 1)
+    for r, (label, method) in enumerate(rows):
+        stages = _method_stages(embeddings[label], method)
+        name = f"{label} ({METHOD_NAMES.get(method, method)})" if several else label
+        for c, stage in enumerate(STAGES):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            entry = stages.get(stage)
+            if not entry:
+                ax.set_title(f"{name}: {stage} (none)", fontsize=7)
+                continue
+            points = np.asarray(entry["points"], dtype=float).reshape(-1, 2)
+            classes_of_points = np.asarray(entry["labels"], dtype=int)
+            ax.scatter(points[:, 0], points[:, 1], s=3, c=colours[classes_of_points % len(colours)],
+                       linewidths=0)
+            ax.set_title(f"{name}: {stage}\nsilhouette {_short(entry.get('silhouette_features'))}"
+                         f" (2-D {_short(entry.get('silhouette_2d'))})", fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path)
+    return path

@@ -1,11 +1,12 @@
 """Report sections that appear when a sweep's runs carry what they need.
 
-Each study reuses the one report (``xfer.report``); these sections are how each adds its own
+Each study reuses the one report (``xfer.report.write``); these sections are how each adds its own
 table without a per-study code path: a sweep that varies the init gets the pretraining gain by
 training-set size (the CIFAR-10 and PDF studies' question), runs that logged a ROC curve get the
 one-vs-rest ROC figure (the image-folder study), and runs that embedded their features get the
 separation table and the embedding grid (the probe-regimes study). Inputs are DataFrames and
-dicts, as ``xfer.tracking.runs`` reads them; no MLflow here.
+dicts, as ``xfer.tracking.runs`` reads them; no MLflow here. The figures are drawn by
+``xfer.report.figures``.
 """
 
 from __future__ import annotations
@@ -15,14 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
-from xfer.figures import class_colours
 from xfer.frontier import accuracy_text, difference_text, point_accuracy_text
+from xfer.report.figures import METHOD_NAMES, STAGES, embedding_methods, plot_embedding_grid, plot_roc
 
-DPI = 150
 FILE_NAMES = ("roc_curves.png", "embeddings.png")
-STAGES = ("early", "middle", "late")  # xfer.embeddings.STAGES, without importing sklearn here
 
 
 def group_label(row) -> str:
@@ -71,19 +69,7 @@ def roc_section(curves: dict[str, dict], out: Path) -> list[str]:
     usable = {k: c for k, c in curves.items() if c.get("fpr") and c.get("tpr")}
     if not usable:
         return []
-    figure = Figure(figsize=(6.0, 4.8), dpi=DPI)
-    ax = figure.subplots()
-    ax.plot([0, 1], [0, 1], color="0.7", lw=1, ls=":", label="chance")
-    for label, curve in sorted(usable.items()):
-        ax.plot(curve["fpr"], curve["tpr"], lw=1.5, label=f"{label} (AUC {curve.get('auc', math.nan):.3f})")
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate (macro average over classes)")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.01)
-    ax.legend(fontsize=7, loc="lower right")
-    ax.set_title("One-vs-rest ROC, test split, best configuration of each", fontsize=8)
-    figure.tight_layout()
-    figure.savefig(out / "roc_curves.png")
+    plot_roc(usable, out / "roc_curves.png")
     return ["", "## One-vs-rest ROC curves", "",
             "Each class against the rest, averaged over classes on a common false-positive-rate "
             "grid; the best configuration of each model and condition.", "",
@@ -112,9 +98,9 @@ def separation_section(best: pd.DataFrame, embeddings: dict[str, dict], classes:
                  for s in STAGES]
         lines.append(f"| {group_label(row)} | {point_accuracy_text(row)} | " + " | ".join(cells) + " |")
     if embeddings:
-        _embedding_grid(embeddings, classes, out / "embeddings.png")
-        methods = list(dict.fromkeys(m for e in embeddings.values() for m in _methods(e)))
-        names = " and ".join(_METHOD_NAMES.get(m, m) for m in methods)
+        plot_embedding_grid(embeddings, classes, out / "embeddings.png")
+        methods = list(dict.fromkeys(m for e in embeddings.values() for m in embedding_methods(e)))
+        names = " and ".join(METHOD_NAMES.get(m, m) for m in methods)
         rows = ("the best run of each model and condition" if len(methods) == 1 else
                 "the best run of each model and condition, once per method")
         lines += ["", "![embeddings](embeddings.png)", "",
@@ -124,67 +110,6 @@ def separation_section(best: pd.DataFrame, embeddings: dict[str, dict], classes:
     return lines
 
 
-_METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP"}
-
-
-def _methods(result: dict) -> list[str]:
-    """The embedding methods of an ``embeddings.json`` (``xfer.embeddings.embed_stages``)."""
-    return list(result.get("methods") or [result.get("method", "tsne")])
-
-
-def _method_stages(result: dict, method: str) -> dict[str, dict]:
-    """``{stage: entry}`` for one method of an ``embeddings.json``: the first method's points
-    are each stage's own, the others' are in its ``by_method`` (the layout
-    ``xfer.embeddings.embed_stages`` documents; as ``xfer.embeddings.stages_by_method``,
-    without importing torch and scikit-learn into the report)."""
-    first = _methods(result)[0]
-    stages = {}
-    for stage, entry in result.get("stages", {}).items():
-        own = {k: v for k, v in entry.items() if k != "by_method"}
-        if method != first:
-            extra = entry.get("by_method", {}).get(method)
-            if extra is None:
-                continue
-            own.update(extra)
-        stages[stage] = own
-    return stages
-
-
-def _short(value) -> str:
-    """A silhouette in a panel title; None (undefined, one class) as n/a."""
-    return f"{value:.2f}" if isinstance(value, (int, float)) and math.isfinite(value) else "n/a"
-
-
 def _value(row, column: str) -> str:
     value = row.get(column, math.nan)
     return f"{value:.3f}" if isinstance(value, (int, float)) and math.isfinite(value) else "–"
-
-
-def _embedding_grid(embeddings: dict[str, dict], classes: list[str], path: Path) -> Path:
-    """One row per (group, method), groups sorted, methods in the run's order; one column per
-    stage."""
-    rows = [(label, method) for label in sorted(embeddings) for method in _methods(embeddings[label])]
-    several = any(len(_methods(e)) > 1 for e in embeddings.values())
-    figure = Figure(figsize=(3.0 * len(STAGES), 2.7 * len(rows)), dpi=DPI)
-    axes = np.atleast_2d(figure.subplots(len(rows), len(STAGES), squeeze=False))
-    colours = class_colours(len(classes) or 1)
-    for r, (label, method) in enumerate(rows):
-        stages = _method_stages(embeddings[label], method)
-        name = f"{label} ({_METHOD_NAMES.get(method, method)})" if several else label
-        for c, stage in enumerate(STAGES):
-            ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            entry = stages.get(stage)
-            if not entry:
-                ax.set_title(f"{name}: {stage} (none)", fontsize=7)
-                continue
-            points = np.asarray(entry["points"], dtype=float).reshape(-1, 2)
-            classes_of_points = np.asarray(entry["labels"], dtype=int)
-            ax.scatter(points[:, 0], points[:, 1], s=3, c=colours[classes_of_points % len(colours)],
-                       linewidths=0)
-            ax.set_title(f"{name}: {stage}\nsilhouette {_short(entry.get('silhouette_features'))}"
-                         f" (2-D {_short(entry.get('silhouette_2d'))})", fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path)
-    return path
