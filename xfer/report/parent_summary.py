@@ -20,6 +20,7 @@ import pandas as pd
 from xfer import frontier as fr
 from xfer.names import (BEST_VAL_PREFIX, CHOSEN_TEST_PREFIX, FAILED_TRIALS, FINISHED_TRIALS, FRONTIER_SIZE,
                         GAIN, TOTAL_TRAIN_MACS, TOTAL_TRIAL_SECONDS)
+from xfer.names import GAIN_AT_TAG, NOTE_TAG  # noqa: F401 - the tags the summary goes under
 
 
 def report_summary(report: str | Path) -> list[str]:
