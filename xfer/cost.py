@@ -325,7 +325,7 @@ def imagenet_pretraining_macs(model: str) -> tuple[int, str]:
 
 
 # Keys of LoadedWeights.meta that say "ImageNet weights": torchvision's enum name
-# (xfer.weights._read_imagenet), or a marker of ImageNet weights that do not come from
+# (xfer.imagenet_weights.read_imagenet), or a marker of ImageNet weights that do not come from
 # torchvision (the EfficientNet-Lite checkpoints).
 _IMAGENET_META_KEYS = ("torchvision_weights", "imagenet_source", "imagenet_weights")
 UNKNOWN_ORIGIN = "unknown: a weights file of undeclared origin"
