@@ -27,7 +27,7 @@ from xfer.tracking import redacted_uri
 
 @dataclass
 class SweepRecord:
-    """What a sweep has made so far. ``parent_run_id``, ``meta`` and ``spool_header`` are set by
+    """What a sweep has made so far. ``experiment_id``, ``parent_run_id`` and ``meta`` are set by
     ``open_sweep``; ``done`` once the parent is FINISHED/FAILED and the record finished."""
     store: SweepStore
     experiment: str
@@ -37,9 +37,15 @@ class SweepRecord:
     experiment_id: str | None = None
     parent_run_id: str | None = None
     meta: dict | None = None
-    spool_header: dict | None = None
     view_url: str = ""
     done: bool = False
+
+    @property
+    def spool_header(self) -> dict:
+        """What the spool's journal names first: enough for ``xfer replay`` to find the sweep."""
+        return {"sweep_id": self.sweep_id, "experiment": self.experiment,
+                "experiment_id": self.experiment_id, "parent_run_id": self.parent_run_id,
+                "tracking_uri": redacted_uri(self.tracking)}
 
     def writer(self, **kwargs):
         from xfer.tracking.spool import SpoolingWriter
@@ -64,12 +70,7 @@ class SweepRecord:
             return
         if self.parent_run_id is not None:
             with contextlib.suppress(Exception):
-                header = self.spool_header or {"sweep_id": self.sweep_id, "experiment": self.experiment,
-                                               "parent_run_id": self.parent_run_id,
-                                               "tracking_uri": redacted_uri(self.tracking)}
-                from xfer.tracking.spool import SpoolingWriter
-
-                writer = SpoolingWriter(self.tracking, self.spool_dir, header, echo=lambda line: None)
+                writer = self.writer(echo=lambda line: None)
                 writer.submit({"op": "log_batch", "run": self.parent_run_id, "tags": tags})
                 writer.submit({"op": "set_terminated", "run": self.parent_run_id, "status": status,
                                "end_time": int(time.time() * 1000)})
@@ -99,17 +100,11 @@ def open_sweep(record: SweepRecord, client, options: SweepOptions, preset: Prese
         remove_hook = interrupts.on_hard_exit(lambda: end_open_runs_now(
             record.tracking, record.parent_run_id, {INTERRUPTED_TAG: interrupts.received() or "signal"}))
         record.view_url = runs_view_url(client, record.tracking, record.experiment_id, record.sweep_id)
-        record.spool_header = {"sweep_id": record.sweep_id, "experiment": options.experiment,
-                               "experiment_id": record.experiment_id,
-                               "parent_run_id": record.parent_run_id,
-                               "tracking_uri": redacted_uri(record.tracking)}
         if previous:  # after what a killed driver left in the spool, if anything
             record.writer().submit({"op": "update_run", "run": record.parent_run_id, "status": "RUNNING"})
         elif study_card is not None:
             log_study_card(record.writer(), record.parent_run_id, study_card)
-        record.meta = {"sweep_id": record.sweep_id, "parent_run_id": record.parent_run_id,
-                       "experiment": options.experiment, "experiment_id": record.experiment_id,
-                       "tracking_uri": redacted_uri(record.tracking), "preset": options.preset,
+        record.meta = {**record.spool_header, "preset": options.preset,
                        "started_at": previous["started_at"] if previous else time.time(),
                        "options": {k: str(v) for k, v in vars(options).items()}, "finished": False,
                        "state": "running"}
