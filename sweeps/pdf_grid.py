@@ -47,6 +47,16 @@ DEPARTURES = [
     "tests and a laptop; their numbers do not compare with the study's.",
 ]
 
+# The quick preset's recipe, shared by the presets that answer its question other ways.
+QUICK_FIXED = {"model": "efficientnet_lite0", "batch_size": 8, "lr": 0.01, "optimizer": "sgd", "momentum": 0.9}
+QUICK_DATA = PdfData(preset="seed", image_size=64, test_size=1000)
+BACKBONES = {
+    **{f"{m}_imagenet": {"model": m, "init": "pretrained"}
+       for m in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")},
+    "efficientnet_lite0_scratch": {"model": "efficientnet_lite0", "init": "scratch"},
+    "resnet10_scratch": {"model": "resnet10", "init": "scratch", "lr": 0.05},
+}
+
 STUDY = Study(
     name="pdf_grid",
     aliases={"seed": "study"},  # the name scripts and users already know it by
@@ -73,9 +83,7 @@ STUDY = Study(
         # statistics to follow the weights (both inits stayed at chance for 6 epochs).
         "quick": Preset(
             space={"init": ["scratch", "pretrained"], "epochs": [2, 6], "dataset_size": [80, 400]},
-            fixed={"model": "efficientnet_lite0", "batch_size": 8, "lr": 0.01, "optimizer": "sgd",
-                   "momentum": 0.9},
-            data=PdfData(preset="seed", image_size=64, test_size=1000),
+            fixed=QUICK_FIXED, data=QUICK_DATA,
             pretrained="imagenet", scheduler="fifo", epoch_milestones=True,
             description="README main job"),
         # The study's grid: ResNet-50 at 256 px, ImageNet weights. The study did not state its
@@ -93,6 +101,24 @@ STUDY = Study(
             data=PdfData(preset="seed", image_size=256),
             pretrained="imagenet", scheduler="fifo", epoch_milestones=True,
             description="the seed study's 54 configurations"),
+        # Quick's question answered from smaller sizes: the same Lite0 pair at 50-200 images (4
+        # sizes: three to fit a learning curve, one to check it), the data-scaling forecast at
+        # quick's 400 images, and the two backbones' transferability scores first. Minutes, to
+        # decide whether a full grid is worth its GPU hours (benchmarks/RESULTS.md: how close it
+        # comes to quick's own 400-image results).
+        "forecast": Preset(
+            space={"init": ["scratch", "pretrained"], "epochs": [2, 6], "dataset_size": [50, 100, 150, 200]},
+            fixed=QUICK_FIXED, data=QUICK_DATA, pretrained="imagenet", scheduler="fifo",
+            epoch_milestones=True, forecast_at=(400,), score_transferability=True,
+            description="quick's grid forecast from 50-200 images"),
+        # Which ImageNet backbone transfers best, and do the transferability scores know before
+        # fine-tuning? Lite0/1/2 ImageNet and two scratch controls, fine-tuned on 100 and 400
+        # plots, each scored first (LogME, k-NN); the report's Spearman rho sets the scores
+        # against the fine-tuned accuracies.
+        "backbones": Preset(
+            space={"dataset_size": [100, 400]}, arms=BACKBONES, fixed={**QUICK_FIXED, "epochs": 6},
+            data=QUICK_DATA, pretrained="imagenet", scheduler="fifo", score_transferability=True,
+            description="Lite0/1/2 ImageNet vs scratch: transferability scores vs fine-tuning"),
     },
 )
 

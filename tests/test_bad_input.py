@@ -149,11 +149,26 @@ CASES: dict[str, Case] = {
         ("--target-accuracy: must be in (0, 1], got 0",)),
     "frontier: no MLflow store (and none is created)": Case(
         "xfer", ["frontier", "--experiment", "pdf_grid", "--out", "{out}"], ("no MLflow store at",)),
+    "forecast: --delta of two": Case(
+        "xfer", ["forecast", "--experiment", "pdf_grid", "--delta", "2"],
+        ("--delta: must be a fraction in [0, 1) (0.01 is one point), got 2",)),
+    "forecast: --at not sizes": Case(
+        "xfer", ["forecast", "--experiment", "pdf_grid", "--at", "400,big"], ("--at: must be positive whole numbers",)),
+    "forecast: no MLflow store (and none is created)": Case(
+        "xfer", ["forecast", "--experiment", "pdf_grid"], ("no MLflow store at",)),
+    "transferability: unknown model": Case(
+        "xfer", ["transferability", "--data", "{blobs}", "--model", "resnet9000"],
+        ("unknown model 'resnet9000'", "resnet18")),
+    "transferability: missing dataset": Case(
+        "xfer", ["transferability", "--data", "{tmp}/nowhere", "--model", "resnet10"], ("data dir not found",)),
     # --- the sweep scripts: every shared option --------------------------------------------------
     "pdf_grid: unknown preset": Case("pdf_grid.py", ["--preset", "huge"],
                                      ("invalid choice: 'huge'", "'smoke', 'quick', 'study'")),
     "pdf_grid: negative --progress-interval": Case(
         "pdf_grid.py", ["--smoke-test", "--progress-interval", "-5"], ("--progress-interval",)),
+    "pdf_grid: --score-transferability beside an unknown search": Case(
+        "pdf_grid.py", ["--smoke-test", "--score-transferability", "--search", "random"],
+        ("invalid choice: 'random'",)),
     "cifar100_archs: unknown --system-metrics": Case(
         "cifar100_archs.py", ["--smoke-test", "--system-metrics", "always"],
         ("invalid choice: 'always'", "'auto', 'on', 'off'")),
@@ -383,7 +398,7 @@ def test_the_table_covers_every_command_and_every_sweep_script():
     commands = {c.args[0] + (" " + c.args[1] if c.args[0] == "data" else "")
                 for c in CASES.values() if c.command == "xfer"}
     assert commands == {"data pdf", "data audit", "data cifar10", "data cifar100", "data folder",
-                        "train", "pretrain", "frontier"}
+                        "train", "pretrain", "frontier", "forecast", "transferability"}
     scripts = {c.command for c in CASES.values() if c.command != "xfer"}
     assert scripts == {p.name for p in (REPO / "sweeps").glob("*.py")}
     from xfer.sweep.options import build_parser

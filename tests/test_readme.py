@@ -29,7 +29,8 @@ _FILES_A_RUN_WRITES = {"mlflow.db", "report.md", "report.html", "frontier.png", 
                        "configurations.csv", "pretraining_gain.csv", "trial_state.pt",
                        "runtime_env_agent.log", "cifar-10-python.tar.gz", "cifar-100-python.tar.gz",
                        "size.png", "learning_curves.png", "confusion_matrices.png",
-                       "confusion_matrix.png", "roc_curves.png", "basic_auth.ini"}
+                       "confusion_matrix.png", "roc_curves.png", "basic_auth.ini", "forecast.png",
+                       "forecast.csv", "transferability.png", "transferability.csv"}
 
 
 def _code_spans(text: str) -> list[str]:

@@ -72,3 +72,30 @@ def accuracy_level(text: str) -> float:
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
     return value
+
+
+def accuracy_gap(text: str) -> float:
+    """An accuracy difference as a fraction: 0.01 is one point."""
+    value = _number(text, float)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1) (0.01 is one point), got {text}")
+    return value
+
+
+def at_least_one(text: str) -> float:
+    value = _number(text, float)
+    if not (value >= 1 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 1, got {text}")
+    return value
+
+
+def size_list(text: str) -> tuple[int, ...]:
+    """``400,1000``: dataset sizes, positive whole numbers of images, comma-separated."""
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive whole numbers of images separated by commas, "
+                                         f"e.g. 400,1000, got {text!r}")
+    return sizes

@@ -17,13 +17,14 @@ from typing import Callable
 
 from xfer.argtypes import OneLineParser
 from xfer.cli_data import add_data_commands
-from xfer.cli_tracking import add_frontier_commands, add_replay_commands
+from xfer.cli_tracking import add_forecast_commands, add_frontier_commands, add_replay_commands
 from xfer.cli_train import add_train_commands
 from xfer.errors import EXIT_FAILED, EXIT_USAGE, PATH_ERRNOS, Unavailable, UsageError, one_line
 
 _COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [add_data_commands,
                                                                         add_train_commands,
                                                                         add_frontier_commands,
+                                                                        add_forecast_commands,
                                                                         add_replay_commands]
 
 

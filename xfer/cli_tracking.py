@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 
-from xfer.argtypes import accuracy_level, positive_int
+from xfer.argtypes import accuracy_gap, accuracy_level, at_least_one, positive_int, size_list
 from xfer.errors import EXIT_FAILED, EXIT_OK
-from xfer.names import SWEEP_TAG
+from xfer.names import FORECAST_AT, SWEEP_TAG
 
 
 def _cmd_frontier(args: argparse.Namespace) -> int:
@@ -57,6 +57,57 @@ def add_frontier_commands(sub: argparse._SubParsersAction) -> None:
                           help="also log the files as artifacts of the sweep's parent run "
                                "(the sweep scripts do this when a sweep ends)")
     frontier.set_defaults(handler=_cmd_frontier)
+
+
+# --- xfer forecast --------------------------------------------------------------------------
+
+def _cmd_forecast(args: argparse.Namespace) -> int:
+    import json
+
+    from xfer import forecast, frontier
+    from xfer.tracking import runs as tracking_runs
+    from xfer.tracking.endpoints import tracking_calls
+    from xfer.tracking.sweep_report import dataset_audit
+
+    with tracking_calls():
+        sweep = tracking_runs.load_sweep(args.experiment, args.sweep_id)
+    points = frontier.analyse(sweep.runs, config_columns=sweep.config_columns).points
+    ceiling = (dataset_audit(sweep.runs) or {}).get("bayes_accuracy_ceiling")
+    targets = args.at or forecast.targets_param(sweep.parent_params.get(FORECAST_AT))
+    result = forecast.scaling_forecast(points, ceiling=ceiling, delta=args.delta, horizon=args.horizon,
+                                       targets=targets)
+    print(f"{args.experiment}, sweep {sweep.sweep_id}: validation accuracy against dataset size "
+          f"({', '.join(map(str, result.sizes))}), power-law fits, 95% bootstrap intervals")
+    for line in forecast.summary_lines(result):
+        print(line)
+    if args.json:
+        table = {"curves": result.table().to_dict("records"),
+                 "catch_ups": result.crossover_table().to_dict("records")}
+        with open(args.json, "w") as out:
+            json.dump(table, out, indent=1, default=float)
+        print(f"written: {args.json}")
+    return EXIT_OK
+
+
+def add_forecast_commands(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "forecast", help="fit a sweep's validation accuracy against dataset size; forecast it at 2x "
+                         "and 10x the largest size and say where scratch catches up with pretrained")
+    parser.add_argument("--experiment", required=True, metavar="NAME",
+                        help="MLflow experiment of the sweep (tracking URI: MLFLOW_TRACKING_URI, "
+                             "else MLflow's default sqlite:///mlflow.db)")
+    parser.add_argument("--sweep-id", default=None, metavar="ID",
+                        help=f"the sweep's {SWEEP_TAG} tag (default: the latest sweep)")
+    parser.add_argument("--delta", type=accuracy_gap, default=0.01, metavar="D",
+                        help="scratch has caught up when within D of pretrained (a fraction; default "
+                             "0.01, one point)")
+    parser.add_argument("--horizon", type=at_least_one, default=10.0, metavar="X",
+                        help="search the crossover up to X times the largest measured size (default 10)")
+    parser.add_argument("--at", type=size_list, default=(), metavar="N1,N2",
+                        help="also forecast at these dataset sizes, with the pretrained - scratch gain "
+                             "(default: the sizes the sweep's preset names, e.g. the forecast preset's)")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the fits and crossovers as JSON")
+    parser.set_defaults(handler=_cmd_forecast)
 
 
 # --- xfer replay ----------------------------------------------------------------------------

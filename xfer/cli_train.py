@@ -116,6 +116,58 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_transferability(args: argparse.Namespace) -> int:
+    from xfer.train import TrialConfig
+    from xfer.transferability import score_transferability
+
+    config = TrialConfig(data=args.data, model=args.model, init=args.init, weights=args.weights,
+                         image_size=args.image_size, resize_mode=args.resize_mode, n=args.n, seed=args.seed,
+                         device=args.device, eval_batch_size=args.eval_batch_size).validate()
+    _check_batch_bounds(args, args.image_size)
+    json_out = _check_json_out(args.json_out)
+    result = score_transferability(config, knn_k=args.knn_k)
+    print(f"{result['model']} {result['init']}{' ' + result['weights'] if result['weights'] else ''}: "
+          f"LogME {result['logme']:.4f} ({result['n_train']} training images, {result['feature_dim']} features)  "
+          f"kNN accuracy {result['knn_accuracy']:.4f} (k={result['knn_k']}, {result['n_val']} validation "
+          f"images)  embed_macs {result['embed_macs']:.3g}  embed_seconds {result['embed_seconds']:.1f}  "
+          f"wall_time_s {result['wall_time_s']:.1f}  device {result['device']}")
+    if json_out is not None:
+        _write_json(json_out, result)
+    return EXIT_OK
+
+
+def _add_transferability_command(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "transferability", help="score a backbone's frozen features on a dataset without fine-tuning: "
+                                "LogME and k-NN accuracy from one forward pass")
+    parser.add_argument("--data", required=True, metavar="DIR",
+                        help="dataset folder with a packed cache, e.g. from `xfer data pdf`")
+    parser.add_argument("--model", required=True, metavar="NAME",
+                        help="architecture, e.g. efficientnet_lite0, resnet50 (an unknown name lists them all)")
+    parser.add_argument("--init", default="pretrained", metavar="pretrained|scratch",
+                        help="pretrained: the features of --weights; scratch: of a random init, the "
+                             "control (default: pretrained)")
+    parser.add_argument("--weights", default=None, metavar="SRC",
+                        help="imagenet, a file, s3://BUCKET/KEY or runs:/RUN_ID/PATH (default with "
+                             "--init pretrained: imagenet)")
+    parser.add_argument("--n", type=positive_int, default=None,
+                        help="score on the first N images (their train split; k-NN on their "
+                             "validation split), as a trial with --n N would split them (default: all)")
+    parser.add_argument("--image-size", type=positive_int, default=None, metavar="PX",
+                        help="side in px fed to the model (default: the dataset's)")
+    parser.add_argument("--resize-mode", default="bilinear", metavar="bilinear|nearest",
+                        help="how images are resized to the model's input (default: bilinear)")
+    parser.add_argument("--knn-k", type=positive_int, default=10, metavar="K",
+                        help="neighbours per k-NN vote (default: 10)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of a scratch backbone's init (default: 0)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (cuda when available) | cpu | cuda | cuda:N (default: auto)")
+    parser.add_argument("--eval-batch-size", type=positive_int, default=256,
+                        help="images per forward pass (default: 256)")
+    parser.add_argument("--json-out", default=None, metavar="FILE", help="write the scores and their cost as JSON")
+    parser.set_defaults(handler=_cmd_transferability, batch_size=1)
+
+
 def _add_trial_flags(parser: argparse.ArgumentParser, *, init_required: bool, seed_default: int,
                      seed_help: str) -> None:
     """The training flags `xfer train` and `xfer pretrain` share (see xfer.train.TrialConfig).
@@ -231,3 +283,4 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
                      seed_help="seed of the generated source dataset and of training; the default "
                                "differs from the target's default 0 (default: 1)")
     pretrain.set_defaults(handler=_cmd_pretrain)
+    _add_transferability_command(sub)

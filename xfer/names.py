@@ -162,6 +162,19 @@ FRONTIER_SIZE = "frontier_size"  # configurations on the overall frontier, on th
 TOTAL_TRAIN_MACS = "total_train_macs"  # sum of train_macs over the sweep's trials
 TOTAL_TRIAL_SECONDS = "total_trial_seconds"  # sum of wall_time_s over the sweep's trials
 FINISHED_TRIALS, FAILED_TRIALS = "finished_trials", "failed_trials"
+# The data-scaling forecast (xfer.forecast) at the largest budget: the dataset size from which
+# scratch stays within 1 point of pretrained, with _ci_low/_ci_high (left out when not within 10x
+# the largest size: a non-finite metric), whether it is within that horizon (1/0), and the largest
+# hold-out error of the sweep's curves (fraction).
+CATCH_UP_N = "scratch_catch_up_dataset_size"
+FORECAST_AT = "forecast_at"  # a parent param: "400,1000", the full grid's sizes a cheap sweep forecasts
+CATCH_UP_WITHIN = "scratch_catch_up_within_horizon"
+FORECAST_HOLDOUT_ERROR = "forecast_holdout_abs_error"
+
+# A transferability run's metrics (xfer.transferability.score_transferability; its params are
+# model, init, weights, dataset_size, image_size)
+TRANSFER_METRICS = ("logme", "knn_accuracy", "knn_k", "feature_dim", "n_train", "n_val", "embed_macs",
+                    "embed_seconds", "score_seconds", "wall_time_s")
 
 # --- tags ------------------------------------------------------------------------------------------
 
@@ -169,6 +182,8 @@ TAG_PREFIX = "xfer."  # every tag xfer defines starts so
 SWEEP_TAG = "xfer.sweep_id"  # on the parent and every child: which sweep
 ROLE_TAG = "xfer.role"  # ROLES: what the run stands for
 ROLE_PARENT, ROLE_TRIAL, ROLE_MILESTONE = "parent", "trial", "milestone"
+ROLE_TRANSFERABILITY = "transferability"  # a backbone's scores before fine-tuning (--score-transferability)
+TRANSFER_KEY_TAG = "xfer.transferability_of"  # such a run: "<model>|<init>|<weights>|n<size>", found again by it
 TRIAL_TAG = "xfer.trial_id"  # a trial's run: Tune's trial id
 ERROR_TAG = "xfer.error"  # a FAILED run: the end of its traceback
 INTERRUPTED_TAG = "xfer.interrupted"  # on the runs an interrupt ended KILLED: SIGINT or SIGTERM
@@ -182,7 +197,7 @@ GAIN_AT_TAG = "xfer.pretraining_gain_at"  # the parent: which cell of the gain t
 STORE_CHECKED_TAG = "xfer.store_checked"  # an experiment: when a sweep last checked it could write
 XFER_TAGS = (SWEEP_TAG, ROLE_TAG, TRIAL_TAG, ERROR_TAG, INTERRUPTED_TAG, MILESTONE_OF_TAG,
              MILESTONE_EPOCH_TAG, EPOCH_MILESTONES_TAG, NODE_TAG, PRESET_TAG, GIT_SHA_TAG,
-             GAIN_AT_TAG, STORE_CHECKED_TAG)
+             GAIN_AT_TAG, STORE_CHECKED_TAG, TRANSFER_KEY_TAG)
 
 # MLflow's own tags, which its UI reads; xfer sets them where mlflow.start_run would.
 PARENT_TAG = "mlflow.parentRunId"  # nests a child run under the sweep's parent in the UI

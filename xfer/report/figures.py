@@ -35,7 +35,7 @@ METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP"}
 
 # --- figures -------------------------------------------------------------------------------------
 
-def _style(conditions) -> dict[str, dict]:
+def condition_style(conditions) -> dict[str, dict]:
     """One colour per condition, one marker per init (the part before '/')."""
     colours = [f"C{i}" for i in range(10)]
     inits = list(dict.fromkeys(c.split("/")[0] for c in conditions))
@@ -45,20 +45,20 @@ def _style(conditions) -> dict[str, dict]:
             for i, c in enumerate(conditions)}
 
 
-def _figure(width_in: float, height_in: float) -> Figure:
+def new_figure(width_in: float, height_in: float) -> Figure:
     figure = Figure(figsize=(width_in, height_in), dpi=DPI)
     FigureCanvasAgg(figure)
     return figure
 
 
-def _save(figure: Figure, path: Path) -> Path:
+def save_figure(figure: Figure, path: Path) -> Path:
     figure.savefig(path, dpi=DPI)
     return path
 
 
 def plot_frontier(analysis: fr.Analysis, path: Path, *, ceiling: float | None = None,
                   target: float | None = None, ceilings=None) -> Path:
-    return _save(frontier_figure(analysis, ceiling=ceiling, target=target, ceilings=ceilings), path)
+    return save_figure(frontier_figure(analysis, ceiling=ceiling, target=target, ceilings=ceilings), path)
 
 
 def _ceiling_levels(ceiling: float | None, ceilings) -> list[tuple[float, str, bool]]:
@@ -87,8 +87,8 @@ def frontier_figure(analysis: fr.Analysis, *, ceiling: float | None = None,
     ``ceilings``: [(level, label, configured)], the audit's ceiling under this dataset's
     rendering and the other one's; default: ``ceiling`` alone."""
     cost, points, front = analysis.cost, analysis.points, analysis.frontier
-    style = _style(sorted(points["condition"].unique()))
-    figure = _figure(10, 6)
+    style = condition_style(sorted(points["condition"].unique()))
+    figure = new_figure(10, 6)
     figure.subplots_adjust(left=0.08, right=0.70, bottom=0.11, top=0.92)  # fixed: labels are placed in pixels
     ax = figure.add_subplot()
     overall = front[front["scope"] == "all"]
@@ -213,8 +213,8 @@ def plot_by_size(analysis: fr.Analysis, path: Path, *, ceiling: float | None = N
     (by validation accuracy) at each size: test accuracy (bars: its 95% interval), training time
     and training MACs."""
     best, points = _best_by_size(analysis), analysis.points
-    style = _style(sorted(points["condition"].unique()))
-    figure = _figure(15, 4.8)
+    style = condition_style(sorted(points["condition"].unique()))
+    figure = new_figure(15, 4.8)
     figure.subplots_adjust(left=0.05, right=0.98, bottom=0.24, top=0.88, wspace=0.28)
     panels = figure.subplots(1, 3)
     columns = ((ACCURACY, "test accuracy"), ("train_time_s", "training time [s]"),
@@ -256,7 +256,7 @@ def plot_by_size(analysis: fr.Analysis, path: Path, *, ceiling: float | None = N
                   fontsize=9, frameon=False)
     figure.text(0.5, 0.01, "lines: the configuration of each condition with the best validation accuracy "
                 "at each size; faint markers: every configuration", ha="center", fontsize=8, color="0.35")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_learning_curves(curves: dict[str, pd.DataFrame], path: Path, *,
@@ -268,11 +268,11 @@ def plot_learning_curves(curves: dict[str, pd.DataFrame], path: Path, *,
     several architectures shows each one's curves, not only the best's."""
     rows = sorted(set(models.values())) if models else [None]
     condition = {key: key[len(models[key]) + 1:] if models else key for key in curves}
-    style = _style(sorted(set(condition.values())))
+    style = condition_style(sorted(set(condition.values())))
     source = "\n".join(f"{c}: {(names or {}).get(c, c)}" for c in sorted(curves))
     top = 0.6 + 0.17 * len(curves)  # inches above the panels: the title, one line per curve
     height = 3.6 * len(rows) + 0.9 + top
-    figure = _figure(12, height)
+    figure = new_figure(12, height)
     figure.subplots_adjust(left=0.06, right=0.98, bottom=0.9 / height, top=1 - top / height,
                            wspace=0.22, hspace=0.45)
     panels = np.atleast_2d(figure.subplots(len(rows), 2))
@@ -297,7 +297,7 @@ def plot_learning_curves(curves: dict[str, pd.DataFrame], path: Path, *,
             labels.setdefault(label, handle)
     figure.legend(list(labels.values()), list(labels), loc="lower center", ncol=min(len(labels), 6),
                   fontsize=9, frameon=False)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_confusions(matrices: dict[str, dict], confusable: list[tuple[str, str]], path: Path, *,
@@ -305,7 +305,7 @@ def plot_confusions(matrices: dict[str, dict], confusable: list[tuple[str, str]]
     """Row-normalised confusion matrices (counts printed), one panel per condition; the pairs
     the audit calls confusable under the dataset's rendering (its ``confusable``, never a
     hard-coded pair) are outlined in red, both cells."""
-    figure = _figure(5.2 * len(matrices), 5.6)
+    figure = new_figure(5.2 * len(matrices), 5.6)
     figure.subplots_adjust(left=0.12, right=0.98, bottom=0.2, top=0.9, wspace=0.35)
     panels = np.atleast_1d(figure.subplots(1, len(matrices)))
     for ax, (condition, content) in zip(panels, sorted(matrices.items())):
@@ -314,7 +314,7 @@ def plot_confusions(matrices: dict[str, dict], confusable: list[tuple[str, str]]
     if confusable:
         figure.text(0.5, 0.01, "red outline: a pair the dataset audit calls confusable as rendered; "
                     "colour: share of the true class", ha="center", fontsize=8, color="0.35")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_roc(curves: dict[str, dict], path: Path) -> Path:

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from xfer import forecast as fc
 from xfer import frontier as fr
-from xfer.names import (BEST_VAL_PREFIX, CHOSEN_TEST_PREFIX, FAILED_TRIALS, FINISHED_TRIALS, FRONTIER_SIZE,
-                        GAIN, TOTAL_TRAIN_MACS, TOTAL_TRIAL_SECONDS)
+from xfer.names import (BEST_VAL_PREFIX, CATCH_UP_N, CATCH_UP_WITHIN, CHOSEN_TEST_PREFIX, FAILED_TRIALS,
+                        FINISHED_TRIALS, FORECAST_HOLDOUT_ERROR, FRONTIER_SIZE, GAIN, TOTAL_TRAIN_MACS,
+                        TOTAL_TRIAL_SECONDS)
 from xfer.names import GAIN_AT_TAG, NOTE_TAG  # noqa: F401 - the tags the summary goes under
 
 
@@ -54,10 +56,12 @@ def description(report: str | Path, limit: int) -> str:
     return ("\n".join(kept) + footer)[:limit]
 
 
-def summary_metrics(analysis: fr.Analysis, runs: pd.DataFrame, failed: pd.DataFrame | None) -> dict[str, float]:
+def summary_metrics(analysis: fr.Analysis, runs: pd.DataFrame, failed: pd.DataFrame | None,
+                    forecast: fc.ScalingForecast | None = None) -> dict[str, float]:
     """Metric name -> value for the parent run. ``analysis``: the report's (``fr.analyse`` of
     the finished runs); ``runs`` / ``failed``: the sweep's finished and unfinished child runs as
-    ``xfer.tracking.runs.load_sweep`` reads them. Totals count trial runs only: an epoch
+    ``xfer.tracking.runs.load_sweep`` reads them; ``forecast``: the report's data-scaling
+    forecast, whose catch-up at the largest budget and largest hold-out error are logged. Totals count trial runs only: an epoch
     milestone's run is a measurement inside its trial, whose cost the trial's own run already
     holds. A run that died before logging its final metrics adds nothing to the totals.
     Non-finite values (a gain without an interval) are left out."""
@@ -71,6 +75,7 @@ def summary_metrics(analysis: fr.Analysis, runs: pd.DataFrame, failed: pd.DataFr
         metrics.update({GAIN: gain["gain"], f"{GAIN}_ci_low": gain["gain_low"],
                         f"{GAIN}_ci_high": gain["gain_high"]})
     metrics[FRONTIER_SIZE] = int((analysis.frontier["scope"] == "all").sum())
+    metrics.update(forecast_metrics(forecast))
     finished = _trials_only(runs)
     unfinished = _trials_only(failed) if failed is not None else finished.iloc[:0]
     metrics[FINISHED_TRIALS], metrics[FAILED_TRIALS] = len(finished), len(unfinished)
@@ -80,6 +85,24 @@ def summary_metrics(analysis: fr.Analysis, runs: pd.DataFrame, failed: pd.DataFr
         if values is not None and values.notna().any():
             metrics[name] = values.sum()
     return {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
+
+
+def forecast_metrics(forecast: fc.ScalingForecast | None) -> dict[str, float]:
+    """The catch-up dataset size at the largest budget with its interval (an infinite bound, or
+    a crossover beyond the horizon, is left out: MLflow would store it as a float max), whether
+    it is within the horizon, and the largest hold-out error."""
+    if forecast is None:
+        return {}
+    metrics: dict[str, float] = {}
+    top = fc.headline(forecast)
+    if top is not None:
+        cross = top.crossover
+        metrics.update({CATCH_UP_N: cross.n, f"{CATCH_UP_N}_ci_low": cross.low,
+                        f"{CATCH_UP_N}_ci_high": cross.high, CATCH_UP_WITHIN: float(cross.within_horizon)})
+    errors = [c.holdout.abs_error for c in forecast.curves if c.holdout is not None]
+    if errors:
+        metrics[FORECAST_HOLDOUT_ERROR] = max(errors)
+    return {k: float(v) for k, v in metrics.items() if math.isfinite(v)}
 
 
 def gain_at_largest_budget(gains: pd.DataFrame) -> pd.Series | None:

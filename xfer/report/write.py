@@ -1,6 +1,7 @@
 """Writing a sweep's report: ``report.md``, its PNG figures, ``frontier.csv``,
-``configurations.csv``, ``pretraining_gain.csv`` and ``replication_card.csv``; ``report.html``
-is report.md with its figures embedded (``xfer.report.html``).
+``configurations.csv``, ``pretraining_gain.csv`` and ``replication_card.csv``, and for a sweep of
+three or more dataset sizes the data-scaling forecast (``forecast.png``, ``forecast.csv``);
+``report.html`` is report.md with its figures embedded (``xfer.report.html``).
 
 Files in, files out: the inputs are the DataFrames and dicts that ``xfer.tracking.runs`` reads
 (no MLflow here), the numbers come from ``xfer.frontier``, the figures from
@@ -17,14 +18,16 @@ import pandas as pd
 
 from xfer import frontier as fr
 from xfer.frontier import ACCURACY, CI_HIGH, CI_LOW, SELECTION
-from xfer.report import card, html, sections
+from xfer import forecast as fc
+from xfer.report import card, html, scaling_section, sections, transferability_section
 from xfer.report.chosen_runs import best_per_model, best_runs, model_rows
 from xfer.report.figures import plot_by_size, plot_confusions, plot_frontier, plot_learning_curves
 from xfer.report.markdown import report_markdown, weights_lines
 
 FILE_NAMES = ("report.md", html.FILE_NAME, "frontier.csv", "configurations.csv", "pretraining_gain.csv",
               "frontier.png", "size.png", "learning_curves.png", "confusion_matrices.png",
-              card.FILE_NAME, *sections.FILE_NAMES)  # everything write_report may write
+              card.FILE_NAME, *sections.FILE_NAMES, scaling_section.FILE_NAME,
+              scaling_section.CSV_NAME, *transferability_section.FILE_NAMES)  # everything write_report may write
 
 
 def write_report(runs: pd.DataFrame, failed: pd.DataFrame, histories: dict[str, pd.DataFrame],
@@ -34,7 +37,7 @@ def write_report(runs: pd.DataFrame, failed: pd.DataFrame, histories: dict[str, 
                  rocs: dict[str, dict] | None = None, embeddings: dict[str, dict] | None = None,
                  predictions: dict[str, dict] | None = None, amortize_pretraining: int | None = None,
                  sweep_params: dict | None = None, num_classes: int | None = None,
-                 study_card: dict | None = None) -> Path:
+                 study_card: dict | None = None, scores: pd.DataFrame | None = None) -> Path:
     """Write the report into ``out_dir`` and return the path of ``report.md``.
 
     ``runs``: finished runs, one row each; ``failed``: the runs that did not finish (listed,
@@ -48,7 +51,9 @@ def write_report(runs: pd.DataFrame, failed: pd.DataFrame, histories: dict[str, 
     ``sweep_params``: the parent run's params (``scheduler``, ``scheduler_detail``, ``search``);
     ``num_classes``: for the chance-level guard (default: from the confusion matrices or the
     predictions); ``study_card``: the parent run's ``study_card.json`` (departures, published
-    numbers, the data's provenance, the hardware), for the replication card (None: no card).
+    numbers, the data's provenance, the hardware), for the replication card (None: no card);
+    ``scores``: the sweep's transferability runs (``--score-transferability``), one row each,
+    set against the fine-tuned results in their own section.
     Raises UsageError (before writing anything) for an unknown cost, a target outside (0, 1],
     a bad amortisation or no usable run.
     """
@@ -71,6 +76,9 @@ def write_report(runs: pd.DataFrame, failed: pd.DataFrame, histories: dict[str, 
     classes = next(iter(confusions.values()))["classes"] if confusions else []
     num_classes = num_classes or len(classes) or _classes_in(predictions)
     extra = sections.pretraining_gain(analysis.gains)
+    extra += scaling_section.forecast_section(fc.forecast_if_possible(
+        analysis.points, ceiling=ceiling, sweep_params=sweep_params), out)
+    extra += transferability_section.transferability_section(scores, analysis.points, out)
     extra += sections.roc_section({labels[r]: c for r, c in (rocs or {}).items() if r in labels}, out)
     extra += sections.separation_section(
         best, {labels[r]: e for r, e in (embeddings or {}).items() if r in labels}, classes, out)

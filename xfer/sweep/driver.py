@@ -26,13 +26,15 @@ from xfer.sweep.options import (SweepOptions, apply_overrides, build_parser, che
                                 parse_options, visible_gpus)
 from xfer.sweep.plan import format_plan, make_plan
 from xfer.sweep.sources import DataSource, apply_size_default, source_from_option
-from xfer.sweep.study import SWEEP_ONLY_KEYS, OfflinePretrain, Preset, Study, grid_seeds
+from xfer.sweep.study import PRESETS, SWEEP_ONLY_KEYS, OfflinePretrain, Preset, Study, grid_seeds
 
 
 def main(study: Study, argv: list[str] | None = None) -> int:
     prog = f"sweeps/{study.name}.py"
     parser = build_parser(prog, study.report_title or f"The {study.name} study as a Ray Tune sweep.",
-                          list(study.presets), study.default_preset, study.name, aliases=study.aliases)
+                          list(study.presets), study.default_preset, study.name, aliases=study.aliases,
+                          extra_presets={name: p.description for name, p in study.presets.items()
+                                         if name not in PRESETS})
     args = sys.argv[1:] if argv is None else list(argv)
     # SIGINT / SIGTERM from start-up to the report: the sweep stops resumable, one line, exit
     # 130 / 143 (xfer.sweep.interrupts; a second signal exits at once with the same line)
@@ -82,6 +84,8 @@ def run_study(study: Study, options: SweepOptions) -> int:
     check_amortize(options.amortize_pretraining, study.cost_metric)
     if options.scheduler is None:
         options = replace(options, scheduler=preset.scheduler)
+    if preset.score_transferability:
+        options = replace(options, score_transferability=True)
     source = source_from_option(options.data, preset.data, root=options.data_root,
                                 download=options.download, test_size=options.test_size,
                                 split=options.split, gamma_beta=options.gamma_beta,

@@ -60,6 +60,7 @@ class SweepOptions:
     tick_labels: bool | None = None  # PDF plots: False with --no-tick-labels (None: the preset's)
     system_metrics: str = "auto"  # --system-metrics: auto | on | off (see samples_system_metrics)
     progress_interval: float = 30.0  # seconds between progress lines off a terminal; 0: none
+    score_transferability: bool = False  # score each backbone before the trials (xfer.sweep.transfer_scores)
 
     @property
     def storage_is_s3(self) -> bool:
@@ -72,9 +73,12 @@ class SweepOptions:
 
 
 def build_parser(prog: str, description: str, presets: list[str], default_preset: str,
-                 experiment: str, aliases: dict[str, str] | None = None) -> argparse.ArgumentParser:
+                 experiment: str, aliases: dict[str, str] | None = None,
+                 extra_presets: dict[str, str] | None = None) -> argparse.ArgumentParser:
+    """``extra_presets``: a script's presets beyond smoke, quick and study, name -> what it runs."""
     parser = OneLineParser(prog=prog, description=description)
-    also = "".join(f"; {alias} = {name}" for alias, name in (aliases or {}).items())
+    also = "".join(f"; {name}: {text}" for name, text in (extra_presets or {}).items())
+    also += "".join(f"; {alias} = {name}" for alias, name in (aliases or {}).items())
     # default None, resolved in parse_options: an explicit --preset beside --smoke-test must be
     # told apart from the default to be refused (SMOKE_PRESET)
     parser.set_defaults(default_preset=default_preset, preset_aliases=dict(aliases or {}))
@@ -184,6 +188,11 @@ def _add_trial_and_report_options(parser: argparse.ArgumentParser) -> None:
                              "utilisation and memory) per trial epoch, in each child run's "
                              "\"System metrics\" tab; auto: on when --gpus-per-trial > 0 "
                              "(default: auto)")
+    parser.add_argument("--score-transferability", action="store_true",
+                        help="before the trials, score every backbone the sweep fine-tunes (scratch "
+                             "ones as the control) on every dataset size: LogME and k-NN accuracy "
+                             "of its frozen features, one forward pass each, logged as child runs; "
+                             "the report sets them against the fine-tuned accuracies")
     parser.add_argument("--no-report", action="store_true",
                         help="skip the frontier report at the end of the sweep")
     parser.add_argument("--amortize-pretraining", type=positive_int, default=None, metavar="N",
@@ -208,7 +217,7 @@ def parse_options(parser: argparse.ArgumentParser, argv: list[str] | None) -> Sw
         amortize_pretraining=args.amortize_pretraining, momentum=args.momentum,
         gamma_beta=args.gamma_beta, tick_labels=False if args.no_tick_labels else None,
         system_metrics=args.system_metrics,
-        progress_interval=args.progress_interval)
+        progress_interval=args.progress_interval, score_transferability=args.score_transferability)
     validate(options)
     return options
 

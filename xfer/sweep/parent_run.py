@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from xfer.names import (GIT_SHA_TAG, INTERRUPTED_TAG, PARENT_TAG, PRESET_TAG, ROLE_PARENT,
+from xfer.names import (FORECAST_AT, GIT_SHA_TAG, INTERRUPTED_TAG, PARENT_TAG, PRESET_TAG, ROLE_PARENT,
                         ROLE_TAG, SWEEP_TAG, TAG_PREFIX)
 from xfer.sweep import interrupts
 from xfer.sweep.options import SweepOptions
@@ -140,7 +140,10 @@ def create_parent(client, experiment_id: str, sweep_id: str, options: SweepOptio
               "storage": options.storage, "git_sha": sha,
               "pretrained_weights": weights_param(weights), "arms": json.dumps(preset.arms),
               "data": options.data or "preset", "system_metrics": options.system_metrics,
-              "packages": json.dumps(packages)}
+              "packages": json.dumps(packages),
+              "score_transferability": options.score_transferability}
+    if preset.forecast_at:
+        params[FORECAST_AT] = ",".join(str(n) for n in preset.forecast_at)
     client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
     return run.info.run_id
 

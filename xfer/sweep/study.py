@@ -72,6 +72,10 @@ class Preset:
     scheduler: str = "asha"  # when --scheduler is not given; fifo where arms' budgets differ
     # fold the epochs axis into epoch milestones without --epoch-milestones (with_epoch_milestones)
     epoch_milestones: bool = False
+    # a cheap stand-in for a larger grid: the dataset sizes of that grid, which the report's
+    # data-scaling forecast (xfer.forecast) predicts from this one's smaller sizes
+    forecast_at: tuple[int, ...] = ()
+    score_transferability: bool = False  # as --score-transferability: score backbones first
 
     def validate(self, name: str) -> None:
         for axis, values in self.space.items():

@@ -64,8 +64,14 @@ def launch(*, study: Study, preset: Preset, options: SweepOptions, store: SweepS
                 _start_ray(local_ray, _trial_env(tracking))
         _check_cluster_resources(options)
         remove_hook = _open_parent(record, preset, options, previous, weights, study_card, run_tags)
-        tuner, swept, progress = _build_tuner(record, study, preset, options, previous, data_dir,
-                                              weights, default_size, plan, run_tags)
+        shared = _shared_data(data_dir, weights)
+        if options.score_transferability and not previous:
+            from xfer.sweep.transfer_scores import score_backbones, scoring_jobs
+
+            with phases("transferability"):
+                score_backbones(record, scoring_jobs(preset, weights, default_size), shared, options, run_tags)
+        tuner, swept, progress = _build_tuner(record, study, preset, options, previous, shared, weights,
+                                              default_size, plan, run_tags)
         with interrupts.tune_loop(), phases("trials"), lines_above_bar(enabled=progress):
             results = tuner.fit()  # a signal stops it like Tune's Ctrl-C, then raises Interrupted
         return _finish(record, results, study, options, swept, phases)
@@ -115,21 +121,26 @@ def _open_parent(record: SweepRecord, preset: Preset, options: SweepOptions, pre
                       weights, study_card, run_tags)
 
 
+def _shared_data(data_dir, weights: dict[str, str]) -> SharedData:
+    """The packed dataset and the driver-side weights files, for every trial (and score)."""
+    from xfer.data.tensors import read_packed_arrays
+
+    images, labels, dataset_meta = read_packed_arrays(data_dir)
+    # offline-pretrained weights live in this machine's cache: ship their bytes to every node
+    return SharedData(images=images, labels=labels, meta=dataset_meta,
+                      weight_files=shareable_weights(weights.values()))
+
+
 def _build_tuner(record: SweepRecord, study: Study, preset: Preset, options: SweepOptions,
-                 previous: dict | None, data_dir, weights: dict[str, str],
+                 previous: dict | None, shared: SharedData, weights: dict[str, str],
                  default_size: int | None, plan, run_tags: dict):
     """The Tuner (restored on ``--resume`` where Tune saved its state, callbacks included), the
     swept axes, and whether a live progress line is drawn."""
     from ray import tune
 
-    from xfer.data.tensors import read_packed_arrays
     from xfer.sweep.mlflow_logger import MlflowSweepLogger, dataset_input
     from xfer.sweep.progress import SweepProgress
 
-    images, labels, dataset_meta = read_packed_arrays(data_dir)
-    # offline-pretrained weights live in this machine's cache: ship their bytes to every node
-    shared = SharedData(images=images, labels=labels, meta=dataset_meta,
-                        weight_files=shareable_weights(weights.values()))
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, shared=shared, system_metrics=options.samples_system_metrics),
         {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
@@ -145,13 +156,14 @@ def _build_tuner(record: SweepRecord, study: Study, preset: Preset, options: Swe
                                    resume_errored=True, storage_filesystem=filesystem)
         print(f"resuming sweep {record.sweep_id} from {store.display(options.experiment, record.sweep_id)}")
         return tuner, swept, bool(progress)
-    audit_path = Path(data_dir) / "audit.json"
+    audit_path = Path(shared.meta["path"]) / "audit.json"
     confusable = ([p["classes"] for p in json.loads(audit_path.read_text())["confusable"]]
                   if audit_path.is_file() else [])
     logger = MlflowSweepLogger(record.tracking, record.experiment_id, record.parent_run_id,
                                record.sweep_id, swept, confusable=confusable,
                                spool_dir=str(record.spool_dir), spool_header=record.spool_header,
-                               dataset=dataset_input(dataset_meta, images, labels), run_tags=run_tags)
+                               dataset=dataset_input(shared.meta, shared.images, shared.labels),
+                               run_tags=run_tags)
     run_config = tune.RunConfig(
         name=record.sweep_id, storage_path=store.experiment_root(options.experiment),
         storage_filesystem=filesystem,

@@ -29,7 +29,8 @@ from mlflow.exceptions import MlflowException
 
 from xfer.errors import UsageError
 from xfer.names import (EPOCH, EPOCHS_RUN, ERROR_TAG, HISTORY_METRICS, MILESTONE_OF_TAG, PARENT_TAG,
-                        ROLE_PARENT, ROLE_TAG, RUN_IDENTITY_PARAMS, SWEEP_TAG, TRIAL_TAG)
+                        ROLE_PARENT, ROLE_TAG, ROLE_TRANSFERABILITY, RUN_IDENTITY_PARAMS, SWEEP_TAG,
+                        TRIAL_TAG)
 from xfer.tracking import redacted_uri
 
 CONFUSION_ARTIFACT = "confusion_matrix.json"
@@ -58,6 +59,7 @@ class SweepRuns:
     config_columns: tuple[str, ...]
     tracking_uri: str
     parent_params: dict[str, str] = field(default_factory=dict)
+    scores: pd.DataFrame = field(default_factory=pd.DataFrame)  # transferability runs, one row each
 
 
 def load_sweep(experiment: str, sweep_id: str | None = None, *,
@@ -78,6 +80,11 @@ def load_sweep(experiment: str, sweep_id: str | None = None, *,
     sweep_id = parent.data.tags[SWEEP_TAG]
     children = _search(client, exp.experiment_id,
                        f"tags.`{PARENT_TAG}` = '{parent.info.run_id}' and tags.`{SWEEP_TAG}` = '{sweep_id}'")
+    # a backbone's transferability scores are runs of the sweep, not trials: kept apart
+    is_score = [run.data.tags.get(ROLE_TAG) == ROLE_TRANSFERABILITY for run in children]
+    scores = _runs_table([run for run, score in zip(children, is_score) if score])
+    children = [run for run, score in zip(children, is_score) if not score]
+    scores = scores[scores["status"] == "FINISHED"].reset_index(drop=True)
     table = _runs_table(children)
     finished = table[table["status"] == "FINISHED"].drop(columns="error").reset_index(drop=True)
     failed = table[table["status"] != "FINISHED"].reset_index(drop=True)
@@ -88,7 +95,7 @@ def load_sweep(experiment: str, sweep_id: str | None = None, *,
     params = {key for run in children for key in run.data.params}
     config = tuple(sorted(params - set(RUN_IDENTITY_PARAMS))) + (EPOCHS_RUN,)
     return SweepRuns(experiment, exp.experiment_id, sweep_id, parent.info.run_id, finished, failed,
-                     config, tracking_uri, dict(parent.data.params))
+                     config, tracking_uri, dict(parent.data.params), scores)
 
 
 def _check_local_store(tracking_uri: str) -> None:

@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 
-from xfer import frontier, report
+from xfer import forecast, frontier, report
 from xfer.names import GAIN_AT_TAG, NOTE_TAG
 from xfer.report import card as report_card
 from xfer.report import parent_summary
@@ -52,6 +52,7 @@ def build_report(experiment: str, sweep_id: str | None = None, cost: str = front
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} exists and is not a folder")
     sweep = tracking_runs.load_sweep(experiment, sweep_id, tracking_uri=tracking_uri)
+    audit = dataset_audit(sweep.runs)
     detail = report.detail_run_ids(sweep.runs, cost=cost, config_columns=sweep.config_columns)
     groups = list(report.group_run_ids(sweep.runs, cost=cost, config_columns=sweep.config_columns).values())
     compared = report.comparison_run_ids(sweep.runs, cost=cost, target_accuracy=target_accuracy,
@@ -65,14 +66,15 @@ def build_report(experiment: str, sweep_id: str | None = None, cost: str = front
         sweep.runs, sweep.failed,
         tracking_runs.load_histories(detail, tracking_uri=uri),
         tracking_runs.load_confusions(detail, tracking_uri=uri),
-        out, cost=cost, target_accuracy=target_accuracy, audit=dataset_audit(sweep.runs),
+        out, cost=cost, target_accuracy=target_accuracy, audit=audit,
         title=f"{experiment}: sweep {sweep.sweep_id}", config_columns=sweep.config_columns,
         rocs=tracking_runs.load_artifact_json(groups, tracking_runs.ROC_ARTIFACT, tracking_uri=uri),
         embeddings=tracking_runs.load_artifact_json(groups, tracking_runs.EMBEDDINGS_ARTIFACT,
                                                     tracking_uri=uri),
         predictions=predictions,
         amortize_pretraining=amortize_pretraining, sweep_params=sweep.parent_params,
-        num_classes=dataset_num_classes(sweep.runs), study_card=card if isinstance(card, dict) else None)
+        num_classes=dataset_num_classes(sweep.runs), study_card=card if isinstance(card, dict) else None,
+        scores=sweep.scores)
     if log_to_parent:
         client = MlflowClient(sweep.tracking_uri)
         for name in report.FILE_NAMES:
@@ -81,19 +83,22 @@ def build_report(experiment: str, sweep_id: str | None = None, cost: str = front
         # the same analysis write_report drew from (the bootstrap is seeded: identical numbers)
         analysis = frontier.analyse(sweep.runs, cost, target_accuracy, sweep.config_columns,
                                     predictions=predictions, amortize_pretraining=amortize_pretraining)
-        log_summary(client, sweep.parent_run_id, analysis, sweep.runs, sweep.failed, path)
+        ceiling = (audit or {}).get("bayes_accuracy_ceiling")
+        scaling = forecast.forecast_if_possible(analysis.points, ceiling=ceiling,
+                                                 sweep_params=sweep.parent_params)
+        log_summary(client, sweep.parent_run_id, analysis, sweep.runs, sweep.failed, path, scaling)
     return path
 
 
 def log_summary(client: MlflowClient, run_id: str, analysis: frontier.Analysis, runs: pd.DataFrame,
-                failed: pd.DataFrame, report_md: Path) -> None:
+                failed: pd.DataFrame, report_md: Path, scaling: forecast.ScalingForecast | None = None) -> None:
     """One batch on the parent run: the summary metrics at step 0 (MLflow draws a metric whose
     history has a step >= 1 as a line chart; at step 0 the UI shows its value), the description
     (report.md's summary) and where the pretraining gain was read. Logging again (``xfer
     frontier --log-to-parent`` after the sweep) adds a newer point at step 0, which the UI shows."""
     now = int(time.time() * 1000)
     metrics = [Metric(key, value, now, 0)
-               for key, value in parent_summary.summary_metrics(analysis, runs, failed).items()]
+               for key, value in parent_summary.summary_metrics(analysis, runs, failed, scaling).items()]
     tags = [RunTag(NOTE_TAG, parent_summary.description(report_md, MAX_TAG_VAL_LENGTH))]
     where = parent_summary.gain_location(analysis.gains)
     if where:
