@@ -142,3 +142,14 @@ def test_the_parent_run_gets_the_catch_up_and_the_largest_holdout_error():
     far = forecast_metrics(fc.scaling_forecast(_points()))
     assert far[CATCH_UP_WITHIN] == 0.0 and all(math.isfinite(v) for v in far.values())
     assert forecast_metrics(None) == {}
+
+
+def test_a_curve_still_at_chance_at_a_measured_size_carries_a_caution():
+    chance_curve = {"pretrained": PowerLaw(0.9, 0.05 * 50 ** 0.5, 0.5), "scratch": PowerLaw(0.125, 0.0, 0.5)}
+    result = fc.scaling_forecast(_points(curves=chance_curve, worse_batch=False), chance=0.125)
+    scratch = next(c for c in result.curves if c.condition == "scratch")
+    pretrained = next(c for c in result.curves if c.condition == "pretrained")
+    assert scratch.at_chance == SIZES and "at chance at n = 50, 100" in scratch.caveat
+    assert pretrained.caveat == ""
+    assert "caution: at chance" in "\n".join(fc.summary_lines(result))
+    assert fc.scaling_forecast(_points()).curves[0].caveat == ""  # no chance level given: no caution

@@ -67,15 +67,16 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
     from xfer import forecast, frontier
     from xfer.tracking import runs as tracking_runs
     from xfer.tracking.endpoints import tracking_calls
-    from xfer.tracking.sweep_report import dataset_audit
+    from xfer.tracking.sweep_report import dataset_audit, dataset_num_classes
 
     with tracking_calls():
         sweep = tracking_runs.load_sweep(args.experiment, args.sweep_id)
     points = frontier.analyse(sweep.runs, config_columns=sweep.config_columns).points
     ceiling = (dataset_audit(sweep.runs) or {}).get("bayes_accuracy_ceiling")
     targets = args.at or forecast.targets_param(sweep.parent_params.get(FORECAST_AT))
-    result = forecast.scaling_forecast(points, ceiling=ceiling, delta=args.delta, horizon=args.horizon,
-                                       targets=targets)
+    classes = dataset_num_classes(sweep.runs)
+    result = forecast.scaling_forecast(points, ceiling=ceiling, chance=1 / classes if classes else None,
+                                       delta=args.delta, horizon=args.horizon, targets=targets)
     print(f"{args.experiment}, sweep {sweep.sweep_id}: validation accuracy against dataset size "
           f"({', '.join(map(str, result.sizes))}), power-law fits, 95% bootstrap intervals")
     for line in forecast.summary_lines(result):

@@ -29,7 +29,7 @@ error is the honest measure of the latter; the report shows both.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -56,10 +56,23 @@ class SizeCurve:
     curve: scaling.Curve
     forecasts: tuple[scaling.Forecast, ...]
     holdout: scaling.Holdout | None  # None with fewer than four sizes
+    at_chance: tuple[float, ...] = ()  # the measured sizes whose accuracy is at chance level
 
     @property
     def label(self) -> str:
         return f"{self.model} {self.condition}, {self.budget:g} epochs"
+
+    @property
+    def caveat(self) -> str:
+        """Why this curve's forecast may be far off, or "": a curve that is still at chance at
+        some measured sizes has not started to learn there, and where learning starts is not a
+        power law (measured: the quick preset's 2-epoch curves, at chance up to 150 images,
+        forecast 12-34% at 400 images where 70-78% was measured)."""
+        if not self.at_chance:
+            return ""
+        sizes = ", ".join(f"{n:g}" for n in self.at_chance)
+        return (f"at chance at n = {sizes}: where learning starts is not a power law, so the forecast "
+                "can be far off")
 
 
 @dataclass(frozen=True)
@@ -152,13 +165,15 @@ def check_sizes(points: pd.DataFrame) -> None:
                          f"(a curve has three parameters); this sweep measured {len(sizes)}{had}")
 
 
-def scaling_forecast(points: pd.DataFrame, *, ceiling: float | None = None, delta: float = DELTA,
+def scaling_forecast(points: pd.DataFrame, *, ceiling: float | None = None, chance: float | None = None,
+                     delta: float = DELTA,
                      horizon: float = HORIZON, multiples: tuple[float, ...] = MULTIPLES,
                      targets: tuple[float, ...] = (), resamples: int = RESAMPLES,
                      seed: int = 0) -> ScalingForecast:
     """The forecast of a sweep's points (:func:`xfer.frontier.analyse`'s ``points``), at
     ``multiples`` of each curve's largest size and at the sizes ``targets`` (a larger grid this
-    sweep stands in for). UsageError when the sweep has fewer than three dataset sizes; a curve
+    sweep stands in for). ``chance``: 1 / classes, to flag sizes a curve is still at chance at
+    (:attr:`SizeCurve.caveat`). UsageError when the sweep has fewer than three dataset sizes; a curve
     with fewer (a model or budget that ran at only some sizes) is left out and named in
     ``skipped``."""
     targets = tuple(sorted({float(t) for t in targets}))
@@ -175,8 +190,8 @@ def scaling_forecast(points: pd.DataFrame, *, ceiling: float | None = None, delt
             skipped.append(f"{label}: {len(by_size)} size{'s' if len(by_size) != 1 else ''}, "
                            f"a curve needs {scaling.MIN_SIZES}")
             continue
-        curves.append(_size_curve(model, condition, budget, by_size, ceiling, multiples, targets,
-                                  resamples, seed))
+        curve = _size_curve(model, condition, budget, by_size, ceiling, multiples, targets, resamples, seed)
+        curves.append(replace(curve, at_chance=_at_chance(curve.curve, chance)))
     pairs = _catch_ups(curves, delta, horizon, targets)
     return ScalingForecast(tuple(curves), tuple(pairs), dataset_sizes(points), tuple(skipped), ceiling,
                            float(delta), float(horizon), targets)
@@ -198,6 +213,14 @@ def _groups(points: pd.DataFrame):
         best = (group.sort_values([SELECTION, "config"], ascending=[False, True])
                 .drop_duplicates("_size").sort_values("_size"))
         yield (str(key[0]), str(key[1]), float(key[2])), best
+
+
+def _at_chance(curve: scaling.Curve, chance: float | None) -> tuple[float, ...]:
+    """The sizes whose validation accuracy's Wilson interval contains the chance level."""
+    if chance is None:
+        return ()
+    return tuple(n for n, a, m in zip(curve.n, curve.accuracy, curve.evaluated)
+                 if (lambda low, high: low <= chance <= high)(*stats.wilson_interval(a * m, m)))
 
 
 def _size_curve(model: str, condition: str, budget: float, by_size: pd.DataFrame, ceiling: float | None,
@@ -247,14 +270,15 @@ def gain_forecast(scratch: scaling.Curve, pretrained: scaling.Curve, n: float) -
                         float(np.quantile(draws, tail)), float(np.quantile(draws, 1 - tail)))
 
 
-def forecast_if_possible(points: pd.DataFrame, *, ceiling: float | None = None,
+def forecast_if_possible(points: pd.DataFrame, *, ceiling: float | None = None, chance: float | None = None,
                          sweep_params: dict | None = None) -> ScalingForecast | None:
     """The forecast a report adds when it can: None for a sweep with fewer than three sizes or
     without ``n_val`` (no forecast is asked of it, and the report says nothing). The sizes the
     sweep's preset forecasts at (the parent's ``forecast_at`` param) come from ``sweep_params``."""
     if len(dataset_sizes(points)) < scaling.MIN_SIZES or N_VAL not in points:
         return None
-    return scaling_forecast(points, ceiling=ceiling, targets=targets_param((sweep_params or {}).get(FORECAST_AT)))
+    return scaling_forecast(points, ceiling=ceiling, chance=chance,
+                            targets=targets_param((sweep_params or {}).get(FORECAST_AT)))
 
 
 def targets_param(value) -> tuple[float, ...]:
@@ -274,6 +298,8 @@ def summary_lines(forecast: ScalingForecast) -> list[str]:
         ahead = ", ".join(f"n={f.n:,.0f}: {pct(f.accuracy)} [{pct(f.low)}, {pct(f.high)}]" for f in c.forecasts)
         measured = ", ".join(f"{n:g}: {pct(a)}" for n, a in zip(c.curve.n, c.curve.accuracy))
         lines.append(f"{c.label}: measured (val) {measured}; forecast {ahead}")
+        if c.caveat:
+            lines.append(f"  caution: {c.caveat}")
         if c.holdout is not None:
             h = c.holdout
             lines.append(f"  hold-out: n={h.n:,.0f} forecast from the smaller sizes {pct(h.predicted)} "

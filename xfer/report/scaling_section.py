@@ -65,6 +65,7 @@ def _rows(forecast: fc.ScalingForecast) -> list[dict]:
             row[f"forecast at n = {f.n:,.0f}"] = _interval(f.accuracy, f.low, f.high)
         row["hold-out error"] = (f"{100 * c.holdout.abs_error:.1f} pts"
                                  f"{'' if c.holdout.covered else ' (outside)'}" if c.holdout else "needs 4 sizes")
+        row["caution"] = c.caveat or "—"
         rows.append(row)
     return rows
 

@@ -264,6 +264,10 @@ def _agreement_lines(result: Agreement) -> list[str]:
         pick = result.picks[column]
         if pick is None:
             continue
+        if " = " in top:  # tied at the top: the score does not single one out
+            lines.append(f"  - {SCORES[column]} ties {top.replace(' = ', ' and ')} at the top, so it does not "
+                         f"single out the fine-tuned best ({result.best}).")
+            continue
         verdict = "the fine-tuned best" if pick else f"not the fine-tuned best ({result.best})"
         lines.append(f"  - {SCORES[column]}'s top backbone, {top}, is {verdict}.")
     if result.separable is False:

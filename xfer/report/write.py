@@ -77,7 +77,8 @@ def write_report(runs: pd.DataFrame, failed: pd.DataFrame, histories: dict[str, 
     num_classes = num_classes or len(classes) or _classes_in(predictions)
     extra = sections.pretraining_gain(analysis.gains)
     extra += scaling_section.forecast_section(fc.forecast_if_possible(
-        analysis.points, ceiling=ceiling, sweep_params=sweep_params), out)
+        analysis.points, ceiling=ceiling, chance=1 / num_classes if num_classes else None,
+        sweep_params=sweep_params), out)
     extra += transferability_section.transferability_section(scores, analysis.points, out)
     extra += sections.roc_section({labels[r]: c for r, c in (rocs or {}).items() if r in labels}, out)
     extra += sections.separation_section(
