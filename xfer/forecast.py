@@ -101,6 +101,11 @@ class CatchUp:
     at_targets: tuple[GainForecast, ...] = ()
 
     @property
+    def caveat(self) -> bool:
+        """Either curve was at chance at some measured size (:attr:`SizeCurve.caveat`)."""
+        return bool(self.scratch.caveat or self.pretrained.caveat)
+
+    @property
     def label(self) -> str:
         models = self.pretrained.model if self.pretrained.model == self.scratch.model else \
             f"{self.pretrained.model} vs {self.scratch.model}"
@@ -311,7 +316,8 @@ def summary_lines(forecast: ScalingForecast) -> list[str]:
             lines.append(f"{u.label}, n={g.n:,.0f} (forecast): {u.pretrained.condition} {pct(g.pretrained.accuracy)} "
                          f"[{pct(g.pretrained.low)}, {pct(g.pretrained.high)}], scratch {pct(g.scratch.accuracy)} "
                          f"[{pct(g.scratch.low)}, {pct(g.scratch.high)}], gain {100 * g.gain:+.1f} points "
-                         f"[{100 * g.low:+.1f}, {100 * g.high:+.1f}]: {g.verdict}")
+                         f"[{100 * g.low:+.1f}, {100 * g.high:+.1f}]: {g.verdict}"
+                         + (" (caution: a curve was at chance at some measured sizes)" if u.caveat else ""))
     lines += [f"not fitted: {s}" for s in forecast.skipped]
     return lines
 

@@ -85,7 +85,8 @@ def _target_lines(forecast: fc.ScalingForecast) -> list[str]:
 def gain_sentence(u: fc.CatchUp, g: fc.GainForecast) -> str:
     return (f"- {u.label}, n = {g.n:,.0f}: {u.pretrained.condition} {_interval(g.pretrained.accuracy, g.pretrained.low, g.pretrained.high)}, "
             f"scratch {_interval(g.scratch.accuracy, g.scratch.low, g.scratch.high)}; gain "
-            f"{100 * g.gain:+.1f} points [{100 * g.low:+.1f}, {100 * g.high:+.1f}]: {g.verdict}.")
+            f"{100 * g.gain:+.1f} points [{100 * g.low:+.1f}, {100 * g.high:+.1f}]: {g.verdict}"
+            + (" (caution: a curve was at chance at some measured sizes)" if u.caveat else "") + ".")
 
 
 def _catch_up_lines(forecast: fc.ScalingForecast) -> list[str]:
