@@ -40,8 +40,11 @@ def test_frontier_command_end_to_end_writes_the_report_and_logs_it_on_the_parent
     assert done.stderr == ""  # no MLflow progress bars or warnings
     written = {p.name for p in out.iterdir()}
     # no run logged a ROC curve or embeddings, so those two sections and figures stay out; the
-    # sweep predates study_card.json, so there is no replication card
-    assert written == set(report.FILE_NAMES) - {"roc_curves.png", "embeddings.png", "replication_card.csv"}
+    # sweep predates study_card.json, so there is no replication card; two sizes and no
+    # transferability scores: no forecast and no scores section
+    assert written == set(report.FILE_NAMES) - {"roc_curves.png", "embeddings.png", "replication_card.csv",
+                                                "forecast.png", "forecast.csv", "transferability.png",
+                                                "transferability.csv"}
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
     logged = {a.path for a in MlflowClient(store.uri).list_artifacts(store.parents["s2"])}

@@ -118,6 +118,15 @@ def run_study(study: Study, options: SweepOptions) -> int:
                       data_note=f"{source.describe()}, largest size {max_n}",
                       weights_note=weights_note, tracking_uri=redacted_uri(uri),
                       storage=store.display(options.experiment, sweep_id)))
+    if options.score_transferability:
+        from xfer.sweep.transfer_scores import scoring_jobs
+
+        jobs = scoring_jobs(preset, {}, default_size=max_n)
+        print(f"  transferability: {len(jobs)} backbone scores before the trials (LogME and k-NN "
+              "accuracy, one forward pass each; --score-transferability)")
+    if preset.forecast_at:
+        print(f"  forecast: the report forecasts dataset sizes {', '.join(map(str, preset.forecast_at))} "
+              "from the sizes measured here (docs/forecast.md)")
     print(f"  code: {code_origin()}")
     if options.dry_run:
         return EXIT_OK
