@@ -51,7 +51,10 @@ def mlflow_ui(smoke_sweep, tmp_path_factory):
         cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
+        # Beside the other xdist worker's sweeps on a slow 2-core machine, `mlflow server` took
+        # just over 180 s to answer (measured 2026-12-01: imports, migrations, job schedulers);
+        # waiting costs nothing, a false failure costs a CI run.
+        deadline = time.monotonic() + 420
         while True:
             try:
                 with urllib.request.urlopen(f"{base}/health", timeout=5) as answer:
