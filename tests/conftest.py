@@ -17,6 +17,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+# Under pytest-xdist (`make test`: two workers on CI's two cores) every torch process gets one
+# intra-op thread. With one thread per core, a process's OpenMP threads busy-wait for the core
+# the other worker holds: tests/test_train.py beside one busy core took 204 s with torch's
+# default two threads and 93 s with one (measured 2026-12-01, 2-core AMD EPYC). Set before
+# torch is imported, here and in every subprocess a test starts (they inherit os.environ);
+# Ray's trial workers set their own thread count (xfer/sweep/trial.py).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 def load_topology():
     """infra/local/topology.py as a module (it is a script, not part of the package)."""
@@ -106,14 +115,30 @@ def sweep_store(folder: Path, experiment: str = "pdf_grid"):
 
 
 def run_sweep(script: str, args: list[str], tmp: Path, cache: Path, timeout: float = 600,
-              env: dict | None = None) -> subprocess.CompletedProcess:
+              env: dict | None = None, runner=None) -> subprocess.CompletedProcess:
+    """``runner``: a ``warm_python`` (the bad-input tables, whose commands stop before Ray);
+    by default a cold ``subprocess.run``."""
     cmd = [sys.executable, str(REPO / "sweeps" / script), *args]
     if "--storage" not in args:
         cmd += ["--storage", str(tmp / "runs")]
     if "--cache-dir" not in args:
         cmd += ["--cache-dir", str(cache)]
+    if runner is not None:
+        return runner.run(cmd, cwd=tmp, env=env or sweep_env(tmp), timeout=timeout)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp,
                           env=env or sweep_env(tmp))
+
+
+@pytest.fixture(scope="session")
+def warm_python():
+    """Commands forked from an interpreter that has imported torch and MLflow
+    (tests/warm_python.py), for the tables of inputs that must fail before anything starts:
+    each case then costs its own work, not ~3 s of imports."""
+    from warm_python import WarmPython
+
+    runner = WarmPython()
+    yield runner
+    runner.close()
 
 
 def kill_group(process: subprocess.Popen) -> None:

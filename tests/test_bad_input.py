@@ -356,7 +356,24 @@ def _ray_started(ray_tmp: Path) -> list[str]:
 
 @pytest.mark.parametrize("name", list(CASES))
 @pytest.mark.slow
-def test_bad_input_is_one_line_exit_2_and_starts_nothing(name, fixtures, tmp_path):
+def test_bad_input_is_one_line_exit_2_and_starts_nothing(name, fixtures, tmp_path, warm_python):
+    # forked from a warm interpreter (conftest.warm_python); test_a_cold_process_... below runs
+    # two of the cases as plain processes
+    _check_case(name, fixtures, tmp_path,
+                lambda argv, work, env: warm_python.run(argv, cwd=work, env=env, timeout=110))
+
+
+# one script and one xfer command that fail after importing torch, each in a cold process too
+COLD_CASES = ["pdf_grid: --momentum 1 (SGD's momentum must be below 1)", "train: resnet10 weights for resnet18"]
+
+
+@pytest.mark.parametrize("name", COLD_CASES)
+@pytest.mark.slow
+def test_a_cold_process_answers_as_the_warm_one(name, fixtures, tmp_path):
+    _check_case(name, fixtures, tmp_path, _run)
+
+
+def _check_case(name: str, fixtures: dict, tmp_path: Path, run) -> None:
     case = CASES[name]
     work = tmp_path / "work"  # the working directory; MLflow's sqlite file would land here
     (work / "cache").mkdir(parents=True)  # the --cache-dir of the sweeps: must stay empty
@@ -379,7 +396,7 @@ def test_bad_input_is_one_line_exit_2_and_starts_nothing(name, fixtures, tmp_pat
         watched = (work, Path(fixtures["root"]))
         before = _tree(*watched)
 
-        done = _run(argv, work, env)
+        done = run(argv, work, env)
 
         assert done.returncode == 2, (done.stdout[-2000:], done.stderr[-2000:])
         lines = done.stderr.strip().splitlines()

@@ -64,7 +64,9 @@ class MlflowServer:
         while time.monotonic() - started < timeout:
             assert self.process.poll() is None, self.log()[-3000:]
             try:
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as answer:
+                # no proxy: urllib's default opener keeps the first environment's proxies
+                direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+                with direct.open(f"{self.uri}/health", timeout=2) as answer:
                     if answer.status == 200:
                         self.startup_s = time.monotonic() - started
                         return self.startup_s
