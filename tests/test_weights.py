@@ -73,6 +73,11 @@ def no_network_no_real_cache(tmp_path, monkeypatch):
         monkeypatch.setenv(name, blackhole)
     for name in ("no_proxy", "NO_PROXY"):
         monkeypatch.setenv(name, "127.0.0.1,localhost")
+    # urllib's default opener keeps the proxies of the environment it was built in: a fresh
+    # one for the test (so the blackhole applies even if an earlier test built one), and the
+    # earlier one back after it. Left in place, the blackhole opener sent a later test's
+    # loopback requests (the MLflow UI test's health check) to the closed port.
+    monkeypatch.setattr(urllib.request, "_opener", None)
     return Path(hub_dir)
 
 

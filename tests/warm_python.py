@@ -103,7 +103,7 @@ class WarmPython:
             self.server.kill()
             self.server.wait()
 
-    def run(self, argv: list[str], *, cwd, env: dict, timeout: float, **ignored) -> subprocess.CompletedProcess:
+    def run(self, argv: list[str], *, cwd, env: dict, timeout: float) -> subprocess.CompletedProcess:
         """``argv``: ``[sys.executable, "-m", MODULE, ...]`` or ``[sys.executable, SCRIPT, ...]``
         run warm; anything else (``-c``, another program) by ``subprocess.run``."""
         warm = len(argv) > 1 and argv[0] == sys.executable and (argv[1] == "-m" or argv[1].endswith(".py"))
