@@ -91,6 +91,23 @@ def test_open_child_runs_end_killed_with_the_signal_when_tune_stops(tmp_path):
     assert "t-running" not in logger.runs  # a restarted trial looks its run up again (reopened)
 
 
+def test_resume_restores_tune_only_where_tune_saved_its_state(tmp_path):
+    """A driver stopped after Tune wrote ``tuner.pkl`` but before its first experiment state
+    (SIGTERM in start-up) left a folder Tuner.can_restore accepts; restoring it ran one trial
+    with an empty config (KeyError: 'model'). --resume starts the trials afresh there."""
+    from xfer.sweep.storage import SweepStore
+
+    store = SweepStore.open(str(tmp_path / "runs"))
+    assert not store.tune_state_saved("pdf_grid", "s1")  # no folder at all
+    folder = Path(store.sweep_path("pdf_grid", "s1"))
+    folder.mkdir(parents=True)
+    (folder / "tuner.pkl").write_bytes(b"")
+    (folder / "xfer_sweep.json").write_text("{}")
+    assert not store.tune_state_saved("pdf_grid", "s1")
+    (folder / "experiment_state-2026-12-02_04-10-02.json").write_text("{}")
+    assert store.tune_state_saved("pdf_grid", "s1")
+
+
 def _start(cmd, tmp, env, log_name):
     log = open(tmp / log_name, "w")
     process = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=log, stderr=subprocess.PIPE, text=True,

@@ -84,6 +84,14 @@ class SweepStore:
         return UsageError(f"corrupt sweep record: {shown}: {why}; move that sweep's folder away to "
                           "resume another sweep, or run without --resume to start a new one")
 
+    def tune_state_saved(self, experiment: str, sweep_id: str) -> bool:
+        """Whether Tune saved its experiment state (``experiment_state-*.json``) for this sweep.
+        A driver stopped before Tune's first save leaves only ``tuner.pkl``: Tuner.can_restore
+        says yes, and the restored run has no state and one trial with an empty config."""
+        selector = pafs.FileSelector(self.sweep_path(experiment, sweep_id), allow_not_found=True)
+        return any(info.base_name.startswith("experiment_state-") and info.base_name.endswith(".json")
+                   for info in self.fs.get_file_info(selector))
+
     def latest_unfinished(self, experiment: str) -> dict | None:
         """The most recently started sweep of ``experiment`` that did not finish. The record's
         ``state`` says how it stopped (``tune_run.launch``): "running" (its driver was killed),

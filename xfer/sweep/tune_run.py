@@ -151,11 +151,15 @@ def _build_tuner(record: SweepRecord, study: Study, preset: Preset, options: Swe
     store = record.store
     ray_path = store.sweep_path(options.experiment, record.sweep_id)
     filesystem = store.fs if store.is_s3 else None
-    if previous and tune.Tuner.can_restore(ray_path, storage_filesystem=filesystem):
+    if (previous and store.tune_state_saved(options.experiment, record.sweep_id)
+            and tune.Tuner.can_restore(ray_path, storage_filesystem=filesystem)):
         tuner = tune.Tuner.restore(ray_path, trainable, resume_unfinished=True,
                                    resume_errored=True, storage_filesystem=filesystem)
         print(f"resuming sweep {record.sweep_id} from {store.display(options.experiment, record.sweep_id)}")
         return tuner, swept, bool(progress)
+    if previous:
+        print(f"resuming sweep {record.sweep_id}: it stopped before Ray Tune saved any state, "
+              "so its trials start from the beginning")
     audit_path = Path(shared.meta["path"]) / "audit.json"
     confusable = ([p["classes"] for p in json.loads(audit_path.read_text())["confusable"]]
                   if audit_path.is_file() else [])
