@@ -20,8 +20,7 @@ quick: $(STAMP)
 # Everything, on two pytest-xdist workers (CI's machine has two cores), a module at a time so
 # that module-scoped fixtures are built once; the workers share the dataset cache and the smoke
 # sweep (tests/conftest.py). The `serial` tests watch state the other worker could touch (HOME,
-# /, the repository) or start services the other worker's load has kept from answering (an
-# MLflow server, the two-node cluster): they run after, alone.
+# /, the repository): they run after, alone.
 TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15 -m "not serial" tests

@@ -23,6 +23,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import REPO, kill_group, sweep_env
+from xfer.sweep.faults import STALL_DIR_ENV, STALL_ENV
 
 MLFLOW = str(Path(sys.executable).with_name("mlflow"))
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_time_s",
@@ -95,8 +96,9 @@ def mlflow_server(tmp_path):
         server.kill()
 
 
-def _start_sweep(tmp: Path, cache: Path, uri: str, args: list[str]) -> tuple[subprocess.Popen, Path]:
-    env = {**sweep_env(tmp), "MLFLOW_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1"}
+def _start_sweep(tmp: Path, cache: Path, uri: str, args: list[str],
+                 extra_env: dict | None = None) -> tuple[subprocess.Popen, Path]:
+    env = {**sweep_env(tmp), "MLFLOW_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     log_path = tmp / "sweep.log"
     log = open(log_path, "w")  # a file, not a pipe nobody drains
     process = subprocess.Popen(
@@ -163,25 +165,25 @@ def _assert_recorded_exactly_once(uri: str, trials: int) -> dict:
     return content
 
 
-@pytest.mark.serial  # an mlflow server beside the other worker's load once never answered /health in 180 s
 @pytest.mark.faults
 @pytest.mark.slow
 def test_the_sweep_rides_out_a_tracking_server_outage_and_replays_in_flight(
         tmp_path, shared_cache, mlflow_server):
-    # Measured on the shared 2-core machine: ~2 min (two server starts of 9-22 s, the sweep
-    # ~1.5 min). The server is down ~30 s, from the kill until /health answers again (printed).
-    # 64 one-at-a-time trials (eight seeds of the smoke grid, 1.2-2 s each) keep trials running
-    # well past that and the driver's next probe (<= 10 s later), so the replay happens
-    # mid-sweep, as in a long sweep; the test checks that trials finished after it.
-    trials = 8 * SMOKE_TRIALS
+    # The server is down from the kill until a restart answers /health (9-22 s measured on
+    # the 2-core machine, printed). 16 one-at-a-time trials (two seeds of the smoke grid), each
+    # held 1 s after every epoch (a stall point: a sleep, so the other xdist worker keeps the
+    # CPU), run for about a minute: past the outage and the driver's next probe (<= 10 s
+    # later), so the replay happens mid-sweep, as in a long sweep; the test checks that trials
+    # finished after it.
+    trials = 2 * SMOKE_TRIALS
     process, log_path = _start_sweep(tmp_path, shared_cache, mlflow_server.uri,
                                      ["--scheduler", "fifo", "--max-concurrent", "1",
-                                      "--num-samples", "8"])
+                                      "--num-samples", "2"],
+                                     {STALL_ENV: "epoch@1", STALL_DIR_ENV: str(tmp_path / "stalls")})
     try:
         _wait_for(log_path, r"\] epoch 1/", process)  # the first result is in MLflow
         killed_at = time.monotonic()
         mlflow_server.kill()
-        time.sleep(max(0.0, 30 - mlflow_server.startup_s))  # + a start-up like the first one
         mlflow_server.start()
         mlflow_server.wait_ready()
         outage_s = time.monotonic() - killed_at
@@ -207,7 +209,6 @@ def test_the_sweep_rides_out_a_tracking_server_outage_and_replays_in_flight(
     assert {"report.md", "frontier.csv", "frontier.png"} <= {a.path for a in client.list_artifacts(parents[0].info.run_id)}
 
 
-@pytest.mark.serial  # an mlflow server beside the other worker's load once never answered /health in 180 s
 @pytest.mark.faults
 @pytest.mark.slow
 def test_a_server_that_never_returns_leaves_a_spool_that_xfer_replay_writes_once(

@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import REPO, load_topology
 
-pytestmark = [pytest.mark.slow, pytest.mark.serial]  # PostgreSQL, S3, MLflow and two Ray nodes: alone
+pytestmark = pytest.mark.slow
 
 topology = load_topology()
 
