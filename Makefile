@@ -18,12 +18,13 @@ quick: $(STAMP)
 	$(BIN)/python sweeps/pdf_grid.py --preset quick
 
 # Everything, on two pytest-xdist workers (CI's machine has two cores), a module at a time so
-# that module-scoped fixtures are built once; the workers share the dataset cache and the smoke
+# that module-scoped fixtures are built once, longest files first (tests/conftest.py:
+# LONGEST_FILES); the workers share the dataset cache and the smoke
 # sweep (tests/conftest.py). The `serial` tests watch state the other worker could touch (HOME,
 # /, the repository): they run after, alone.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15 -m "not serial" tests
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15 -m "not serial" tests
 	$(BIN)/python -m pytest --durations=10 -m serial tests
 
 # The inner loop: every test but the real-stack ones (marker `slow`: sweeps, Ray, servers,
