@@ -18,10 +18,10 @@ quick: $(STAMP)
 	$(BIN)/python sweeps/pdf_grid.py --preset quick
 
 # Everything, on two pytest-xdist workers (CI's machine has two cores), a module at a time so
-# that module-scoped fixtures are built once, longest files first (tests/conftest.py:
-# LONGEST_FILES); the workers share the dataset cache and the smoke
-# sweep (tests/conftest.py). The `serial` tests watch state the other worker could touch (HOME,
-# /, the repository): they run after, alone.
+# that module-scoped fixtures are built once, the longest files first (LONGEST_FILES in
+# tests/conftest.py); the workers share the dataset cache and the smoke sweep. The `serial`
+# tests watch state the other worker could touch (HOME, /, the repository): they run after,
+# alone.
 TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15 -m "not serial" tests

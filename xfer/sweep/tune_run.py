@@ -158,8 +158,8 @@ def _build_tuner(record: SweepRecord, study: Study, preset: Preset, options: Swe
         print(f"resuming sweep {record.sweep_id} from {store.display(options.experiment, record.sweep_id)}")
         return tuner, swept, bool(progress)
     if previous:
-        print(f"resuming sweep {record.sweep_id}: it stopped before Ray Tune saved any state, "
-              "so its trials start from the beginning")
+        print(f"resuming sweep {record.sweep_id}: Ray Tune saved no state to restore (the sweep "
+              "stopped before its first save), so its trials start from the beginning")
     audit_path = Path(shared.meta["path"]) / "audit.json"
     confusable = ([p["classes"] for p in json.loads(audit_path.read_text())["confusable"]]
                   if audit_path.is_file() else [])
