@@ -7,10 +7,14 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: quick test test-fast topology-test lock clean
 
+# uv installs the lock in about a minute where pip took 2.5-4 (benchmarks/RESULTS.md): it
+# downloads and unpacks in parallel and links from its cache. --compile-bytecode because
+# Python cannot cache bytecode itself where PYTHONDONTWRITEBYTECODE is set (as on CI's
+# machines): every process would compile torch, Ray and MLflow as it imports them.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/pip install --quiet -c constraints.txt uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 # The main job: a quick offline sweep on CPU, embedded Ray and MLflow.
