@@ -7,10 +7,11 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: quick test test-fast topology-test lock clean
 
-# uv installs the lock in about a minute where pip took 2.5-4 (benchmarks/RESULTS.md): it
+# uv installs the lock in 1-1.5 minutes where pip took 4 (benchmarks/RESULTS.md): it
 # downloads and unpacks in parallel and links from its cache. --compile-bytecode because
 # Python cannot cache bytecode itself where PYTHONDONTWRITEBYTECODE is set (as on CI's
 # machines): every process would compile torch, Ray and MLflow as it imports them.
+# uv reads its own index settings (UV_INDEX_URL, uv.toml), not pip.conf's.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -c constraints.txt uv
