@@ -85,7 +85,10 @@ def _shared_ray_tmp(root: Path) -> Path:
 
 
 def pytest_sessionfinish(session):
-    """The xdist controller, once every worker is done: remove the shared smoke sweep's Ray logs."""
+    """Close this process's warm interpreter; and the xdist controller, once every worker is
+    done, removes the shared smoke sweep's Ray logs."""
+    while _WARM:
+        _WARM.pop().close()
     if not hasattr(session.config, "workerinput") and session.config.getoption("dist", "no") != "no":
         shutil.rmtree(_shared_ray_tmp(session.config._tmp_path_factory.getbasetemp()), ignore_errors=True)
 
@@ -135,30 +138,39 @@ def sweep_store(folder: Path, experiment: str = "pdf_grid"):
 
 
 def run_sweep(script: str, args: list[str], tmp: Path, cache: Path, timeout: float = 600,
-              env: dict | None = None, runner=None) -> subprocess.CompletedProcess:
-    """``runner``: a ``warm_python`` (the bad-input tables, whose commands stop before Ray);
-    by default a cold ``subprocess.run``."""
+              env: dict | None = None, cold: bool = False) -> subprocess.CompletedProcess:
+    """``sweeps/SCRIPT ARGS`` as its own process, forked from this worker's warm interpreter
+    (``warm_python``: ~12 CPU-s less per sweep) or, with ``cold``, a plain ``subprocess.run``."""
     cmd = [sys.executable, str(REPO / "sweeps" / script), *args]
     if "--storage" not in args:
         cmd += ["--storage", str(tmp / "runs")]
     if "--cache-dir" not in args:
         cmd += ["--cache-dir", str(cache)]
-    if runner is not None:
-        return runner.run(cmd, cwd=tmp, env=env or sweep_env(tmp), timeout=timeout)
+    if not cold:
+        return warm_runner().run(cmd, cwd=tmp, env=env or sweep_env(tmp), timeout=timeout)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp,
                           env=env or sweep_env(tmp))
 
 
+_WARM = []
+
+
+def warm_runner():
+    """This process's ``WarmPython`` (tests/warm_python.py): commands forked from an
+    interpreter that has imported torch, MLflow, Ray and Tune, so that each costs its own work,
+    not ~9 CPU-s of imports. Started on first use; closed when the session ends."""
+    if not _WARM:
+        from warm_python import WarmPython
+
+        _WARM.append(WarmPython())
+    return _WARM[0]
+
+
 @pytest.fixture(scope="session")
 def warm_python():
-    """Commands forked from an interpreter that has imported torch and MLflow
-    (tests/warm_python.py), for the tables of inputs that must fail before anything starts:
-    each case then costs its own work, not ~3 s of imports."""
-    from warm_python import WarmPython
-
-    runner = WarmPython()
-    yield runner
-    runner.close()
+    """``warm_runner()`` as a fixture, for the tables of inputs that must fail before anything
+    starts."""
+    return warm_runner()
 
 
 def kill_group(process: subprocess.Popen) -> None:
@@ -250,7 +262,7 @@ def _smoke_sweep(tmp: Path, cache: Path, ray_tmp: Path) -> tuple[Path, subproces
     env = {**sweep_env(tmp), **SECRETS, "MLFLOW_TRACKING_USERNAME": "xfer-driver",
            "RAY_TMPDIR": str(ray_tmp)}
     started = time.perf_counter()
-    done = run_sweep("pdf_grid.py", SMOKE_ARGS, tmp, cache, env=env)
+    done = run_sweep("pdf_grid.py", SMOKE_ARGS, tmp, cache, env=env, cold=True)  # as a user runs it
     return tmp, done, time.perf_counter() - started
 
 

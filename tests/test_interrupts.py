@@ -29,7 +29,7 @@ from typing import Callable
 
 import pytest
 
-from conftest import REPO, kill_group, pids_naming, run_sweep, sweep_env, sweep_store
+from conftest import REPO, kill_group, pids_naming, run_sweep, sweep_env, sweep_store, warm_runner
 from xfer.sweep import interrupts
 from xfer.sweep.faults import STALL_DIR_ENV, STALL_ENV
 
@@ -109,10 +109,9 @@ def test_resume_restores_tune_only_where_tune_saved_its_state(tmp_path):
 
 
 def _start(cmd, tmp, env, log_name):
-    log = open(tmp / log_name, "w")
-    process = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=log, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
-    return process, log
+    """The driver, forked warm (conftest.warm_runner) in a session of its own, as a terminal
+    starts a command: stdout to ``log_name``, stderr kept for ``_finish``."""
+    return warm_runner().start(cmd, cwd=tmp, env=env, stdout=tmp / log_name, new_session=True)
 
 
 def _wait_for(predicate, process, timeout=300):
@@ -124,14 +123,12 @@ def _wait_for(predicate, process, timeout=300):
     return False
 
 
-def _finish(process, log, timeout=120):
+def _finish(process, timeout=120):
     try:
         _, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         kill_group(process)
         raise
-    finally:
-        log.close()
     return process.returncode, stderr
 
 
@@ -232,42 +229,42 @@ def test_every_failure_path_ends_its_runs_and_resume_finishes(tmp_path, shared_c
 
         # 2. SIGTERM (a preemption) while the driver starts its Ray: held until Ray is up, then
         #    Ray stopped; no parent run, no record yet, so the line says how to start again
-        process, log = _start(cmd, tmp_path, _stall_env(env, tmp_path, "ray_start", 3), "sweep.log")
+        process = _start(cmd, tmp_path, _stall_env(env, tmp_path, "ray_start", 3), "sweep.log")
         assert _wait_for(_stalled(tmp_path, "ray_start"), process), log_text()[-3000:]
         os.kill(process.pid, signal.SIGTERM)
-        code, stderr = _finish(process, log)
+        code, stderr = _finish(process)
         assert code == 143 and "start again with" in stderr.strip().splitlines()[-1], stderr[-3000:]
         time.sleep(1)
         assert pids_naming(str(ray_tmp)) == [], "the sweep's Ray outlived its driver"
         assert not list((tmp_path / "runs").rglob("xfer_sweep.json"))
 
         # 3. SIGTERM during start-up: the parent run and the record exist, no trial has reported
-        process, log = _start(cmd, tmp_path, env, "sweep.log")
+        process = _start(cmd, tmp_path, env, "sweep.log")
         assert _wait_for(lambda: any((tmp_path / "runs").rglob("xfer_sweep.json")), process)
         os.kill(process.pid, signal.SIGTERM)
-        code, stderr = _finish(process, log)
+        code, stderr = _finish(process)
         _check_interrupted(tmp_path, ray_tmp, code, stderr, 143, "SIGTERM")
         assert _meta(tmp_path)["state"] == "interrupted"
 
         # 4. --resume, then Ctrl-C (SIGINT to the process group, as a terminal sends it) while a
         #    trial is held after its first epoch: that trial's run ends KILLED, tagged SIGINT
-        process, log = _start(cmd + ["--resume"], tmp_path, _stall_env(env, tmp_path, "epoch"), "sweep.log")
+        process = _start(cmd + ["--resume"], tmp_path, _stall_env(env, tmp_path, "epoch"), "sweep.log")
         assert _wait_for(_stalled(tmp_path, "epoch"), process), log_text()[-3000:]
         os.killpg(process.pid, signal.SIGINT)
-        code, stderr = _finish(process, log)
+        code, stderr = _finish(process)
         children = _check_interrupted(tmp_path, ray_tmp, code, stderr, 130, "SIGINT")
         killed = [c for c in children if c.info.status == "KILLED"]
         assert len(killed) == 1 and killed[0].data.tags["xfer.interrupted"] == "SIGINT", children
 
         # 5. --resume, Ctrl-C, and Ctrl-C again during the shutdown: exits at once, resumable,
         #    the open trial's run KILLED by the second signal's last act
-        process, log = _start(cmd + ["--resume"], tmp_path, _stall_env(env, tmp_path, "epoch"), "sweep.log")
+        process = _start(cmd + ["--resume"], tmp_path, _stall_env(env, tmp_path, "epoch"), "sweep.log")
         assert _wait_for(_stalled(tmp_path, "epoch"), process), log_text()[-3000:]
         os.killpg(process.pid, signal.SIGINT)
         time.sleep(0.5)
         second = time.monotonic()
         os.killpg(process.pid, signal.SIGINT)
-        code, stderr = _finish(process, log)
+        code, stderr = _finish(process)
         assert time.monotonic() - second < 10, "the second Ctrl-C did not exit at once"
         assert code == 130 and "second SIGINT" in _one_line(stderr, "SIGINT"), stderr
         time.sleep(1)
@@ -277,10 +274,10 @@ def test_every_failure_path_ends_its_runs_and_resume_finishes(tmp_path, shared_c
 
         # 6. --resume, the trials run to the end, SIGINT during the report: the parent KILLED,
         #    every trial's run FINISHED, the record interrupted
-        process, log = _start(cmd + ["--resume"], tmp_path, _stall_env(env, tmp_path, "report"), "sweep.log")
+        process = _start(cmd + ["--resume"], tmp_path, _stall_env(env, tmp_path, "report"), "sweep.log")
         assert _wait_for(_stalled(tmp_path, "report"), process), log_text()[-3000:]
         os.killpg(process.pid, signal.SIGINT)
-        code, stderr = _finish(process, log)
+        code, stderr = _finish(process)
         children = _check_interrupted(tmp_path, ray_tmp, code, stderr, 130, "SIGINT")
         trials = [c for c in children if c.data.tags.get("xfer.role") == "trial"]
         assert len(trials) == SMOKE_TRIALS and {c.info.status for c in trials} == {"FINISHED"}
@@ -288,8 +285,7 @@ def test_every_failure_path_ends_its_runs_and_resume_finishes(tmp_path, shared_c
         _no_run_left_running(tmp_path)
 
         # 7. --resume to the end: one run per trial, every one FINISHED, the parent too
-        done = subprocess.run(cmd + ["--resume"], cwd=tmp_path, env=env, capture_output=True,
-                              text=True, timeout=600)
+        done = warm_runner().run(cmd + ["--resume"], cwd=tmp_path, env=env, timeout=600)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         assert _meta(tmp_path)["finished"] is True
         _, _, parent, children = sweep_store(tmp_path)

@@ -7,7 +7,6 @@ own MLflow store, and checks the store afterwards.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO, SECRETS, kill_group, run_sweep, sweep_env
+from conftest import REPO, SECRETS, kill_group, run_sweep, sweep_env, warm_runner
 
 pytestmark = pytest.mark.slow
 
@@ -110,9 +109,8 @@ def test_kill_the_driver_then_resume_without_duplicates(tmp_path, shared_cache):
     cmd = [sys.executable, str(REPO / "sweeps" / "pdf_grid.py"), "--preset", "smoke",
            "--scheduler", "fifo", "--max-concurrent", "1", "--storage", str(tmp_path / "runs"),
            "--cache-dir", str(shared_cache)]
-    log = open(tmp_path / "killed_sweep.log", "w")  # a file, not a pipe nobody drains
-    process = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    log = tmp_path / "killed_sweep.log"  # a file, not a pipe nobody drains
+    process = warm_runner().start(cmd, cwd=tmp_path, env=env, stdout=log, stderr=log, new_session=True)
     finished_before = {}
     try:
         deadline = time.monotonic() + 300
@@ -128,12 +126,10 @@ def test_kill_the_driver_then_resume_without_duplicates(tmp_path, shared_cache):
                 break
     finally:
         kill_group(process)
-        log.close()
     output = (tmp_path / "killed_sweep.log").read_text()
     assert len(finished_before) >= 2, f"the sweep never got two trials done:\n{output[-3000:]}"
 
-    done = subprocess.run(cmd + ["--resume"], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=600)
+    done = warm_runner().run(cmd + ["--resume"], cwd=tmp_path, env=env, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "resuming sweep" in done.stdout
     client, parents, children = _runs(tmp_path)
@@ -212,9 +208,9 @@ def test_xfer_frontier_answers_the_target_query_on_the_real_store(smoke_sweep, t
     for c in children:
         by_init.setdefault(c.data.params["init"], []).append(c)
     target = min(max(c.data.metrics["val_accuracy"] for c in runs) for runs in by_init.values())
-    done = subprocess.run([sys.executable, "-m", "xfer.cli", "frontier", "--experiment", "pdf_grid",
-                           "--target-accuracy", f"{max(target, 1e-6):.6f}", "--out", str(tmp_path / "r")],
-                          capture_output=True, text=True, timeout=300, env=sweep_env(tmp), cwd=tmp)
+    done = warm_runner().run([sys.executable, "-m", "xfer.cli", "frontier", "--experiment", "pdf_grid",
+                              "--target-accuracy", f"{max(target, 1e-6):.6f}", "--out", str(tmp_path / "r")],
+                             timeout=300, env=sweep_env(tmp), cwd=tmp)
     assert done.returncode == 0, done.stderr
     section = (tmp_path / "r" / "report.md").read_text().split("## Cheapest configuration", 1)[1]
     answer = section.split("\n- ", 1)[1].splitlines()[0]  # the line for --target-accuracy
@@ -230,8 +226,8 @@ def test_a_crashed_trial_resumes_from_its_checkpoint_and_a_hopeless_one_is_faile
     # pretrained n96 ep3 crashes after epoch 1 on every attempt and ends FAILED
     env["XFER_INJECT_FAULT"] = "scratch-all-n96-bs16-ep3@2*1,pretrained-all-n96-bs16-ep3@1"
     env["XFER_INJECT_FAULT_DIR"] = str(tmp_path / "faults")
-    done = run_sweep("pdf_grid.py", ["--preset", "smoke", "--scheduler", "fifo", "--max-failures", "1"],
-                     tmp_path, shared_cache, env=env)
+    done = run_sweep("pdf_grid.py", ["--preset", "smoke", "--scheduler", "fifo", "--max-failures", "1",
+                                     "--max-concurrent", "1"], tmp_path, shared_cache, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "7 trials finished, 1 failed" in done.stdout
     client, parents, children = _runs(tmp_path)
@@ -253,7 +249,8 @@ def test_a_crashed_trial_resumes_from_its_checkpoint_and_a_hopeless_one_is_faile
 @pytest.mark.parametrize("search", ["tpe", "nsga2"])
 def test_optuna_searches_sample_the_space_through_the_same_stack(search, tmp_path, shared_cache):
     done = run_sweep("pdf_grid.py", ["--preset", "smoke", "--search", search, "--num-samples", "3",
-                                     "--scheduler", "fifo", "--no-report"], tmp_path, shared_cache)
+                                     "--scheduler", "fifo", "--no-report", "--max-concurrent", "1"],
+                     tmp_path, shared_cache)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "plan: preset smoke: 3 trials" in done.stdout
     _, parents, children = _runs(tmp_path)

@@ -30,12 +30,12 @@ BAD_OPTIONS = {
 
 @pytest.mark.parametrize("case", list(BAD_OPTIONS))
 @pytest.mark.slow
-def test_bad_sweep_option_is_one_line_exit_2_and_starts_nothing(case, tmp_path, shared_cache, warm_python):
+def test_bad_sweep_option_is_one_line_exit_2_and_starts_nothing(case, tmp_path, shared_cache):
     args, expected = BAD_OPTIONS[case]
     (tmp_path / "a_file").write_text("x")
     argv = [a.format(file=tmp_path / "a_file") for a in args]
     done = run_sweep("pdf_grid.py", ["--preset", "smoke", *argv] if "--preset" not in argv else argv,
-                     tmp_path, shared_cache, timeout=120, runner=warm_python)
+                     tmp_path, shared_cache, timeout=120)
     assert done.returncode == 2, (done.stdout, done.stderr)
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
@@ -68,7 +68,7 @@ STUDY_BAD_OPTIONS = {
 
 @pytest.mark.parametrize("case", list(STUDY_BAD_OPTIONS))
 @pytest.mark.slow
-def test_bad_study_input_is_one_line_exit_2_and_starts_nothing(case, tmp_path, shared_cache, warm_python):
+def test_bad_study_input_is_one_line_exit_2_and_starts_nothing(case, tmp_path, shared_cache):
     from helpers_data import write_image_folder
 
     script, args, expected = STUDY_BAD_OPTIONS[case]
@@ -77,8 +77,7 @@ def test_bad_study_input_is_one_line_exit_2_and_starts_nothing(case, tmp_path, s
     write_image_folder(tmp_path / "one_class", classes=("cat",), per_class=4, corrupt=False)
     before = sorted(p.name for p in tmp_path.iterdir())
     argv = [a.format(tmp=tmp_path) for a in args]
-    done = run_sweep(script, ["--preset", "smoke", *argv], tmp_path, shared_cache, timeout=120,
-                     runner=warm_python)
+    done = run_sweep(script, ["--preset", "smoke", *argv], tmp_path, shared_cache, timeout=120)
     assert done.returncode == 2, (done.stdout, done.stderr)
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr

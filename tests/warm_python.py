@@ -1,18 +1,25 @@
 """Run a command-line entry point as its own process, forked from a warm interpreter.
 
-Most bad-input cases fail in well under a second of xfer's own work, after 2-5 s of importing
-torch, torchvision and MLflow (measured on the 2-core CI machine, twice that beside the other
-xdist worker), and the table has ~85 of them. ``WarmPython`` imports those libraries once, in a
-server process, and forks a child from it per command. The child is a process of its own: it
-gets the command's argv, environment, working directory, /dev/null on stdin and files on
-stdout and stderr, runs the script or module as ``__main__`` (exactly what ``python SCRIPT``
-and ``python -m MODULE`` run, xfer imported afresh), and its exit status is the command's: an
-uncaught exception prints its traceback and exits 1, as the interpreter does.
+Importing torch, torchvision, MLflow, Ray and Tune costs ~9 CPU-s on the 2-core CI machine,
+before a command does any work of its own: most bad-input cases then fail in well under a
+second, and a smoke sweep's driver does ~12 CPU-s more. ``WarmPython`` imports those libraries
+once, in a server process, and forks a child from it per command. The child is a process of
+its own: it gets the command's argv, environment, working directory, /dev/null on stdin and
+files on stdout and stderr (unbuffered where the environment sets PYTHONUNBUFFERED), a session
+of its own if asked, and runs the script or module as ``__main__`` (exactly what ``python
+SCRIPT`` and ``python -m MODULE`` run, xfer imported afresh). Its exit status is the
+command's: an uncaught exception prints its traceback and exits 1, as the interpreter does,
+and non-daemon threads are joined before the atexit functions run, as at a normal exit.
+
+Measured on the idle 2-core machine (2026-12-03), the smoke sweep: 51 busy CPU-s and 38-40 s
+cold, 36-40 CPU-s and 24-26 s forked from here.
 
 What it does not redo is the libraries' import, so anything they read from the environment at
-import time comes from the server's (the tests' own) environment; the tests that need a truly
-cold process keep using ``subprocess.run``, and ``tests/test_bad_input.py`` checks that both
-give the same answer.
+import time comes from the server's (the tests' own) environment. That is why matplotlib is
+not preloaded: it fixes its config folder when imported, and a sweep points it into its own
+cache. The tests that need a truly cold process keep using ``subprocess``: the shared smoke
+sweep, the tests of where a sweep writes and of its Ray's sockets, and
+``tests/test_bad_input.py``'s check that both give the same answer.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,24 +36,43 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-PRELOAD = ("numpy", "torch", "torchvision", "mlflow")
+# Not matplotlib (its config folder, above). Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER at
+# import; a local sweep sets the constant it becomes as well (tune_run.bind_to_loopback).
+PRELOAD = ("numpy", "torch", "torchvision", "mlflow", "mlflow.store.tracking.sqlalchemy_store", "ray",
+           "ray.tune", "optuna", "scipy.stats", "ptflops")
 
 _SERVER = r'''
-import atexit, json, os, runpy, sys, traceback
+import atexit, io, json, os, runpy, sys, threading, traceback
+
+def text_stream(fd, unbuffered, line_buffering):
+    """What the interpreter makes of fd 1 or 2 at start-up, given PYTHONUNBUFFERED."""
+    raw = io.FileIO(fd, "w", closefd=False)
+    binary = raw if unbuffered else io.BufferedWriter(raw)
+    errors = "backslashreplace" if fd == 2 else "strict"
+    return io.TextIOWrapper(binary, encoding="utf-8", errors=errors, line_buffering=line_buffering,
+                            write_through=unbuffered)
 
 def child(request):
     code = 1
     try:
+        if request.get("new_session"):
+            os.setsid()
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
         for fd, path, flags in ((0, os.devnull, os.O_RDONLY),
                                 (1, request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
                                 (2, request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)):
+            if fd == 2 and path == request["stdout"]:  # stderr=STDOUT: one file, one offset
+                os.dup2(1, 2)
+                continue
             opened = os.open(path, flags, 0o600)
             os.dup2(opened, fd)
             os.close(opened)
         sys.stdin = open(0, closefd=False)
+        unbuffered = bool(request["env"].get("PYTHONUNBUFFERED"))
+        sys.stdout = sys.__stdout__ = text_stream(1, unbuffered, False)
+        sys.stderr = sys.__stderr__ = text_stream(2, unbuffered, True)
         argv = request["argv"]
         if argv[0] == "-m":
             sys.argv = argv[1:]
@@ -67,6 +94,7 @@ def child(request):
         code = 1
     finally:
         try:
+            threading._shutdown()  # what the interpreter does at exit, before atexit
             atexit._run_exitfuncs()
             sys.stdout.flush()
             sys.stderr.flush()
@@ -87,13 +115,15 @@ for line in sys.stdin:
 
 
 class WarmPython:
-    """A server that has imported ``preload``; ``run`` takes ``subprocess.run``'s arguments."""
+    """A server that has imported ``preload``. ``run`` takes ``subprocess.run``'s arguments and
+    ``start`` ``subprocess.Popen``'s; one command at a time."""
 
     def __init__(self, preload: tuple[str, ...] = PRELOAD):
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         self.server = subprocess.Popen([sys.executable, "-c", _SERVER, *preload], stdin=subprocess.PIPE,
                                        stdout=subprocess.PIPE, env=env, bufsize=0)
         self._pending = b""
+        self._running: WarmProcess | None = None
 
     def close(self) -> None:
         self.server.stdin.close()
@@ -103,34 +133,55 @@ class WarmPython:
             self.server.kill()
             self.server.wait()
 
-    def run(self, argv: list[str], *, cwd, env: dict, timeout: float) -> subprocess.CompletedProcess:
-        """``argv``: ``[sys.executable, "-m", MODULE, ...]`` or ``[sys.executable, SCRIPT, ...]``
-        run warm; anything else (``-c``, another program) by ``subprocess.run``."""
-        warm = len(argv) > 1 and argv[0] == sys.executable and (argv[1] == "-m" or argv[1].endswith(".py"))
-        if not warm:
+    @staticmethod
+    def forks(argv: list[str]) -> bool:
+        """``[sys.executable, "-m", MODULE, ...]`` and ``[sys.executable, SCRIPT, ...]`` run warm;
+        anything else (``-c``, another program) is started as usual."""
+        return len(argv) > 1 and argv[0] == sys.executable and (argv[1] == "-m" or argv[1].endswith(".py"))
+
+    def run(self, argv: list[str], *, cwd=None, env: dict | None = None,
+            timeout: float) -> subprocess.CompletedProcess:
+        """``subprocess.run(argv, capture_output=True, text=True, ...)``, forked where it can be."""
+        cwd, env = cwd or os.getcwd(), dict(os.environ) if env is None else env
+        if not self.forks(argv):
             return subprocess.run(argv, cwd=cwd, env=env, timeout=timeout, capture_output=True,
                                   text=True, stdin=subprocess.DEVNULL)
         with tempfile.TemporaryDirectory(prefix="warm-") as folder:
             out, err = Path(folder) / "stdout", Path(folder) / "stderr"
-            request = {"argv": argv[1:], "cwd": str(cwd), "env": dict(env), "stdout": str(out),
-                       "stderr": str(err)}
-            self.server.stdin.write((json.dumps(request) + "\n").encode())
-            deadline = time.monotonic() + timeout
-            pid = self._answer(deadline)["pid"]
+            process = self.start(argv, cwd=cwd, env=env, stdout=out, stderr=err)
             try:
-                code = self._answer(deadline)["code"]
+                process.wait(timeout)
             except subprocess.TimeoutExpired:
-                os.kill(pid, signal.SIGKILL)
-                self._answer(time.monotonic() + 30)
+                process.kill()
                 raise
-            return subprocess.CompletedProcess(argv, code, out.read_text(errors="replace"),
+            return subprocess.CompletedProcess(argv, process.returncode, out.read_text(errors="replace"),
                                                err.read_text(errors="replace"))
+
+    def start(self, argv: list[str], *, cwd, env: dict, stdout: Path, stderr: Path | None = None,
+              new_session: bool = False) -> WarmProcess:
+        """Fork ``argv`` (a script or ``-m`` module, as ``forks`` says) with its output going to
+        files: ``stdout``, and ``stderr`` (the same path: both in one) or a file of its own that
+        ``communicate`` returns.
+        ``new_session``: Popen's ``start_new_session``, so that ``os.killpg(pid)`` reaches the
+        command and everything it starts, as a terminal's Ctrl-C does."""
+        assert self.forks(argv), argv
+        if self._running is not None and self._running.poll() is None:
+            self._running.kill()  # left running by a test that failed: it must not block the next
+        captured = None
+        if stderr is None:
+            captured = Path(tempfile.mkdtemp(prefix="warm-")) / "stderr"
+        request = {"argv": argv[1:], "cwd": str(cwd), "env": dict(env), "stdout": str(stdout),
+                   "stderr": str(stderr or captured), "new_session": new_session}
+        self.server.stdin.write((json.dumps(request) + "\n").encode())
+        pid = self._answer(time.monotonic() + 60)["pid"]
+        self._running = WarmProcess(self, argv, pid, Path(stdout), captured, new_session)
+        return self._running
 
     def _answer(self, deadline: float) -> dict:
         fd = self.server.stdout.fileno()
         while b"\n" not in self._pending:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
+            if left <= 0 or not select.select([fd], [], [], max(left, 0))[0]:
                 raise subprocess.TimeoutExpired(self.server.args, left)
             chunk = os.read(fd, 4096)
             if not chunk:
@@ -138,3 +189,55 @@ class WarmPython:
             self._pending += chunk
         line, _, self._pending = self._pending.partition(b"\n")
         return json.loads(line)
+
+
+class WarmProcess:
+    """What ``WarmPython.start`` forked: the parts of ``subprocess.Popen`` the tests use. The
+    server, its parent, reaps it and sends the exit status."""
+
+    def __init__(self, server: WarmPython, args: list[str], pid: int, stdout: Path, stderr: Path | None,
+                 session: bool):
+        self.server, self.args, self.pid, self._session = server, args, pid, session
+        self._stdout, self._stderr = stdout, stderr
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        return self.wait(timeout=0, raising=False)
+
+    def wait(self, timeout: float | None = None, raising: bool = True) -> int | None:
+        if self.returncode is None:
+            deadline = time.monotonic() + (1e9 if timeout is None else timeout)
+            try:
+                self.returncode = self.server._answer(deadline)["code"]
+            except subprocess.TimeoutExpired:
+                if raising:
+                    raise subprocess.TimeoutExpired(self.args, timeout) from None
+        return self.returncode
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str | None]:
+        """Like Popen's for a command whose stdout went to a file: (that file's text, the
+        captured stderr or None)."""
+        self.wait(timeout)
+        out = self._stdout.read_text(errors="replace")
+        err = None
+        if self._stderr is not None:
+            err = self._stderr.read_text(errors="replace")
+            shutil.rmtree(self._stderr.parent, ignore_errors=True)
+        return out, err
+
+    def send_signal(self, signum: int) -> None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, signum)
+            except ProcessLookupError:  # exited; the server has reaped it
+                pass
+
+    def kill(self) -> None:
+        """SIGKILL, to its whole session if it has one (what it started goes too)."""
+        if self._session and self.returncode is None:
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.send_signal(signal.SIGKILL)
+        self.wait(timeout=30)
