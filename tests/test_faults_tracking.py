@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO, kill_group, sweep_env
+from conftest import REPO, kill_group, sweep_env, warm_runner
 from xfer.sweep.faults import STALL_DIR_ENV, STALL_ENV
 
 MLFLOW = str(Path(sys.executable).with_name("mlflow"))
@@ -97,15 +97,15 @@ def mlflow_server(tmp_path):
 
 
 def _start_sweep(tmp: Path, cache: Path, uri: str, args: list[str],
-                 extra_env: dict | None = None) -> tuple[subprocess.Popen, Path]:
+                 extra_env: dict | None = None):
+    """The sweep's driver, forked warm (conftest.warm_runner) in a session of its own, its
+    output in a file (not a pipe nobody drains): (the process, the file)."""
     env = {**sweep_env(tmp), "MLFLOW_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     log_path = tmp / "sweep.log"
-    log = open(log_path, "w")  # a file, not a pipe nobody drains
-    process = subprocess.Popen(
+    process = warm_runner().start(
         [sys.executable, str(REPO / "sweeps" / "pdf_grid.py"), "--preset", "smoke", *args,
          "--storage", str(tmp / "runs"), "--cache-dir", str(cache)],
-        cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    log.close()
+        cwd=tmp, env=env, stdout=log_path, stderr=log_path, new_session=True)
     return process, log_path
 
 
@@ -215,7 +215,7 @@ def test_a_server_that_never_returns_leaves_a_spool_that_xfer_replay_writes_once
         tmp_path, shared_cache, mlflow_server):
     # Measured on the shared 2-core machine: 1.4-2.7 min (a server start, the 8-trial smoke
     # sweep finishing with the server down, a second start, three replays and the report).
-    process, log_path = _start_sweep(tmp_path, shared_cache, mlflow_server.uri, [])
+    process, log_path = _start_sweep(tmp_path, shared_cache, mlflow_server.uri, ["--max-concurrent", "1"])
     try:
         _wait_for(log_path, r"\] epoch 1/", process)
         mlflow_server.kill()
@@ -237,27 +237,27 @@ def test_a_server_that_never_returns_leaves_a_spool_that_xfer_replay_writes_once
     mlflow_server.wait_ready()
     env = {**sweep_env(tmp_path), "MLFLOW_TRACKING_URI": mlflow_server.uri}
     replay = [sys.executable, "-m", "xfer.cli", "replay", replay_path, "--tracking-uri", uri]
-    first = subprocess.run(replay, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    first = warm_runner().run(replay, timeout=300, env=env, cwd=tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
     assert f"replayed {spooled} records" in first.stdout and "nothing is left to replay" in first.stdout
     assert "xfer frontier --experiment pdf_grid --sweep-id" in first.stdout
     content = _assert_recorded_exactly_once(mlflow_server.uri, SMOKE_TRIALS)
 
-    second = subprocess.run(replay, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    second = warm_runner().run(replay, timeout=300, env=env, cwd=tmp_path)
     assert second.returncode == 0 and "replayed 0 records" in second.stdout, second.stdout + second.stderr
     assert _assert_recorded_exactly_once(mlflow_server.uri, SMOKE_TRIALS) == content
 
     # Even with its acknowledgements lost, a replay finds every run and adds nothing.
     (spool / "replayed.jsonl").unlink()
-    third = subprocess.run(replay, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    third = warm_runner().run(replay, timeout=300, env=env, cwd=tmp_path)
     assert third.returncode == 0, third.stdout + third.stderr
     assert "0 runs created" in third.stdout
     assert _assert_recorded_exactly_once(mlflow_server.uri, SMOKE_TRIALS) == content
 
     # The report the sweep could not write, with the command the replay printed.
     command = re.search(r"xfer (frontier .*--log-to-parent)", first.stdout)[1].split()
-    report = subprocess.run([sys.executable, "-m", "xfer.cli", *command], capture_output=True,
-                            text=True, timeout=300, env=env, cwd=tmp_path)
+    report = warm_runner().run([sys.executable, "-m", "xfer.cli", *command], timeout=300, env=env,
+                               cwd=tmp_path)
     assert report.returncode == 0, report.stdout + report.stderr
     client, parents, _ = _sweep_runs(mlflow_server.uri)
     assert "report.md" in {a.path for a in client.list_artifacts(parents[0].info.run_id)}
@@ -435,8 +435,8 @@ def test_xfer_replay_input_errors_are_one_line(tmp_path, down_and_store, monkeyp
     from xfer.cli import main
     from xfer.tracking.spool import SpoolingWriter
 
-    done = subprocess.run([sys.executable, "-m", "xfer.cli", "replay", str(tmp_path / "nowhere")],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    done = warm_runner().run([sys.executable, "-m", "xfer.cli", "replay", str(tmp_path / "nowhere")],
+                             timeout=120, cwd=tmp_path)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert "no MLflow spool at" in done.stderr
     down, store, client, experiment_id, parent, header = down_and_store

@@ -52,7 +52,7 @@ def text_stream(fd, unbuffered, line_buffering):
     return io.TextIOWrapper(binary, encoding="utf-8", errors=errors, line_buffering=line_buffering,
                             write_through=unbuffered)
 
-def child(request):
+def child(request, ready):
     code = 1
     try:
         if request.get("new_session"):
@@ -73,6 +73,7 @@ def child(request):
         unbuffered = bool(request["env"].get("PYTHONUNBUFFERED"))
         sys.stdout = sys.__stdout__ = text_stream(1, unbuffered, False)
         sys.stderr = sys.__stderr__ = text_stream(2, unbuffered, True)
+        os.close(ready)  # set up: its session and files exist when the caller gets the pid
         argv = request["argv"]
         if argv[0] == "-m":
             sys.argv = argv[1:]
@@ -105,9 +106,14 @@ for name in sys.argv[1:]:
     __import__(name)
 sys.stdout.flush()
 for line in sys.stdin:
+    wait_for, ready = os.pipe()
     pid = os.fork()
     if pid == 0:
-        child(json.loads(line))
+        os.close(wait_for)
+        child(json.loads(line), ready)
+    os.close(ready)
+    os.read(wait_for, 1)  # EOF once the child has closed its end (or died setting up)
+    os.close(wait_for)
     print(json.dumps({"pid": pid}), flush=True)
     _, status = os.waitpid(pid, 0)
     print(json.dumps({"code": os.waitstatus_to_exitcode(status)}), flush=True)
