@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, sweep_env
+from conftest import REPO, sweep_env, warm_runner
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -65,8 +65,7 @@ def _sweep(work: Path, env: dict, *args: str, wrap: list[str] = ()) -> tuple[sub
     if "--storage" not in args:
         argv += ["--storage", str(work / "runs")]
     started = time.monotonic()
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=150, cwd=work, env=env,
-                          stdin=subprocess.DEVNULL)
+    done = warm_runner().run(argv, timeout=150, cwd=work, env=env)  # forked unless wrapped
     return done, time.monotonic() - started
 
 
@@ -224,8 +223,7 @@ def test_the_s3_probe_writes_and_deletes_one_object(s3_endpoint, monkeypatch):
 
 def _xfer(work: Path, env: dict, *args: str) -> tuple[subprocess.CompletedProcess, float]:
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "xfer.cli", *args], capture_output=True, text=True,
-                          timeout=150, cwd=work, env=env, stdin=subprocess.DEVNULL)
+    done = warm_runner().run([sys.executable, "-m", "xfer.cli", *args], timeout=150, cwd=work, env=env)
     return done, time.monotonic() - started
 
 

@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO, kill_group, pids_naming, sweep_env
+from conftest import REPO, kill_group, pids_naming, sweep_env, warm_runner
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_time_s")
 SMOKE_TRIALS = 8
@@ -142,9 +141,9 @@ def test_a_worker_node_lost_mid_trial_is_retried_from_its_checkpoint_and_logged_
     # fifo: every trial runs its whole budget, so a 3-epoch trial has epochs left to lose
     cmd = [sys.executable, str(REPO / "sweeps" / "pdf_grid.py"), "--preset", "smoke",
            "--scheduler", "fifo", "--storage", str(tmp_path / "runs"), "--cache-dir", str(shared_cache)]
-    with open(log_path, "w") as log:  # a file, not a pipe nobody drains
-        process = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   text=True, start_new_session=True)
+    # forked warm (conftest.warm_runner); its output to a file, not a pipe nobody drains
+    process = warm_runner().start(cmd, cwd=tmp_path, env=env, stdout=log_path, stderr=log_path,
+                                  new_session=True)
     try:
         # The victim: the first 3-epoch trial on 96 images (the slowest epochs) to report epoch 1.
         deadline, victim = time.monotonic() + 300, None

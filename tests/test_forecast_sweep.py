@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, sweep_env, sweep_store
+from conftest import REPO, sweep_env, sweep_store, warm_runner
 from xfer.names import (CATCH_UP_N, CATCH_UP_WITHIN, FORECAST_AT, FORECAST_HOLDOUT_ERROR, ROLE_TAG,
                         ROLE_TRANSFERABILITY, TRANSFER_KEY_TAG)
 
@@ -24,16 +24,16 @@ EXPERIMENT = "forecast_smoke"
 @pytest.fixture(scope="module")
 def forecast_sweep(tmp_path_factory, shared_cache):
     tmp = tmp_path_factory.mktemp("forecast")
-    done = subprocess.run([sys.executable, str(SCRIPT), "--storage", str(tmp / "runs"), "--cache-dir",
-                           str(shared_cache), "--progress-interval", "0"],
-                          capture_output=True, text=True, timeout=900, cwd=tmp, env=sweep_env(tmp))
+    done = warm_runner().run([sys.executable, str(SCRIPT), "--storage", str(tmp / "runs"), "--cache-dir",
+                              str(shared_cache), "--progress-interval", "0"],
+                             timeout=900, cwd=tmp, env=sweep_env(tmp))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return tmp, done
 
 
 def _xfer(tmp: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "xfer.cli", *args], capture_output=True, text=True,
-                          timeout=300, cwd=tmp, env=sweep_env(tmp))
+    return warm_runner().run([sys.executable, "-m", "xfer.cli", *args], timeout=300, cwd=tmp,
+                             env=sweep_env(tmp))
 
 
 def test_every_backbone_is_scored_on_every_size_before_the_trials_as_its_own_child_run(forecast_sweep):

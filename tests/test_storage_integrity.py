@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, sweep_env
+from conftest import REPO, sweep_env, warm_runner
 from xfer import models
 from xfer.errors import UsageError
 from xfer.weights import load_state_file, resolve_weights, save_weights, split_sha256_pin
@@ -320,9 +320,8 @@ def run_study(tmp: Path, spec: dict, cache: Path, env: dict | None = None) -> su
     script = tmp / "integrity_study.py"
     script.write_text(STUDY_SCRIPT.format(repo=str(REPO)))
     env = {**sweep_env(tmp), **(env or {})}
-    return subprocess.run([sys.executable, str(script), json.dumps(spec), "--storage", str(tmp / "runs"),
-                           "--cache-dir", str(cache), "--no-report"],
-                          capture_output=True, text=True, timeout=300, cwd=tmp, env=env)
+    return warm_runner().run([sys.executable, str(script), json.dumps(spec), "--storage", str(tmp / "runs"),
+                              "--cache-dir", str(cache), "--no-report"], timeout=300, cwd=tmp, env=env)
 
 
 def child_runs(tmp: Path):

@@ -36,8 +36,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-# Not matplotlib (its config folder, above). Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER at
-# import; a local sweep sets the constant it becomes as well (tune_run.bind_to_loopback).
+# Ray reads this once, at import: the server imports it set to 0 (loopback), as every test's
+# sweep_env sets it, so a driver that joins a cluster by RAY_ADDRESS dials 127.0.0.1.
+LOOPBACK = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+# Not matplotlib (its config folder, above).
 PRELOAD = ("numpy", "torch", "torchvision", "mlflow", "mlflow.store.tracking.sqlalchemy_store", "ray",
            "ray.tune", "optuna", "scipy.stats", "ptflops")
 
@@ -125,7 +127,7 @@ class WarmPython:
     ``start`` ``subprocess.Popen``'s; one command at a time."""
 
     def __init__(self, preload: tuple[str, ...] = PRELOAD):
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "PYTHONPATH": str(REPO), LOOPBACK: "0"}
         self.server = subprocess.Popen([sys.executable, "-c", _SERVER, *preload], stdin=subprocess.PIPE,
                                        stdout=subprocess.PIPE, env=env, bufsize=0)
         self._pending = b""
@@ -140,16 +142,18 @@ class WarmPython:
             self.server.wait()
 
     @staticmethod
-    def forks(argv: list[str]) -> bool:
+    def forks(argv: list[str], env: dict) -> bool:
         """``[sys.executable, "-m", MODULE, ...]`` and ``[sys.executable, SCRIPT, ...]`` run warm;
-        anything else (``-c``, another program) is started as usual."""
-        return len(argv) > 1 and argv[0] == sys.executable and (argv[1] == "-m" or argv[1].endswith(".py"))
+        anything else (``-c``, another program), or a command whose Ray must not be on loopback,
+        is started as usual."""
+        return (len(argv) > 1 and argv[0] == sys.executable and (argv[1] == "-m" or argv[1].endswith(".py"))
+                and env.get(LOOPBACK, "0") == "0")
 
     def run(self, argv: list[str], *, cwd=None, env: dict | None = None,
             timeout: float) -> subprocess.CompletedProcess:
         """``subprocess.run(argv, capture_output=True, text=True, ...)``, forked where it can be."""
         cwd, env = cwd or os.getcwd(), dict(os.environ) if env is None else env
-        if not self.forks(argv):
+        if not self.forks(argv, env):
             return subprocess.run(argv, cwd=cwd, env=env, timeout=timeout, capture_output=True,
                                   text=True, stdin=subprocess.DEVNULL)
         with tempfile.TemporaryDirectory(prefix="warm-") as folder:
@@ -170,7 +174,7 @@ class WarmPython:
         ``communicate`` returns.
         ``new_session``: Popen's ``start_new_session``, so that ``os.killpg(pid)`` reaches the
         command and everything it starts, as a terminal's Ctrl-C does."""
-        assert self.forks(argv), argv
+        assert self.forks(argv, env), argv
         if self._running is not None and self._running.poll() is None:
             self._running.kill()  # left running by a test that failed: it must not block the next
         captured = None
