@@ -11,13 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from conftest import warm_runner
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
 def test_step_speed_smoke():
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "step_speed.py"), "--smoke",
-                           "--device", "cpu"], capture_output=True, text=True, timeout=300)
+    done = warm_runner().run([sys.executable, str(ROOT / "benchmarks" / "step_speed.py"), "--smoke",
+                              "--device", "cpu"], timeout=300)
     assert done.returncode == 0, done.stderr
     rows = re.findall(r"^(resnet18|small_cnn) .* (\d+\.\d{3})$", done.stdout, flags=re.M)
     assert [model for model, _ in rows] == ["resnet18", "small_cnn"], done.stdout
@@ -29,8 +31,8 @@ def test_load_sweep_smoke():
     """The load benchmark at 4 trials (the benchmark itself runs 200): the real stack
     (Ray Tune, the MLflow logger, SQLite), every trial's child run checked by the benchmark
     itself. Not timed."""
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "load_sweep.py"), "--trials", "4"],
-                          capture_output=True, text=True, timeout=300)
+    done = warm_runner().run([sys.executable, str(ROOT / "benchmarks" / "load_sweep.py"), "--trials", "4"],
+                             timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "MLflow check: 1 parent run, 4 child runs, one per seed, FINISHED" in done.stdout
     assert re.search(r"^finished 4, failed 0;", done.stdout, flags=re.M), done.stdout
@@ -68,6 +70,7 @@ def _gpu_machine_env(tmp_path: Path) -> dict:
 
 
 def _bench(script: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Cold: the GPU machine's environment hides packages as the interpreter starts."""
     return subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args],
                           capture_output=True, text=True, timeout=300, env=env)
 

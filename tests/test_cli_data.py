@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import warm_runner
+
 
 def xfer(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "xfer.cli", *args], capture_output=True,
-                          text=True, timeout=300, cwd=cwd)
+    return warm_runner().run([sys.executable, "-m", "xfer.cli", *args], timeout=300, cwd=cwd)
 
 
 @pytest.mark.slow

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import warm_runner
+
 from helpers_data import write_cifar, write_image_folder
 
 
 def xfer(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "xfer.cli", *args], capture_output=True,
-                          text=True, timeout=300)
+    return warm_runner().run([sys.executable, "-m", "xfer.cli", *args], timeout=300)
 
 
 @pytest.mark.slow

@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from conftest import warm_runner
+
 from test_tracking_runs import MACS_PER_IMAGE, build_store  # one store layout for both modules
 from xfer import cli, report
 from xfer.tracking import sweep_report as aggregate
@@ -25,8 +27,7 @@ def store(tmp_path_factory):
 
 def xfer(*args: str, uri: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
-    return subprocess.run([sys.executable, "-m", "xfer.cli", *args], capture_output=True, text=True,
-                          timeout=300, cwd=cwd, env=env)
+    return warm_runner().run([sys.executable, "-m", "xfer.cli", *args], timeout=300, cwd=cwd, env=env)
 
 
 @pytest.mark.slow

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import math
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+from conftest import warm_runner
 
 from xfer import models
 from xfer.cli import main
@@ -210,9 +211,9 @@ def test_bad_train_input_is_one_line_exit_2_and_writes_nothing(case, blobs, weig
 
 @pytest.mark.slow
 def test_bad_input_from_the_console_has_no_traceback(blobs, tmp_path):
-    done = subprocess.run([sys.executable, "-m", "xfer.cli", *train_args(blobs, tmp_path / "r.json",
-                                                                          **{"--optimizer": "lion"})],
-                          capture_output=True, text=True, timeout=120)
+    done = warm_runner().run([sys.executable, "-m", "xfer.cli", *train_args(blobs, tmp_path / "r.json",
+                                                                             **{"--optimizer": "lion"})],
+                             timeout=120)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "lion" in done.stderr
     assert not (tmp_path / "r.json").exists()
 

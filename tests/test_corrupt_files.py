@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, sweep_env
+from conftest import REPO, sweep_env, warm_runner
 from helpers_data import write_blob_dataset
 from xfer.data.layout import check_packed
 from xfer.data.tensors import load_packed, read_packed_arrays
@@ -209,8 +209,7 @@ def test_a_folder_without_a_record_is_still_skipped(tmp_path):
 # --- the commands: one line, exit 2, with --dry-run too ------------------------------------
 
 def _run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=240, cwd=cwd,
-                          env=sweep_env(cwd), stdin=subprocess.DEVNULL)
+    return warm_runner().run(argv, timeout=240, cwd=cwd, env=sweep_env(cwd))
 
 
 def _assert_one_line(done: subprocess.CompletedProcess, *parts: str) -> str:

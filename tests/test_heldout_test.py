@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import warm_runner
 from xfer.data.pdf.generate import (MAX_IMAGES, TEST_SEED_OFFSET, PdfDatasetSpec, check_test_size,
                                     write_dataset)
 from xfer.data.splits import stratified_split
@@ -226,8 +227,7 @@ def test_the_generators_bounds_are_usage_errors(bad, expected):
 # --- the command line -----------------------------------------------------------------------
 
 def xfer(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "xfer.cli", *args], capture_output=True, text=True,
-                          timeout=300)
+    return warm_runner().run([sys.executable, "-m", "xfer.cli", *args], timeout=300)
 
 
 @pytest.mark.slow
