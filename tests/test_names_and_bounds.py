@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, sweep_env
+from conftest import REPO, sweep_env, warm_runner
 
 from xfer.errors import UsageError
 
@@ -174,10 +174,10 @@ def test_the_grid_times_num_samples_is_bounded_before_the_trials_are_listed(tmp_
     from xfer import bounds
 
     per_seed = int(bounds.memory_bytes() / bounds.TRIAL_DRIVER_BYTES / 8) + 1  # smoke: 8 configs
-    done = subprocess.run([sys.executable, str(REPO / "sweeps" / "pdf_grid.py"), "--smoke-test",
-                           "--dry-run", "--num-samples", str(per_seed), "--storage", str(tmp_path / "runs"),
-                           "--cache-dir", str(tmp_path / "cache")],
-                          cwd=tmp_path, env=sweep_env(tmp_path), capture_output=True, text=True, timeout=120)
+    done = warm_runner().run([sys.executable, str(REPO / "sweeps" / "pdf_grid.py"), "--smoke-test",
+                              "--dry-run", "--num-samples", str(per_seed), "--storage", str(tmp_path / "runs"),
+                              "--cache-dir", str(tmp_path / "cache")],
+                             cwd=tmp_path, env=sweep_env(tmp_path), timeout=120)
     assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
     assert f"--num-samples {per_seed} x the grid's 8 configurations needs at least" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "plan:" not in done.stdout
@@ -209,8 +209,9 @@ def test_everything_a_sweep_writes_lies_under_its_folders_and_resume_checks_its_
     env.pop("TORCH_HOME", None)
     roots_before = set(os.listdir("/"))
     cmd = [sys.executable, str(REPO / "sweeps" / "pdf_grid.py"), "--preset", "smoke",
-           "--storage", str(storage), "--cache-dir", str(cache)]
+           "--storage", str(storage), "--cache-dir", str(cache), "--max-concurrent", "1"]
     try:
+        # cold: what the libraries read from HOME and XDG_* as they are imported counts here
         done = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
@@ -225,13 +226,12 @@ def test_everything_a_sweep_writes_lies_under_its_folders_and_resume_checks_its_
         [record_path] = storage.glob("pdf_grid/*/xfer_sweep.json")
         record = json.loads(record_path.read_text())
         record_path.write_text(json.dumps({**record, "finished": False}))
-        other = subprocess.run([*cmd[:2], "--preset", "quick", *cmd[4:], "--resume", "--dry-run"],
-                               cwd=work, env=env, capture_output=True, text=True, timeout=120)
+        other = warm_runner().run([*cmd[:2], "--preset", "quick", *cmd[4:], "--resume", "--dry-run"],
+                                  cwd=work, env=env, timeout=120)
         assert other.returncode == 2, other.stdout[-2000:] + other.stderr[-2000:]
         [line] = other.stderr.strip().splitlines()
         assert f"--resume: sweep {record['sweep_id']} was started with --preset smoke (now quick)" in line
-        same = subprocess.run([*cmd, "--resume", "--dry-run"], cwd=work, env=env,
-                              capture_output=True, text=True, timeout=120)
+        same = warm_runner().run([*cmd, "--resume", "--dry-run"], cwd=work, env=env, timeout=120)
         assert same.returncode == 0, same.stdout[-2000:] + same.stderr[-2000:]
         assert record["sweep_id"] in same.stdout
     finally:
