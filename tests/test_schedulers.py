@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -15,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import REPO, sweep_env
+from conftest import REPO, sweep_env, warm_runner
 
 ASHA = dict(time_attr="epoch", metric="val_accuracy", mode="max", max_t=8, grace_period=1,
             reduction_factor=2)
@@ -251,8 +250,10 @@ def test_a_real_tune_run_stops_only_within_groups(tmp_path):
     ray_tmp = Path(tempfile.mkdtemp(prefix="xg", dir="/tmp"))  # short: Ray's socket paths are capped
     try:
         env = {**sweep_env(tmp_path), "RAY_TMPDIR": str(ray_tmp), "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
-        done = subprocess.run([sys.executable, "-c", RAY_SWEEP, str(tmp_path / "runs")], env=env,
-                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        script = tmp_path / "tune_groups.py"  # a script, so that it can be forked warm
+        script.write_text(RAY_SWEEP)
+        done = warm_runner().run([sys.executable, str(script), str(tmp_path / "runs")], env=env,
+                                 cwd=tmp_path, timeout=300)
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert done.returncode == 0, done.stderr[-3000:]
