@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from conftest import warm_runner
-
 from helpers_data import write_cifar, write_image_folder
 
 

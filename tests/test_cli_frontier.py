@@ -14,7 +14,6 @@ import pytest
 from mlflow import MlflowClient
 
 from conftest import warm_runner
-
 from test_tracking_runs import MACS_PER_IMAGE, build_store  # one store layout for both modules
 from xfer import cli, report
 from xfer.tracking import sweep_report as aggregate

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from conftest import warm_runner
-
 from xfer import models
 from xfer.cli import main
 from xfer.weights import save_weights
