@@ -60,3 +60,12 @@ def test_a_started_command_has_its_own_session_and_dies_with_its_group(script, t
 def test_non_daemon_threads_finish_before_the_exit(script, tmp_path):
     done = warm_runner().run([sys.executable, str(script), "thread"], cwd=tmp_path, timeout=60)
     assert done.returncode == 3 and "thread done" in done.stdout
+
+
+def test_poll_sees_the_exit_without_a_wait(script, tmp_path):
+    process = warm_runner().start([sys.executable, str(script), "exit", "5"], cwd=tmp_path,
+                                  env=dict(os.environ), stdout=tmp_path / "out")
+    deadline = time.monotonic() + 30
+    while process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.returncode == 5

@@ -195,7 +195,7 @@ class WarmPython:
         fd = self.server.stdout.fileno()
         while b"\n" not in self._pending:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], max(left, 0))[0]:
+            if not select.select([fd], [], [], max(left, 0))[0]:  # 0: poll(), does not block
                 raise subprocess.TimeoutExpired(self.server.args, left)
             chunk = os.read(fd, 4096)
             if not chunk:
