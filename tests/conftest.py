@@ -124,6 +124,15 @@ def sweep_env(tmp: Path) -> dict:
     return env
 
 
+def mlflow_server_env() -> dict:
+    """The environment for an `mlflow server` a test starts: this one, without MLflow's job
+    runner. MLflow 3 starts a job runner and seven huey consumers beside every server, for GenAI
+    jobs that xfer never submits. They cost ~24 of a start's ~35 busy CPU-s on the 2-core machine
+    (10.9 CPU-s without them, measured 2026-12-03), and a SIGKILLed server leaves their /dev/shm
+    folder behind."""
+    return {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 def sweep_store(folder: Path, experiment: str = "pdf_grid"):
     """What a sweep run in ``folder`` wrote to its SQLite store: (client, experiment id, the
     parent run, its child runs: trials and milestones). One sweep per store."""

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO, kill_group, sweep_env, warm_runner
+from conftest import REPO, kill_group, mlflow_server_env, sweep_env, warm_runner
 from xfer.sweep.faults import STALL_DIR_ENV, STALL_ENV
 
 MLFLOW = str(Path(sys.executable).with_name("mlflow"))
@@ -56,7 +56,8 @@ class MlflowServer:
             [MLFLOW, "server", "--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}",
              "--artifacts-destination", str(self.folder / "artifacts"), "--host", "127.0.0.1",
              "--port", str(self.port), "--workers", "1"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.folder)
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.folder,
+            env=mlflow_server_env())
         log.close()
 
     def wait_ready(self, timeout: float = 180) -> float:

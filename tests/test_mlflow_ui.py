@@ -21,7 +21,7 @@ import urllib.request
 
 import pytest
 
-from conftest import kill_group, sweep_store
+from conftest import kill_group, mlflow_server_env, sweep_store
 from xfer.tracking.ui import LOCAL_UI
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -48,7 +48,7 @@ def mlflow_ui(smoke_sweep, tmp_path_factory):
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
          "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        cwd=folder, env=mlflow_server_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         # `mlflow server` answered in 23 s beside the other worker's sweeps (measured 2026-12-01)

@@ -369,7 +369,10 @@ def _moto(topo: Topology, log) -> None:
 def _mlflow(topo: Topology, log) -> None:
     topo.mlflow_port = _free_port(topo.host_ip)
     # the server is the only MLflow client of S3: its endpoint and keys are its own
-    env = {**_clean_env(), **topo.s3_client_env(), "MLFLOW_S3_ENDPOINT_URL": topo.s3_endpoint}
+    env = {**_clean_env(), **topo.s3_client_env(), "MLFLOW_S3_ENDPOINT_URL": topo.s3_endpoint,
+           # no job runner: MLflow 3 starts one and seven huey consumers beside the server for
+           # GenAI jobs xfer never submits, ~24 CPU-s of a ~35 CPU-s start on 2 cores
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     hostport = f"{topo.host_ip}:{topo.mlflow_port}"
     _spawn(topo, "mlflow", [
         str(BIN / "mlflow"), "server",
