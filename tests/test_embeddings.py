@@ -1,6 +1,6 @@
 """xfer.embeddings: stage features come from the right modules and leave the model as it was;
 the silhouette score tells separated clusters from noise; embeddings, figures and the result
-dict are deterministic, small and strict JSON.
+dict are deterministic, small and strict JSON; a fit embeds its test set with both methods.
 
 CPU only, no downloads. Structure checks build on the meta device (milliseconds even for
 vgg19); forward passes run at 32-64 px on a handful of images. t-SNE runs on <= 60 points.
@@ -21,6 +21,7 @@ from xfer.embeddings import (METHOD_CHOICES, STAGES, embed_2d, embed_stages, met
 from xfer.errors import UsageError
 from xfer.models import MODEL_NAMES, create_model, set_train_mode
 from xfer.report.trial_figures import plot_embedding, plot_stages
+from xfer.train import TrialConfig, fit
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Pooled channel counts per stage for the models that run a forward pass below.
@@ -191,6 +192,21 @@ def test_umap_is_installed_deterministic_per_seed_and_keeps_clusters_apart():
     np.testing.assert_array_equal(first, embed_2d(features, method="umap", seed=3))
     assert separation(first, labels) > 0.5
     assert embed_2d(features[:4], method="umap", seed=0).shape == (4, 2)  # the smallest n
+
+
+def test_tsne_and_umap_embed_the_same_features_in_one_run(blobs):
+    # A whole fit, here beside the UMAP test above: they share the process's numba compilation
+    # (~17 s on 2 cores), which each paid in its own file before.
+    config = TrialConfig(data=str(blobs), model="small_cnn", epochs=1, batch_size=16, lr=0.05,
+                         device="cpu", embeddings="tsne+umap")
+    result = fit(config, lambda m: None)  # all 16 test images
+    embedded = result["embeddings"]
+    assert embedded["method"] == "tsne" and embedded["methods"] == ["tsne", "umap"]
+    for stage in embedded["stages"].values():
+        umap = stage["by_method"]["umap"]
+        assert len(umap["points"]) == len(stage["points"]) == len(stage["labels"]) == result["n_test"]
+        assert umap["points"] != stage["points"]
+    json.dumps(result["embeddings"], allow_nan=False)
 
 
 def test_methods_of():

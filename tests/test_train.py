@@ -1,6 +1,7 @@
 """fit() on a tiny learnable dataset, on CPU: reporting, metrics, determinism, resume,
 early stopping, pretrained weights and their normalisation, momentum, resize modes, the
-classifier regime and both embedding methods."""
+classifier regime and the embedding options (a fit with both methods is in test_embeddings.py,
+beside the UMAP test that shares its numba compilation)."""
 
 import io
 import json
@@ -478,18 +479,6 @@ def test_classifier_regime_trains(small):
     assert result["config"]["train_layers"] == "classifier" and result["epochs_run"] == 1
     # forward + 2 x the classifier's MACs only: less than the 3 x forward of training everything
     assert 0 < result["backward_macs_per_image"] < 2 * result["macs_per_image"]
-
-
-def test_tsne_and_umap_embed_the_same_features_in_one_run(small):
-    # Pays umap's numba compilation once per process: ~15-20 s on 2 cores.
-    result = fit(replace(small, embeddings="tsne+umap"), lambda m: None)  # all 16 test images
-    embedded = result["embeddings"]
-    assert embedded["method"] == "tsne" and embedded["methods"] == ["tsne", "umap"]
-    for stage in embedded["stages"].values():
-        umap = stage["by_method"]["umap"]
-        assert len(umap["points"]) == len(stage["points"]) == len(stage["labels"]) == result["n_test"]
-        assert umap["points"] != stage["points"]
-    json.dumps(result["embeddings"], allow_nan=False)
 
 
 # --- the result dict on its own -----------------------------------------------------------------
