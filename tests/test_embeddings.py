@@ -194,6 +194,7 @@ def test_umap_is_installed_deterministic_per_seed_and_keeps_clusters_apart():
     assert embed_2d(features[:4], method="umap", seed=0).shape == (4, 2)  # the smallest n
 
 
+@pytest.mark.slow  # numba's compilation: ~17 s of CPU
 def test_tsne_and_umap_embed_the_same_features_in_one_run(blobs):
     # A whole fit, here beside the UMAP test above: they share the process's numba compilation
     # (~17 s on 2 cores), which each paid in its own file before.
