@@ -34,9 +34,9 @@ test: $(STAMP)
 
 # The inner loop: every test but the real-stack ones (marker `slow`: sweeps, Ray, servers,
 # benchmark scripts, tests over ~4 s of CPU) and the fault injection (`faults`), on two workers
-# as `make test` runs, the `serial` ones after. On the idle 2-core machine (2026-12-03): 2 min
-# 24 s in all (1,213 tests in 1 min 57 s on two workers, then 11 in 21 s), where one process
-# took 3 min 27 s for the same tests. CI runs `make test`.
+# as `make test` runs, the `serial` ones after. On the idle 2-core machine (2026-12-03): 1 min
+# 58 s to 2 min 12 s in all, three runs (1,212 tests in 97-109 s on two workers, then 11 in
+# 16-17 s), where one process took 3 min 27 s for the same tests. CI runs `make test`.
 FAST := not slow and not faults
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "$(FAST) and not serial" tests
