@@ -161,6 +161,12 @@ def run_sweep(script: str, args: list[str], tmp: Path, cache: Path, timeout: flo
                           env=env or sweep_env(tmp))
 
 
+def run_xfer(*args: str, cwd=None, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m xfer.cli ARGS`` as its own process, forked from this worker's warm
+    interpreter: ``subprocess.run``'s result, output captured as text."""
+    return warm_runner().run([sys.executable, "-m", "xfer.cli", *args], cwd=cwd, env=env, timeout=timeout)
+
+
 _WARM = []
 
 

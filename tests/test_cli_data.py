@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import warm_runner
-
-
-def xfer(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return warm_runner().run([sys.executable, "-m", "xfer.cli", *args], timeout=300, cwd=cwd)
+from conftest import run_xfer as xfer
 
 
 @pytest.mark.slow

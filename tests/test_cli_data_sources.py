@@ -4,18 +4,12 @@ No network: every case either finds the files or runs with --no-download."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import warm_runner
+from conftest import run_xfer as xfer
 from helpers_data import write_cifar, write_image_folder
-
-
-def xfer(*args: str) -> subprocess.CompletedProcess:
-    return warm_runner().run([sys.executable, "-m", "xfer.cli", *args], timeout=300)
 
 
 @pytest.mark.slow

@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from conftest import warm_runner
+from conftest import run_xfer
 from test_tracking_runs import MACS_PER_IMAGE, build_store  # one store layout for both modules
 from xfer import cli, report
 from xfer.tracking import sweep_report as aggregate
@@ -26,7 +25,7 @@ def store(tmp_path_factory):
 
 def xfer(*args: str, uri: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
-    return warm_runner().run([sys.executable, "-m", "xfer.cli", *args], timeout=300, cwd=cwd, env=env)
+    return run_xfer(*args, cwd=cwd, env=env)
 
 
 @pytest.mark.slow

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, sweep_env, warm_runner
+from conftest import REPO, run_xfer, sweep_env, warm_runner
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -223,7 +223,7 @@ def test_the_s3_probe_writes_and_deletes_one_object(s3_endpoint, monkeypatch):
 
 def _xfer(work: Path, env: dict, *args: str) -> tuple[subprocess.CompletedProcess, float]:
     started = time.monotonic()
-    done = warm_runner().run([sys.executable, "-m", "xfer.cli", *args], timeout=150, cwd=work, env=env)
+    done = run_xfer(*args, cwd=work, env=env, timeout=150)
     return done, time.monotonic() - started
 
 

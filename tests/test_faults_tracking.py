@@ -23,6 +23,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import REPO, kill_group, mlflow_server_env, sweep_env, warm_runner
+from warm_python import WarmProcess
 from xfer.sweep.faults import STALL_DIR_ENV, STALL_ENV
 
 MLFLOW = str(Path(sys.executable).with_name("mlflow"))
@@ -98,7 +99,7 @@ def mlflow_server(tmp_path):
 
 
 def _start_sweep(tmp: Path, cache: Path, uri: str, args: list[str],
-                 extra_env: dict | None = None):
+                 extra_env: dict | None = None) -> tuple[WarmProcess, Path]:
     """The sweep's driver, forked warm (conftest.warm_runner) in a session of its own, its
     output in a file (not a pipe nobody drains): (the process, the file)."""
     env = {**sweep_env(tmp), "MLFLOW_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
@@ -110,7 +111,7 @@ def _start_sweep(tmp: Path, cache: Path, uri: str, args: list[str],
     return process, log_path
 
 
-def _wait_for(log_path: Path, pattern: str, process: subprocess.Popen, timeout: float = 300) -> None:
+def _wait_for(log_path: Path, pattern: str, process: WarmProcess, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if re.search(pattern, log_path.read_text()):
@@ -120,7 +121,7 @@ def _wait_for(log_path: Path, pattern: str, process: subprocess.Popen, timeout: 
     raise AssertionError(f"no {pattern!r} in {timeout} s:\n{log_path.read_text()[-4000:]}")
 
 
-def _wait_exit(process: subprocess.Popen, log_path: Path, timeout: float = 420) -> str:
+def _wait_exit(process: WarmProcess, log_path: Path, timeout: float = 420) -> str:
     try:
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, sweep_env, sweep_store, warm_runner
+from conftest import REPO, run_xfer, sweep_env, sweep_store, warm_runner
 from xfer.names import (CATCH_UP_N, CATCH_UP_WITHIN, FORECAST_AT, FORECAST_HOLDOUT_ERROR, ROLE_TAG,
                         ROLE_TRANSFERABILITY, TRANSFER_KEY_TAG)
 
@@ -32,8 +32,7 @@ def forecast_sweep(tmp_path_factory, shared_cache):
 
 
 def _xfer(tmp: Path, *args: str) -> subprocess.CompletedProcess:
-    return warm_runner().run([sys.executable, "-m", "xfer.cli", *args], timeout=300, cwd=tmp,
-                             env=sweep_env(tmp))
+    return run_xfer(*args, cwd=tmp, env=sweep_env(tmp))
 
 
 def test_every_backbone_is_scored_on_every_size_before_the_trials_as_its_own_child_run(forecast_sweep):

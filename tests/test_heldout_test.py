@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import warm_runner
+from conftest import run_xfer as xfer
 from xfer.data.pdf.generate import (MAX_IMAGES, TEST_SEED_OFFSET, PdfDatasetSpec, check_test_size,
                                     write_dataset)
 from xfer.data.splits import stratified_split
@@ -225,10 +223,6 @@ def test_the_generators_bounds_are_usage_errors(bad, expected):
 
 
 # --- the command line -----------------------------------------------------------------------
-
-def xfer(*args: str) -> subprocess.CompletedProcess:
-    return warm_runner().run([sys.executable, "-m", "xfer.cli", *args], timeout=300)
-
 
 @pytest.mark.slow
 def test_xfer_data_pdf_writes_the_heldout_layout(tmp_path):

@@ -56,7 +56,7 @@ def text_stream(fd, unbuffered, line_buffering):
                             write_through=unbuffered)
 
 def child(request, ready):
-    code = 1
+    code, interrupted = 1, False
     try:
         if request.get("new_session"):
             os.setsid()
@@ -95,18 +95,18 @@ def child(request, ready):
             code = 1
     except BaseException as exc:
         traceback.print_exc()
-        code = "SIGINT" if isinstance(exc, KeyboardInterrupt) else 1
+        interrupted = isinstance(exc, KeyboardInterrupt)
     finally:
         try:
             threading._shutdown()  # what the interpreter does at exit, before atexit
             atexit._run_exitfuncs()
             sys.stdout.flush()
             sys.stderr.flush()
-            if code == "SIGINT":  # as the interpreter ends on an uncaught Ctrl-C: killed by it
+            if interrupted:  # as the interpreter ends on an uncaught Ctrl-C: killed by it
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 os.kill(os.getpid(), signal.SIGINT)
         finally:
-            os._exit(1 if code == "SIGINT" else code)
+            os._exit(code)
 
 for name in sys.argv[1:]:
     __import__(name)
