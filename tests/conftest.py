@@ -251,36 +251,69 @@ def smoke_ray_tmp(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def smoke_sweep(tmp_path_factory, shared_cache, smoke_ray_tmp):
-    """`sweeps/pdf_grid.py --preset smoke` once per session, as a user runs it: (its folder,
-    with mlflow.db; the finished process; seconds). Every test that only reads a smoke
+    """`sweeps/pdf_grid.py --preset smoke` once per session, as a user runs it: (its working
+    folder, with mlflow.db; the finished process; seconds). Every test that only reads a smoke
     sweep's store or output shares this one. Under pytest-xdist the first worker to need it
-    runs it and the others wait for it (a file lock) and read what it recorded."""
+    runs it and the others wait for it (a file lock) and read what it recorded.
+
+    It runs cold with HOME, the working folder and --storage apart (``smoke_layout``), and
+    what each held as it exited is kept (``smoke_folders``), for the test that nothing is
+    written outside them: the other tests add files there later."""
     root = xdist_root(tmp_path_factory)
     if root is None:
-        return _checked(*_smoke_sweep(tmp_path_factory.mktemp("smoke"), shared_cache, smoke_ray_tmp))
+        return _checked(_record_smoke_sweep(tmp_path_factory.mktemp("smoke"), shared_cache, smoke_ray_tmp))
     from filelock import FileLock
 
-    folder, record = root / "smoke", root / "smoke.json"
     with FileLock(str(root / "smoke.lock")):
-        if not record.exists():
-            folder.mkdir()
-            done, seconds = _smoke_sweep(folder, shared_cache, smoke_ray_tmp)[1:]
-            record.write_text(json.dumps({"args": done.args, "returncode": done.returncode,
-                                          "stdout": done.stdout, "stderr": done.stderr,
-                                          "seconds": seconds}))
-    saved = json.loads(record.read_text())
-    done = subprocess.CompletedProcess(saved["args"], saved["returncode"], saved["stdout"], saved["stderr"])
-    return _checked(folder, done, saved["seconds"])
+        if not (root / "smoke.json").exists():
+            (root / "smoke").mkdir()
+            record = _record_smoke_sweep(root / "smoke", shared_cache, smoke_ray_tmp)
+            (root / "smoke.json").write_text(json.dumps(record))
+    return _checked(json.loads((root / "smoke.json").read_text()))
 
 
-def _smoke_sweep(tmp: Path, cache: Path, ray_tmp: Path) -> tuple[Path, subprocess.CompletedProcess, float]:
-    env = {**sweep_env(tmp), **SECRETS, "MLFLOW_TRACKING_USERNAME": "xfer-driver",
-           "RAY_TMPDIR": str(ray_tmp)}
+def smoke_layout(work: Path) -> dict[str, Path]:
+    """The shared smoke sweep's folders, beside its working folder ``work``: HOME and
+    --storage (its Ray state, records and checkpoints)."""
+    return {"work": work, "home": work.parent / "home", "storage": work.parent / "storage"}
+
+
+def smoke_folders(work: Path) -> dict:
+    """What the shared smoke sweep's folders held as it exited: every path under ``home``; the
+    names in ``work``, ``storage`` and their ``parent``; the filesystem root's names before and
+    after (``roots_before``, ``roots_after``)."""
+    return json.loads((work.parent / "folders.json").read_text())
+
+
+def _tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
+
+
+def _record_smoke_sweep(parent: Path, cache: Path, ray_tmp: Path) -> dict:
+    folders = smoke_layout(parent / "work")
+    for folder in (folders["work"], folders["home"]):
+        folder.mkdir()
+    home = folders["home"]
+    env = {**sweep_env(folders["work"]), **SECRETS, "MLFLOW_TRACKING_USERNAME": "xfer-driver",
+           "RAY_TMPDIR": str(ray_tmp), "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"),
+           "XDG_CONFIG_HOME": str(home / ".config")}
+    for key in ("MPLCONFIGDIR", "TORCH_HOME"):  # where these are unset, a library reads HOME
+        env.pop(key, None)
+    roots_before = sorted(os.listdir("/"))
     started = time.perf_counter()
-    done = run_sweep("pdf_grid.py", SMOKE_ARGS, tmp, cache, env=env, cold=True)  # as a user runs it
-    return tmp, done, time.perf_counter() - started
+    # cold, as a user runs it: what the libraries read from HOME as they are imported counts
+    done = run_sweep("pdf_grid.py", [*SMOKE_ARGS, "--storage", str(folders["storage"])], folders["work"],
+                     cache, env=env, cold=True)
+    seconds = time.perf_counter() - started
+    names = lambda folder: sorted(p.name for p in folder.iterdir()) if folder.exists() else []  # noqa: E731
+    held = {"home": _tree(folders["home"]), "work": names(folders["work"]), "storage": names(folders["storage"]),
+            "parent": names(parent), "roots_before": roots_before, "roots_after": sorted(os.listdir("/"))}
+    (parent / "folders.json").write_text(json.dumps(held))
+    return {"work": str(folders["work"]), "args": done.args, "returncode": done.returncode, "stdout": done.stdout,
+            "stderr": done.stderr, "seconds": seconds}
 
 
-def _checked(tmp: Path, done: subprocess.CompletedProcess, seconds: float):
+def _checked(record: dict):
+    done = subprocess.CompletedProcess(record["args"], record["returncode"], record["stdout"], record["stderr"])
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return tmp, done, seconds
+    return Path(record["work"]), done, record["seconds"]

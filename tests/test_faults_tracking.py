@@ -172,16 +172,16 @@ def _assert_recorded_exactly_once(uri: str, trials: int) -> dict:
 def test_the_sweep_rides_out_a_tracking_server_outage_and_replays_in_flight(
         tmp_path, shared_cache, mlflow_server):
     # The server is down from the kill until a restart answers /health (9-22 s measured on
-    # the 2-core machine, printed). 16 one-at-a-time trials (two seeds of the smoke grid), each
-    # held 1 s after every epoch (a stall point: a sleep, so the other xdist worker keeps the
-    # CPU), run for about a minute: past the outage and the driver's next probe (<= 10 s
-    # later), so the replay happens mid-sweep, as in a long sweep; the test checks that trials
-    # finished after it.
-    trials = 2 * SMOKE_TRIALS
+    # the 2-core machine, printed). The smoke grid's 8 trials, one at a time, each held 2.5 s
+    # after every epoch (a stall point: a sleep, so the other xdist worker keeps the CPU), run
+    # for about a minute: past the outage and the driver's next probe (<= 10 s later), so the
+    # replay happens mid-sweep, as in a long sweep; the test checks that trials finished after
+    # it. (Two seeds of the grid held 1 s an epoch ran as long for ~13 more CPU-s: each trial
+    # costs its training, its logging and the server's share.)
+    trials = SMOKE_TRIALS
     process, log_path = _start_sweep(tmp_path, shared_cache, mlflow_server.uri,
-                                     ["--scheduler", "fifo", "--max-concurrent", "1",
-                                      "--num-samples", "2"],
-                                     {STALL_ENV: "epoch@1", STALL_DIR_ENV: str(tmp_path / "stalls")})
+                                     ["--scheduler", "fifo", "--max-concurrent", "1"],
+                                     {STALL_ENV: "epoch@2.5", STALL_DIR_ENV: str(tmp_path / "stalls")})
     try:
         _wait_for(log_path, r"\] epoch 1/", process)  # the first result is in MLflow
         killed_at = time.monotonic()

@@ -25,7 +25,7 @@ EXPERIMENT = "forecast_smoke"
 def forecast_sweep(tmp_path_factory, shared_cache):
     tmp = tmp_path_factory.mktemp("forecast")
     done = warm_runner().run([sys.executable, str(SCRIPT), "--storage", str(tmp / "runs"), "--cache-dir",
-                              str(shared_cache), "--progress-interval", "0"],
+                              str(shared_cache), "--progress-interval", "0", "--max-concurrent", "1"],
                              timeout=900, cwd=tmp, env=sweep_env(tmp))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return tmp, done

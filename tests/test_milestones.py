@@ -148,8 +148,8 @@ def test_sweep_logs_each_milestone_as_the_shorter_trials_run(tmp_path, shared_ca
 
     from conftest import run_sweep
 
-    done = run_sweep("pdf_grid.py", ["--preset", "smoke", "--epoch-milestones", "--scheduler", "fifo"],
-                     tmp_path, shared_cache)
+    done = run_sweep("pdf_grid.py", ["--preset", "smoke", "--epoch-milestones", "--scheduler", "fifo",
+                                     "--max-concurrent", "1"], tmp_path, shared_cache)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "plan: preset smoke: 4 trials" in done.stdout
     assert "logged as its 1-epoch run: 8 configurations from 4 trials" in done.stdout

@@ -13,14 +13,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from conftest import REPO, sweep_env, warm_runner
+from conftest import REPO, smoke_folders, smoke_layout, sweep_env, warm_runner
 
 from xfer.errors import UsageError
 
@@ -183,56 +180,40 @@ def test_the_grid_times_num_samples_is_bounded_before_the_trials_are_listed(tmp_
     assert len(done.stderr.strip().splitlines()) == 1 and "plan:" not in done.stdout
 
 
-# --- one real sweep: where it writes, and --resume against its record --------------------------
+# --- the shared smoke sweep: where it writes, and --resume against its record -----------------
 
-def _tree(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*")} if root.exists() else set()
-
-
-@pytest.mark.slow
 def test_everything_a_sweep_writes_lies_under_its_folders_and_resume_checks_its_record(
-        tmp_path, shared_cache):
-    """A real smoke sweep with HOME, the working directory, --storage and --cache-dir all
-    apart: afterwards HOME is untouched, the working directory holds only mlflow.db (or
-    mlruns/) and xfer_reports/, and nothing new sits beside them or at the filesystem root.
-    (Ray's session folder goes to RAY_TMPDIR, the temp dir, which is allowed.) Then the sweep's
-    own record, marked unfinished, refuses --resume with another preset and accepts it with
-    the same one."""
-    home, work, storage = tmp_path / "home", tmp_path / "work", tmp_path / "storage"
-    for folder in (home, work):
-        folder.mkdir()
-    cache = shared_cache  # --cache-dir: anything may be written there
-    ray_tmp = Path(tempfile.mkdtemp(prefix="xn", dir="/tmp"))  # short: Ray's socket paths are capped
-    env = {**sweep_env(work), "HOME": str(home), "RAY_TMPDIR": str(ray_tmp),
-           "XDG_CACHE_HOME": str(home / ".cache"), "XDG_CONFIG_HOME": str(home / ".config")}
-    env.pop("MPLCONFIGDIR", None)
-    env.pop("TORCH_HOME", None)
-    roots_before = set(os.listdir("/"))
+        smoke_sweep, tmp_path, shared_cache):
+    """The shared smoke sweep ran cold with HOME, the working directory, --storage and
+    --cache-dir all apart (conftest.smoke_layout): as it exited HOME was untouched, the working
+    directory held only mlflow.db (or mlruns/) and xfer_reports/, and nothing new sat beside
+    them or at the filesystem root. (Ray's session folder goes to RAY_TMPDIR, the temp dir,
+    which is allowed.) Then the sweep's own record, copied and marked unfinished, refuses
+    --resume with another preset and accepts it with the same one."""
+    work = smoke_sweep[0]
+    held = smoke_folders(work)
+    assert held["home"] == [], held["home"][:20]
+    assert set(held["work"]) <= {"mlflow.db", "mlruns", "xfer_reports"} and "mlflow.db" in held["work"], held
+    assert held["parent"] == ["home", "storage", "work"]
+    assert held["storage"] == ["pdf_grid"]  # <storage>/<experiment>/<sweep id>
+    assert held["roots_after"] == held["roots_before"]
+
+    # --resume against a copy of the real record, as an interrupted sweep leaves it
+    [sweep] = smoke_layout(work)["storage"].glob("pdf_grid/*/xfer_sweep.json")
+    storage = tmp_path / "storage"
+    shutil.copytree(sweep.parent, storage / "pdf_grid" / sweep.parent.name)
+    shutil.copy(work / "mlflow.db", tmp_path / "mlflow.db")
+    record_path = storage / "pdf_grid" / sweep.parent.name / "xfer_sweep.json"
+    record = json.loads(record_path.read_text())
+    record_path.write_text(json.dumps({**record, "finished": False}))
     cmd = [sys.executable, str(REPO / "sweeps" / "pdf_grid.py"), "--preset", "smoke",
-           "--storage", str(storage), "--cache-dir", str(cache), "--max-concurrent", "1"]
-    try:
-        # cold: what the libraries read from HOME and XDG_* as they are imported counts here
-        done = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-
-        assert _tree(home) == set(), sorted(_tree(home))[:20]
-        top = {p.name for p in work.iterdir()}
-        assert top <= {"mlflow.db", "mlruns", "xfer_reports"} and "mlflow.db" in top, top
-        assert {p.name for p in tmp_path.iterdir()} == {"home", "work", "storage"}
-        assert [p.name for p in storage.iterdir()] == ["pdf_grid"]  # <storage>/<experiment>/<sweep id>
-        assert set(os.listdir("/")) == roots_before
-
-        # --resume against the real record, as an interrupted sweep leaves it
-        [record_path] = storage.glob("pdf_grid/*/xfer_sweep.json")
-        record = json.loads(record_path.read_text())
-        record_path.write_text(json.dumps({**record, "finished": False}))
-        other = warm_runner().run([*cmd[:2], "--preset", "quick", *cmd[4:], "--resume", "--dry-run"],
-                                  cwd=work, env=env, timeout=120)
-        assert other.returncode == 2, other.stdout[-2000:] + other.stderr[-2000:]
-        [line] = other.stderr.strip().splitlines()
-        assert f"--resume: sweep {record['sweep_id']} was started with --preset smoke (now quick)" in line
-        same = warm_runner().run([*cmd, "--resume", "--dry-run"], cwd=work, env=env, timeout=120)
-        assert same.returncode == 0, same.stdout[-2000:] + same.stderr[-2000:]
-        assert record["sweep_id"] in same.stdout
-    finally:
-        shutil.rmtree(ray_tmp, ignore_errors=True)
+           "--storage", str(storage), "--cache-dir", str(shared_cache), "--max-concurrent", "1"]
+    env = sweep_env(tmp_path)
+    other = warm_runner().run([*cmd[:2], "--preset", "quick", *cmd[4:], "--resume", "--dry-run"],
+                              cwd=tmp_path, env=env, timeout=120)
+    assert other.returncode == 2, other.stdout[-2000:] + other.stderr[-2000:]
+    [line] = other.stderr.strip().splitlines()
+    assert f"--resume: sweep {record['sweep_id']} was started with --preset smoke (now quick)" in line
+    same = warm_runner().run([*cmd, "--resume", "--dry-run"], cwd=tmp_path, env=env, timeout=120)
+    assert same.returncode == 0, same.stdout[-2000:] + same.stderr[-2000:]
+    assert record["sweep_id"] in same.stdout

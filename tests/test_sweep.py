@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO, SECRETS, kill_group, run_sweep, sweep_env, warm_runner
+from conftest import REPO, SECRETS, kill_group, run_sweep, smoke_layout, sweep_env, warm_runner
 
 pytestmark = pytest.mark.slow
 
@@ -278,7 +278,7 @@ def test_no_secret_from_the_environment_reaches_mlflow_or_the_sweep_files(smoke_
             if not artifact.is_dir:
                 texts.append(Path(client.download_artifacts(run.info.run_id, artifact.path,
                                                             str(tmp_path / "dl-secrets"))).read_bytes().decode(errors="replace"))
-    for path in (tmp_path / "runs").rglob("*"):  # Ray's sweep state, xfer_sweep.json, reports
+    for path in smoke_layout(tmp_path)["storage"].rglob("*"):  # Ray's sweep state, xfer_sweep.json
         if path.is_file() and path.suffix in (".json", ".pkl", ".csv", ".md", ".txt", ".log", ""):
             texts.append(path.read_bytes().decode(errors="replace"))
     for path in (tmp_path / "xfer_reports").rglob("*"):

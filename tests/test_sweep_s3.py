@@ -45,7 +45,8 @@ def test_a_sweep_keeps_its_state_and_checkpoints_in_s3(s3_endpoint, tmp_path, sh
     endpoint, client = s3_endpoint
     env = {**sweep_env(tmp_path), **CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}
     storage = f"s3://{BUCKET}/sweeps"
-    done = run_sweep("pdf_grid.py", ["--preset", "smoke", "--storage", storage, "--no-report"],
+    done = run_sweep("pdf_grid.py", ["--preset", "smoke", "--storage", storage, "--no-report",
+                                     "--max-concurrent", "1"],
                      tmp_path, shared_cache, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     keys = _keys(client)
