@@ -230,11 +230,15 @@ RAY_SWEEP = textwrap.dedent("""
         for epoch in range(1, 5):
             tune.report({"epoch": epoch, "val_accuracy": acc})
 
-    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+    # as xfer's sweeps start Ray and Tune (xfer/sweep/tune_run.py): no idle workers prestarted,
+    # one worker reused from trial to trial
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False,
+             _system_config={"enable_worker_prestart": False, "prestart_worker_first_driver": False})
     scheduler = GroupedASHA(("dataset_size", "init"), time_attr="epoch", metric="val_accuracy",
                             mode="max", max_t=4, grace_period=1, reduction_factor=2)
     tuner = tune.Tuner(trainable, param_space={"arm": tune.grid_search(list(ARMS)), "arms": ARMS},
-                       tune_config=tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=1),
+                       tune_config=tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=1,
+                                                   reuse_actors=True),
                        run_config=tune.RunConfig(storage_path=sys.argv[1], verbose=0))
     results = tuner.fit()
     print(json.dumps({r.config["arm"]: r.metrics["epoch"] for r in results}))

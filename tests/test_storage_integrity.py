@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, sweep_env, warm_runner
+from conftest import REPO, sweep_env, sweep_store, warm_runner
 from xfer import models
 from xfer.errors import UsageError
 from xfer.weights import load_state_file, resolve_weights, save_weights, split_sha256_pin
@@ -366,7 +366,9 @@ def test_a_checkpoint_truncated_before_the_retry_fails_the_trial_naming_the_file
     """The trial crashes after epoch 1 (injected) and Ray retries it from that epoch's
     checkpoint; a watcher truncates every checkpoint file once it is complete, so the retry
     reads a truncated one. The retry must fail with the one-line reason naming the file, and
-    the trial's MLflow run must end FAILED with it: never resume from garbage."""
+    the trial's MLflow run must end FAILED with it: never resume from garbage. Its one trial
+    failing, the sweep is also the one whose every trial fails: exit 1, the parent FAILED, no
+    run left RUNNING."""
     stop = threading.Event()
     cut: list[Path] = []
 
@@ -392,6 +394,7 @@ def test_a_checkpoint_truncated_before_the_retry_fails_the_trial_naming_the_file
         stop.set()
         watcher.join()
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]  # no trial finished
+    assert "0 trials finished, 1 failed" in done.stdout, done.stdout[-3000:]
     assert cut, "no checkpoint was written"
     # the driver's one line per failed trial is the last line of Ray's error text
     [failed] = [line for line in done.stdout.splitlines() if "] FAILED: " in line]
@@ -401,6 +404,8 @@ def test_a_checkpoint_truncated_before_the_retry_fails_the_trial_naming_the_file
     assert any(f"checkpoint {path} is truncated" in reason for path in cut), (reason, cut)
     [child] = child_runs(tmp_path)
     assert child.info.status == "FAILED" and child.data.tags.get("xfer.error")
+    _, _, parent, children = sweep_store(tmp_path, "integrity")
+    assert parent.info.status == "FAILED" and [c.info.run_id for c in children] == [child.info.run_id]
     # what the first attempt did, kept: its epoch. Under FIFO the test split is scored only at
     # the end, which this trial never reached, so it has no final metrics.
     assert "val_accuracy" in child.data.metrics and child.data.metrics.get("epochs_run", 1) == 1
