@@ -69,3 +69,18 @@ def test_poll_sees_the_exit_without_a_wait(script, tmp_path):
     while process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert process.returncode == 5
+
+
+def test_captured_stderr_that_nobody_read_goes_with_the_server(script, tmp_path):
+    from warm_python import WarmPython
+
+    warm = WarmPython(preload=())  # nothing preloaded: only the capture is under test
+    try:
+        process = warm.start([sys.executable, str(script), "exit", "0"], cwd=tmp_path,
+                             env=dict(os.environ), stdout=tmp_path / "out")
+        assert process.wait(timeout=60) == 0  # and never communicate()
+        [captured] = warm._captured.iterdir()
+        assert captured.read_text() == "to stderr\n"
+    finally:
+        warm.close()
+    assert not warm._captured.exists()

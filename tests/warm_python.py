@@ -136,6 +136,9 @@ class WarmPython:
                                        stdout=subprocess.PIPE, env=env, bufsize=0)
         self._pending = b""
         self._running: WarmProcess | None = None
+        # what ``start`` captures of stderr, one file per command: removed by ``close`` even
+        # where a test never reads it
+        self._captured = Path(tempfile.mkdtemp(prefix="warm-"))
 
     def close(self) -> None:
         self.server.stdin.close()
@@ -144,6 +147,7 @@ class WarmPython:
         except subprocess.TimeoutExpired:
             self.server.kill()
             self.server.wait()
+        shutil.rmtree(self._captured, ignore_errors=True)
 
     @staticmethod
     def forks(argv: list[str], env: dict) -> bool:
@@ -183,7 +187,9 @@ class WarmPython:
             self._running.kill()  # left running by a test that failed: it must not block the next
         captured = None
         if stderr is None:
-            captured = Path(tempfile.mkdtemp(prefix="warm-")) / "stderr"
+            fd, name = tempfile.mkstemp(prefix="stderr-", dir=self._captured)
+            os.close(fd)
+            captured = Path(name)
         request = {"argv": argv[1:], "cwd": str(cwd), "env": dict(env), "stdout": str(stdout),
                    "stderr": str(stderr or captured), "new_session": new_session}
         self.server.stdin.write((json.dumps(request) + "\n").encode())
@@ -236,7 +242,7 @@ class WarmProcess:
         err = None
         if self._stderr is not None:
             err = self._stderr.read_text(errors="replace")
-            shutil.rmtree(self._stderr.parent, ignore_errors=True)
+            self._stderr.unlink(missing_ok=True)
         return out, err
 
     def send_signal(self, signum: int) -> None:
