@@ -289,6 +289,10 @@ def _tree(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
 
 
+def _names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
 def _record_smoke_sweep(parent: Path, cache: Path, ray_tmp: Path) -> dict:
     folders = smoke_layout(parent / "work")
     for folder in (folders["work"], folders["home"]):
@@ -305,9 +309,8 @@ def _record_smoke_sweep(parent: Path, cache: Path, ray_tmp: Path) -> dict:
     done = run_sweep("pdf_grid.py", [*SMOKE_ARGS, "--storage", str(folders["storage"])], folders["work"],
                      cache, env=env, cold=True)
     seconds = time.perf_counter() - started
-    names = lambda folder: sorted(p.name for p in folder.iterdir()) if folder.exists() else []  # noqa: E731
-    held = {"home": _tree(folders["home"]), "work": names(folders["work"]), "storage": names(folders["storage"]),
-            "parent": names(parent), "roots_before": roots_before, "roots_after": sorted(os.listdir("/"))}
+    held = {"home": _tree(home), "work": _names(folders["work"]), "storage": _names(folders["storage"]),
+            "parent": _names(parent), "roots_before": roots_before, "roots_after": sorted(os.listdir("/"))}
     (parent / "folders.json").write_text(json.dumps(held))
     return {"work": str(folders["work"]), "args": done.args, "returncode": done.returncode, "stdout": done.stdout,
             "stderr": done.stderr, "seconds": seconds}
