@@ -6,8 +6,8 @@ process start and a Ray start): checks that fail before anything starts; SIGTERM
 driver starts Ray; SIGTERM during start-up; ``--resume`` and SIGINT while a trial is mid-way;
 ``--resume`` and two SIGINTs (the second during the shutdown); ``--resume`` and SIGINT during
 the report; ``--resume`` to the end. (A sweep whose every trial fails ends FAILED with no run
-RUNNING: tests/test_storage_integrity.py's truncated checkpoint, a sweep that runs anyway.) Stall points
-(``xfer.sweep.faults``) hold the driver or a trial where the signal must land. After each
+RUNNING: tests/test_storage_integrity.py's truncated checkpoint, a sweep that runs anyway.)
+Stall points (``xfer.sweep.faults``) hold the driver or a trial where the signal must land. After each
 interrupt: one line on stderr naming the command, exit 143 / 130, no process of the sweep's
 own Ray left, the parent run and every open child run KILLED with the signal as a tag, the
 record interrupted, never finished; and the whole store is searched for runs left RUNNING.

@@ -199,11 +199,12 @@ def test_everything_a_sweep_writes_lies_under_its_folders_and_resume_checks_its_
     assert held["roots_after"] == held["roots_before"]
 
     # --resume against a copy of the real record, as an interrupted sweep leaves it
-    [sweep] = smoke_layout(work)["storage"].glob("pdf_grid/*/xfer_sweep.json")
+    [original] = smoke_layout(work)["storage"].glob("pdf_grid/*/xfer_sweep.json")
     storage = tmp_path / "storage"
-    shutil.copytree(sweep.parent, storage / "pdf_grid" / sweep.parent.name)
+    copy = storage / "pdf_grid" / original.parent.name
+    shutil.copytree(original.parent, copy)
     shutil.copy(work / "mlflow.db", tmp_path / "mlflow.db")
-    record_path = storage / "pdf_grid" / sweep.parent.name / "xfer_sweep.json"
+    record_path = copy / original.name
     record = json.loads(record_path.read_text())
     record_path.write_text(json.dumps({**record, "finished": False}))
     cmd = [sys.executable, str(REPO / "sweeps" / "pdf_grid.py"), "--preset", "smoke",
