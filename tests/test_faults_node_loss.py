@@ -124,6 +124,12 @@ def test_the_driver_passes_the_tracking_uri_to_trials_when_it_joins_a_cluster(mo
     assert tune_run._trial_env("https://driver:s3cret@mlflow.internal/") == {
         "MLFLOW_TRACKING_URI": "https://mlflow.internal/"}
     assert tune_run._trial_env("sqlite:///mlflow.db") == {"MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"}
+    # the test hooks the driver was given reach trials on other nodes too
+    monkeypatch.setenv("XFER_INJECT_FAULT", "n96-bs16-ep3@2*1")
+    monkeypatch.setenv("XFER_INJECT_STALL", "epoch@2.5")
+    assert tune_run._trial_env("sqlite:///mlflow.db") == {
+        "MLFLOW_TRACKING_URI": "sqlite:///mlflow.db", "XFER_INJECT_FAULT": "n96-bs16-ep3@2*1",
+        "XFER_INJECT_STALL": "epoch@2.5"}
 
 
 def _epochs(log: str, trial: str) -> list[int]:

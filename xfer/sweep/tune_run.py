@@ -25,13 +25,13 @@ from pathlib import Path
 from xfer.errors import exception_line
 from xfer.names import ERROR_TAG, INTERRUPTED_TAG
 from xfer.sweep import interrupts
-from xfer.sweep.faults import stall_point
+from xfer.sweep.faults import STALL_DIR_ENV, STALL_ENV, stall_point
 from xfer.sweep.options import SweepOptions
 from xfer.sweep.parent_run import SweepRecord, open_sweep
 from xfer.sweep.storage import SweepStore
 from xfer.sweep.study import (ARMS_TABLE, WEIGHTS_BY_MODEL, Preset, SchedulerPlan, Study,
                               grid_seeds, resolve_trial, trial_name)
-from xfer.sweep.trial import SCORE_TEST_EACH_EPOCH, SharedData, run_trial, shareable_weights
+from xfer.sweep.trial import FAULT_ENV, SCORE_TEST_EACH_EPOCH, SharedData, run_trial, shareable_weights
 from xfer.tracking import redacted_uri
 
 
@@ -281,18 +281,25 @@ def _start_ray(local: bool, env: dict) -> None:
                  runtime_env={"env_vars": missing} if missing else None)
 
 
+# The test hooks a driver may be given (stall points, xfer.sweep.faults; injected trial
+# failures, xfer.sweep.trial). A local Ray's trials inherit them from the driver; trials of a
+# driver that joins a cluster get them from the runtime env, so a sweep is held or failed the
+# same way on both.
+TEST_HOOK_VARS = (STALL_ENV, STALL_DIR_ENV, FAULT_ENV, f"{FAULT_ENV}_DIR")
+
+
 def _trial_env(tracking: str) -> dict:
     """What every trial on every node gets: the tracking URI, without a user:password
-    part, since Ray writes runtime envs into every node's logs. Trials do not write to MLflow;
-    one that reads from it (runs:/ weights) uses MLFLOW_TRACKING_USERNAME/PASSWORD if its node
-    has them."""
+    part, since Ray writes runtime envs into every node's logs, and the test hooks the driver
+    has (``TEST_HOOK_VARS``). Trials do not write to MLflow; one that reads from it (runs:/
+    weights) uses MLFLOW_TRACKING_USERNAME/PASSWORD if its node has them."""
     import urllib.parse
 
+    hooks = {key: os.environ[key] for key in TEST_HOOK_VARS if key in os.environ}
     parts = urllib.parse.urlsplit(tracking)
-    if parts.username is None and parts.password is None:
-        return {"MLFLOW_TRACKING_URI": tracking}
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    return {"MLFLOW_TRACKING_URI": urllib.parse.urlunsplit(parts._replace(netloc=netloc))}
+    if parts.username is not None or parts.password is not None:
+        tracking = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    return {"MLFLOW_TRACKING_URI": tracking, **hooks}
 
 
 def _env_not_set_by_job(env: dict) -> dict:
