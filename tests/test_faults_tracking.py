@@ -98,11 +98,12 @@ def mlflow_server(tmp_path):
         server.kill()
 
 
-def _start_sweep(tmp: Path, cache: Path, uri: str, args: list[str],
+def _start_sweep(tmp: Path, cache: Path, uri: str, args: list[str], ray_address: str,
                  extra_env: dict | None = None) -> tuple[WarmProcess, Path]:
     """The sweep's driver, forked warm (conftest.warm_runner) in a session of its own, its
-    output in a file (not a pipe nobody drains): (the process, the file)."""
-    env = {**sweep_env(tmp), "MLFLOW_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+    output in a file (not a pipe nobody drains), joining the Ray at ``ray_address``: (the
+    process, the file)."""
+    env = {**sweep_env(tmp, ray_address), "MLFLOW_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     log_path = tmp / "sweep.log"
     process = warm_runner().start(
         [sys.executable, str(REPO / "sweeps" / "pdf_grid.py"), "--preset", "smoke", *args,
@@ -170,7 +171,7 @@ def _assert_recorded_exactly_once(uri: str, trials: int) -> dict:
 @pytest.mark.faults
 @pytest.mark.slow
 def test_the_sweep_rides_out_a_tracking_server_outage_and_replays_in_flight(
-        tmp_path, shared_cache, mlflow_server):
+        tmp_path, shared_cache, mlflow_server, one_node_ray):
     # The server is down from the kill until a restart answers /health (9-22 s measured on
     # the 2-core machine, printed). The smoke grid's 8 trials, one at a time, each held 2.5 s
     # after every epoch (a stall point: a sleep, so the other xdist worker keeps the CPU), run
@@ -180,7 +181,7 @@ def test_the_sweep_rides_out_a_tracking_server_outage_and_replays_in_flight(
     # costs its training, its logging and the server's share.)
     trials = SMOKE_TRIALS
     process, log_path = _start_sweep(tmp_path, shared_cache, mlflow_server.uri,
-                                     ["--scheduler", "fifo", "--max-concurrent", "1"],
+                                     ["--scheduler", "fifo", "--max-concurrent", "1"], one_node_ray,
                                      {STALL_ENV: "epoch@2.5", STALL_DIR_ENV: str(tmp_path / "stalls")})
     try:
         _wait_for(log_path, r"\] epoch 1/", process)  # the first result is in MLflow
@@ -214,10 +215,11 @@ def test_the_sweep_rides_out_a_tracking_server_outage_and_replays_in_flight(
 @pytest.mark.faults
 @pytest.mark.slow
 def test_a_server_that_never_returns_leaves_a_spool_that_xfer_replay_writes_once(
-        tmp_path, shared_cache, mlflow_server):
+        tmp_path, shared_cache, mlflow_server, one_node_ray):
     # Measured on the shared 2-core machine: 1.4-2.7 min (a server start, the 8-trial smoke
     # sweep finishing with the server down, a second start, three replays and the report).
-    process, log_path = _start_sweep(tmp_path, shared_cache, mlflow_server.uri, ["--max-concurrent", "1"])
+    process, log_path = _start_sweep(tmp_path, shared_cache, mlflow_server.uri, ["--max-concurrent", "1"],
+                                     one_node_ray)
     try:
         _wait_for(log_path, r"\] epoch 1/", process)
         mlflow_server.kill()

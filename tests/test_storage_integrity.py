@@ -334,11 +334,13 @@ def child_runs(tmp: Path):
 
 
 @pytest.mark.slow
-def test_a_sweep_checks_its_pinned_weights_in_the_driver_and_in_every_trial(tmp_path, shared_cache):
+def test_a_sweep_checks_its_pinned_weights_in_the_driver_and_in_every_trial(tmp_path, shared_cache,
+                                                                            one_node_ray):
     path = tmp_path / "source.pt"
     sha = save_weights(path, MODEL, small_cnn_state(num_classes=4), source_task={"preset": "test"}, **NORM)
     good = run_study(tmp_path, {"fixed": {**FIXED, "init": "pretrained"},
-                                "pretrained": f"{path}#sha256={sha}"}, shared_cache)
+                                "pretrained": f"{path}#sha256={sha}"}, shared_cache,
+                     env={"RAY_ADDRESS": one_node_ray})
     assert good.returncode == 0, good.stdout[-3000:] + good.stderr[-3000:]
     [child] = child_runs(tmp_path)
     assert child.data.params["weights"] == f"{path}#sha256={sha}"
@@ -362,7 +364,8 @@ def test_a_sweep_checks_its_pinned_weights_in_the_driver_and_in_every_trial(tmp_
 
 @pytest.mark.slow
 @pytest.mark.faults
-def test_a_checkpoint_truncated_before_the_retry_fails_the_trial_naming_the_file(tmp_path, shared_cache):
+def test_a_checkpoint_truncated_before_the_retry_fails_the_trial_naming_the_file(tmp_path, shared_cache,
+                                                                                 one_node_ray):
     """The trial crashes after epoch 1 (injected) and Ray retries it from that epoch's
     checkpoint; a watcher truncates every checkpoint file once it is complete, so the retry
     reads a truncated one. The retry must fail with the one-line reason naming the file, and
@@ -388,7 +391,7 @@ def test_a_checkpoint_truncated_before_the_retry_fails_the_trial_naming_the_file
     watcher.start()
     try:
         done = run_study(tmp_path, {"fixed": {**FIXED, "init": "scratch", "epochs": 3}}, shared_cache,
-                         env={"XFER_INJECT_FAULT": f"{MODEL}@1*1",
+                         env={"XFER_INJECT_FAULT": f"{MODEL}@1*1", "RAY_ADDRESS": one_node_ray,
                               "XFER_INJECT_FAULT_DIR": str(tmp_path / "faults")})
     finally:
         stop.set()

@@ -36,10 +36,12 @@ def _report(client, parent) -> str:
     return Path(client.download_artifacts(parent.info.run_id, "report.md")).read_text()
 
 
-def _run(script: str, tmp: Path, cache: Path, *args: str):
+def _run(script: str, tmp: Path, cache: Path, ray_address: str, *args: str):
     # one trial at a time: ~6 CPU-s less than two (a second trial process's imports); the shared
-    # smoke sweep and the milestone, forecast, S3 and node-loss sweeps run theirs concurrently
-    done = run_sweep(script, ["--preset", "smoke", "--no-download", "--max-concurrent", "1", *args], tmp, cache)
+    # smoke sweep and the milestone, forecast, S3 and node-loss sweeps run theirs concurrently.
+    # The four sweeps join one Ray (conftest.OneNodeRay).
+    done = run_sweep(script, ["--preset", "smoke", "--no-download", "--max-concurrent", "1", *args], tmp, cache,
+                     ray_address=ray_address)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     return done
 
@@ -54,8 +56,8 @@ def cifar_root(tmp_path_factory) -> Path:
 
 
 def test_cifar10_transfer_smoke_compares_the_two_arms_by_training_set_size(tmp_path, shared_cache,
-                                                                            cifar_root):
-    _run("cifar10_transfer.py", tmp_path, shared_cache, "--data-root", str(cifar_root))
+                                                                            cifar_root, one_node_ray):
+    _run("cifar10_transfer.py", tmp_path, shared_cache, one_node_ray, "--data-root", str(cifar_root))
     client, parent, children = _sweep(tmp_path, "cifar10_transfer")
     arms = Counter((c.data.params["arm"], c.data.params["model"], c.data.params["dataset_size"])
                    for c in children)
@@ -78,8 +80,8 @@ def test_cifar10_transfer_smoke_compares_the_two_arms_by_training_set_size(tmp_p
 
 
 def test_cifar100_archs_smoke_reports_each_head_with_its_training_time(tmp_path, shared_cache,
-                                                                       cifar_root):
-    _run("cifar100_archs.py", tmp_path, shared_cache, "--data-root", str(cifar_root))
+                                                                       cifar_root, one_node_ray):
+    _run("cifar100_archs.py", tmp_path, shared_cache, one_node_ray, "--data-root", str(cifar_root))
     client, parent, children = _sweep(tmp_path, "cifar100_archs")
     heads = {c.data.params["arm"]: c.data.params["head"] for c in children}
     assert heads == {"efficientnet_b0": "mlp256", "resnet50": "mlp3x384", "alexnet": "linear"}
@@ -96,10 +98,11 @@ def test_cifar100_archs_smoke_reports_each_head_with_its_training_time(tmp_path,
     assert "its recall (macro)" in report
 
 
-def test_folder_finetune_smoke_skips_broken_files_once_and_draws_roc_curves(tmp_path, shared_cache):
+def test_folder_finetune_smoke_skips_broken_files_once_and_draws_roc_curves(tmp_path, shared_cache,
+                                                                           one_node_ray):
     folder = tmp_path / "photos"
     written = write_image_folder(folder, classes=("cat", "dog", "fox"), per_class=12, size=40)
-    done = _run("folder_finetune.py", tmp_path, shared_cache, "--data", str(folder))
+    done = _run("folder_finetune.py", tmp_path, shared_cache, one_node_ray, "--data", str(folder))
     for broken in written["corrupt"]:
         assert done.stdout.count(Path(broken).name) == 1, done.stdout[-3000:]  # reported once
     client, parent, children = _sweep(tmp_path, "folder_finetune")
@@ -117,8 +120,8 @@ def test_folder_finetune_smoke_skips_broken_files_once_and_draws_roc_curves(tmp_
 
 
 def test_probe_regimes_smoke_embeds_three_stages_and_scores_their_separation(tmp_path, shared_cache,
-                                                                             cifar_root):
-    _run("probe_regimes.py", tmp_path, shared_cache, "--data-root", str(cifar_root))
+                                                                             cifar_root, one_node_ray):
+    _run("probe_regimes.py", tmp_path, shared_cache, one_node_ray, "--data-root", str(cifar_root))
     client, parent, children = _sweep(tmp_path, "probe_regimes")
     regimes = {(c.data.params["init"], c.data.params["train_layers"]) for c in children}
     assert regimes == {(i, t) for i in ("pretrained", "scratch") for t in ("head", "last_block", "all")}
