@@ -192,11 +192,7 @@ class OneNodeRay:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        for pid in pids_naming(self.temp_dir):  # whatever ray's shutdown left behind
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_naming(self.temp_dir)  # whatever ray's shutdown left behind
         shutil.rmtree(self.temp_dir, ignore_errors=True)
         self.process = self.address = self.temp_dir = None
 
@@ -295,6 +291,16 @@ def pids_naming(text: str) -> list[int]:
             except OSError:
                 pass
     return pids
+
+
+def kill_naming(text: str) -> None:
+    """SIGKILL every process whose command line contains ``text`` (``pids_naming``): what a
+    Ray instance's shutdown, or a killed test, left behind."""
+    for pid in pids_naming(text):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO, kill_group, pids_naming, sweep_env, warm_runner
+from conftest import REPO, kill_group, kill_naming, pids_naming, sweep_env, warm_runner
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_time_s")
 SMOKE_TRIALS = 8
@@ -87,11 +87,7 @@ def ray_cluster(monkeypatch):
                 cluster.shutdown()
             except Exception as exc:  # noqa: BLE001 - the sweep above failed; kill what is left
                 print(f"cluster.shutdown: {exc!r}")
-        for pid in pids_naming(temp_dir):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_naming(temp_dir)
         time.sleep(1)
         left = pids_naming(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)

@@ -1,23 +1,26 @@
-"""Ctrl-C and SIGTERM stop a sweep resumably (``xfer.sweep.interrupts``), and no failed or
-interrupted sweep leaves a run RUNNING.
+"""Ctrl-C and SIGTERM stop a sweep resumably (``xfer.sweep.interrupts``), a SIGKILLed one resumes
+without running a finished trial again, and no failed or interrupted sweep leaves a run RUNNING.
 
 One MLflow store, one chain of real driver processes (the cases share it: each costs a
 process start and a Ray start): checks that fail before anything starts; SIGTERM while the
 driver starts Ray; SIGTERM during start-up; ``--resume`` and SIGINT while a trial is mid-way;
-``--resume`` and two SIGINTs (the second during the shutdown); ``--resume`` and SIGINT during
-the report; ``--resume`` to the end. (A sweep whose every trial fails ends FAILED with no run
+``--resume`` and two SIGINTs (the second during the shutdown); ``--resume`` and SIGKILL to the
+driver and its Ray once two trials are done; ``--resume`` and SIGINT during the report;
+``--resume`` to the end. (A sweep whose every trial fails ends FAILED with no run
 RUNNING: tests/test_storage_integrity.py's truncated checkpoint, a sweep that runs anyway.)
 Stall points (``xfer.sweep.faults``) hold the driver or a trial where the signal must land. After each
 interrupt: one line on stderr naming the command, exit 143 / 130, no process of the sweep's
 own Ray left, the parent run and every open child run KILLED with the signal as a tag, the
 record interrupted, never finished; and the whole store is searched for runs left RUNNING.
-At the end: one run per trial, all FINISHED.
+At the end: one parent and one run per trial, all FINISHED, each epoch logged once, and the
+trials finished before the SIGKILL never ran again.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -30,7 +33,7 @@ from typing import Callable
 
 import pytest
 
-from conftest import REPO, kill_group, pids_naming, run_sweep, sweep_env, sweep_store, warm_runner
+from conftest import REPO, kill_group, kill_naming, pids_naming, run_sweep, sweep_env, sweep_store, warm_runner
 from xfer.sweep import interrupts
 from xfer.sweep.faults import STALL_DIR_ENV, STALL_ENV
 
@@ -138,10 +141,21 @@ def _meta(tmp: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def _one_line(stderr: str, name: str) -> str:
+# Tune restoring a sweep whose driver was SIGKILLed may delete a checkpoint that the killed
+# driver had already deleted (Tune saves its experiment state less often than trials
+# checkpoint: ray-project/ray#27790) and logs the FileNotFoundError with its traceback. It is
+# Tune's bookkeeping of the resume, not the interrupt, and the trial goes on: this block alone
+# is left out of the noise check, in the step that follows the SIGKILL.
+_STALE_CHECKPOINT = re.compile(r"^\S+ \S+\tERROR tune_controller\.py:\d+ -- Trial \S+: Error handling "
+                               r"checkpoint .*?^FileNotFoundError: Path not found: [^\n]*\n", re.M | re.S)
+
+
+def _one_line(stderr: str, name: str, after_sigkill: bool = False) -> str:
     """The interrupt's one line: the last on stderr, the only one from the sweep script, and
     nothing from Tune's own Ctrl-C handling or a traceback (what Ray and MLflow log at start-up,
-    every sweep's stderr has, is left aside)."""
+    every sweep's stderr has, is left aside; ``after_sigkill``: and ``_STALE_CHECKPOINT``)."""
+    if after_sigkill:
+        stderr = _STALE_CHECKPOINT.sub("", stderr)
     lines = stderr.strip().splitlines()
     ours = [line for line in lines if line.startswith("sweeps/pdf_grid.py:")]
     assert ours == lines[-1:] and name in ours[0] and "--resume" in ours[0], stderr
@@ -151,9 +165,10 @@ def _one_line(stderr: str, name: str) -> str:
     return ours[0]
 
 
-def _check_interrupted(tmp: Path, ray_tmp: Path, code: int, stderr: str, expected: int, name: str):
+def _check_interrupted(tmp: Path, ray_tmp: Path, code: int, stderr: str, expected: int, name: str,
+                       after_sigkill: bool = False):
     assert code == expected, stderr[-3000:] + (tmp / "sweep.log").read_text()[-3000:]
-    _one_line(stderr, name)
+    _one_line(stderr, name, after_sigkill)
     time.sleep(1)
     assert pids_naming(str(ray_tmp)) == [], "the sweep's Ray outlived its driver"
     meta = _meta(tmp)
@@ -173,6 +188,28 @@ def _stall_env(env: dict, tmp: Path, point: str, seconds: float | None = None) -
     shutil.rmtree(tmp / "stalls", ignore_errors=True)
     spec = point if seconds is None else f"{point}@{seconds}"
     return {**env, STALL_ENV: spec, STALL_DIR_ENV: str(tmp / "stalls")}
+
+
+def _killed_after_two_trials(cmd: list[str], tmp: Path, env: dict, ray_tmp: Path) -> dict:
+    """Start ``cmd``, SIGKILL its process group (the driver and the Ray it started) once the
+    driver has printed two trials done, and return the FINISHED trial runs by then, by trial
+    id."""
+    process = _start(cmd, tmp, env, "killed.log")
+    finished = {}
+    try:
+        assert _wait_for(lambda: (tmp / "killed.log").read_text().count("] done:") >= 2, process), \
+            (tmp / "killed.log").read_text()[-3000:]
+        _, _, _, children = sweep_store(tmp)
+        finished = {c.data.tags["xfer.trial_id"]: c for c in children
+                    if c.data.tags.get("xfer.role") == "trial" and c.info.status == "FINISHED"}
+    finally:
+        kill_group(process)
+    assert len(finished) >= 2, (tmp / "killed.log").read_text()[-3000:]
+    deadline = time.monotonic() + 10  # a SIGKILLed group's processes can take a moment to go
+    while pids_naming(str(ray_tmp)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert pids_naming(str(ray_tmp)) == [], "the SIGKILLed sweep's Ray outlived it"
+    return finished
 
 
 def _fail_before_anything_starts(tmp: Path, env: dict, cache: Path) -> None:
@@ -199,7 +236,7 @@ def _no_run_left_running(tmp: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1500)  # eight driver processes: ~2.5 min on an idle 2-core machine
+@pytest.mark.timeout(1500)  # nine driver processes: ~3 min on an idle 2-core machine
 def test_every_failure_path_ends_its_runs_and_resume_finishes(tmp_path, shared_cache):
     ray_tmp = Path(tempfile.mkdtemp(prefix="xi", dir="/tmp"))  # short: Ray's socket paths are capped
     env = {**sweep_env(tmp_path), "PYTHONUNBUFFERED": "1", "RAY_TMPDIR": str(ray_tmp)}
@@ -257,33 +294,41 @@ def test_every_failure_path_ends_its_runs_and_resume_finishes(tmp_path, shared_c
         assert _meta(tmp_path)["finished"] is False
         _no_run_left_running(tmp_path)
 
-        # 6. --resume, the trials run to the end, SIGINT during the report: the parent KILLED,
+        # 6. --resume, then SIGKILL to the driver and its Ray once two trials are done (a
+        #    machine that loses power: no handler runs, its runs stay RUNNING until their
+        #    trials run again); the trials finished by then must never run again
+        finished_before = _killed_after_two_trials(cmd + ["--resume"], tmp_path, env, ray_tmp)
+
+        # 7. --resume, the trials run to the end, SIGINT during the report: the parent KILLED,
         #    every trial's run FINISHED, the record interrupted
         process = _start(cmd + ["--resume"], tmp_path, _stall_env(env, tmp_path, "report"), "sweep.log")
         assert _wait_for(_stalled(tmp_path, "report"), process), log_text()[-3000:]
         os.killpg(process.pid, signal.SIGINT)
         code, stderr = _finish(process)
-        children = _check_interrupted(tmp_path, ray_tmp, code, stderr, 130, "SIGINT")
+        children = _check_interrupted(tmp_path, ray_tmp, code, stderr, 130, "SIGINT", after_sigkill=True)
         trials = [c for c in children if c.data.tags.get("xfer.role") == "trial"]
         assert len(trials) == SMOKE_TRIALS and {c.info.status for c in trials} == {"FINISHED"}
         assert _meta(tmp_path)["state"] == "interrupted"
         _no_run_left_running(tmp_path)
 
-        # 7. --resume to the end: one run per trial, every one FINISHED, the parent too
+        # 8. --resume to the end: one run per trial, every one FINISHED, the parent too
         done = warm_runner().run(cmd + ["--resume"], cwd=tmp_path, env=env, timeout=600)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert "resuming sweep" in done.stdout
         assert _meta(tmp_path)["finished"] is True
-        _, _, parent, children = sweep_store(tmp_path)
+        client, _, parent, children = sweep_store(tmp_path)  # one parent: reused, never a second
         trials = [c for c in children if c.data.tags.get("xfer.role") == "trial"]
         assert parent.info.status == "FINISHED"
         assert len(trials) == SMOKE_TRIALS
         assert Counter(c.data.tags["xfer.trial_id"] for c in trials).most_common(1)[0][1] == 1
         assert all(c.info.status == "FINISHED" for c in trials), [c.info.status for c in trials]
         _no_run_left_running(tmp_path)
+        after = {c.data.tags["xfer.trial_id"]: c for c in trials}
+        for trial_id, before in finished_before.items():  # finished before the SIGKILL: not rerun
+            assert after[trial_id].info.end_time == before.info.end_time, trial_id
+        for trial in trials:  # every epoch logged once, whichever steps ran it
+            steps = [m.step for m in client.get_metric_history(trial.info.run_id, "val_accuracy")]
+            assert steps == sorted(set(steps)) == list(range(1, int(trial.data.metrics["epochs_run"]) + 1))
     finally:
-        for pid in pids_naming(str(ray_tmp)):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_naming(str(ray_tmp))
         shutil.rmtree(ray_tmp, ignore_errors=True)

@@ -1,21 +1,20 @@
 """The sweep through the real stack at small scale: Ray Tune, ASHA, MLflow on SQLite.
 
 Each test runs `sweeps/pdf_grid.py --preset smoke` as a user would, in a subprocess with its
-own MLflow store, and checks the store afterwards.
+own MLflow store, and checks the store afterwards. (A driver killed mid-sweep and resumed:
+tests/test_interrupts.py's chain, beside the other ways a sweep stops.)
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO, SECRETS, kill_group, run_sweep, smoke_layout, sweep_env, warm_runner
+from conftest import SECRETS, run_sweep, smoke_layout, sweep_env, warm_runner
 
 pytestmark = pytest.mark.slow
 
@@ -104,47 +103,6 @@ def test_dry_run_prints_the_plan_and_touches_nothing(tmp_path, shared_cache):
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "runs").exists()
 
 
-def test_kill_the_driver_then_resume_without_duplicates(tmp_path, shared_cache):
-    env = {**sweep_env(tmp_path), "PYTHONUNBUFFERED": "1"}  # its lines reach the log as printed
-    cmd = [sys.executable, str(REPO / "sweeps" / "pdf_grid.py"), "--preset", "smoke",
-           "--scheduler", "fifo", "--max-concurrent", "1", "--storage", str(tmp_path / "runs"),
-           "--cache-dir", str(shared_cache)]
-    log = tmp_path / "killed_sweep.log"  # a file, not a pipe nobody drains
-    process = warm_runner().start(cmd, cwd=tmp_path, env=env, stdout=log, stderr=log, new_session=True)
-    finished_before = {}
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and process.poll() is None:
-            time.sleep(1)
-            # Wait for the driver's own "done" lines before opening the store: a client opened
-            # while the driver is still creating the SQLite schema would run the same migration
-            # concurrently and break it.
-            if (tmp_path / "killed_sweep.log").read_text().count("] done:") >= 2:
-                _, _, children = _runs(tmp_path)
-                finished_before = {c.data.tags["xfer.trial_id"]: c for c in children
-                                   if c.info.status == "FINISHED"}
-                break
-    finally:
-        kill_group(process)
-    output = (tmp_path / "killed_sweep.log").read_text()
-    assert len(finished_before) >= 2, f"the sweep never got two trials done:\n{output[-3000:]}"
-
-    done = warm_runner().run(cmd + ["--resume"], cwd=tmp_path, env=env, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "resuming sweep" in done.stdout
-    client, parents, children = _runs(tmp_path)
-    assert len(parents) == 1 and parents[0].info.status == "FINISHED"  # reused, not a second one
-    assert len(children) == SMOKE_TRIALS
-    assert Counter(c.data.tags["xfer.trial_id"] for c in children).most_common(1)[0][1] == 1
-    after = {c.data.tags["xfer.trial_id"]: c for c in children}
-    for trial_id, before in finished_before.items():  # finished trials did not run again
-        assert after[trial_id].info.end_time == before.info.end_time
-    for child in children:
-        assert child.info.status == "FINISHED"
-        steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_accuracy")]
-        assert steps == sorted(set(steps)) == list(range(1, int(child.data.metrics["epochs_run"]) + 1))
-
-
 def test_resume_with_nothing_to_resume_is_a_usage_error(tmp_path, shared_cache):
     done = run_sweep("pdf_grid.py", ["--preset", "smoke", "--resume"], tmp_path, shared_cache)
     assert done.returncode == 2
@@ -220,8 +178,9 @@ def test_xfer_frontier_answers_the_target_query_on_the_real_store(smoke_sweep, t
         assert init in answer and f"{cheapest.data.metrics['train_macs']:.3g}" in answer, answer
 
 
-def test_a_crashed_trial_resumes_from_its_checkpoint_and_a_hopeless_one_is_failed(tmp_path, shared_cache):
-    env = sweep_env(tmp_path)
+def test_a_crashed_trial_resumes_from_its_checkpoint_and_a_hopeless_one_is_failed(tmp_path, shared_cache,
+                                                                                   one_node_ray):
+    env = sweep_env(tmp_path, one_node_ray)
     # scratch n96 ep3 crashes once after epoch 2 and is retried from that checkpoint;
     # pretrained n96 ep3 crashes after epoch 1 on every attempt and ends FAILED
     env["XFER_INJECT_FAULT"] = "scratch-all-n96-bs16-ep3@2*1,pretrained-all-n96-bs16-ep3@1"
@@ -247,10 +206,10 @@ def test_a_crashed_trial_resumes_from_its_checkpoint_and_a_hopeless_one_is_faile
 
 
 @pytest.mark.parametrize("search", ["tpe", "nsga2"])
-def test_optuna_searches_sample_the_space_through_the_same_stack(search, tmp_path, shared_cache):
+def test_optuna_searches_sample_the_space_through_the_same_stack(search, tmp_path, shared_cache, one_node_ray):
     done = run_sweep("pdf_grid.py", ["--preset", "smoke", "--search", search, "--num-samples", "3",
                                      "--scheduler", "fifo", "--no-report", "--max-concurrent", "1"],
-                     tmp_path, shared_cache)
+                     tmp_path, shared_cache, ray_address=one_node_ray)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "plan: preset smoke: 3 trials" in done.stdout
     _, parents, children = _runs(tmp_path)
