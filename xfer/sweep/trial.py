@@ -26,6 +26,7 @@ CHECKPOINT_FILE = "trial_state.pt"
 # first epoch of an attempt resumed past it; on every attempt, or on the first <attempts> only,
 # counted in files under XFER_INJECT_FAULT_DIR (each attempt is a new process).
 FAULT_ENV = "XFER_INJECT_FAULT"
+FAULT_DIR_ENV = f"{FAULT_ENV}_DIR"
 # TrialConfig fields a sweep never sets per trial: the trial sets them itself
 _NOT_FROM_SWEEP = ("data", "n", "device", "report_test_each_epoch")
 # Set by tune_run: True when a scheduler may stop trials early (ASHA) or a searcher checks its
@@ -174,7 +175,7 @@ def _maybe_inject_fault(config: dict, epoch: int) -> None:
         if target not in name or epoch < int(at_epoch):
             continue
         if attempts:
-            folder = Path(os.environ[f"{FAULT_ENV}_DIR"])
+            folder = Path(os.environ[FAULT_DIR_ENV])
             folder.mkdir(parents=True, exist_ok=True)
             done = len(list(folder.glob(f"{name}.*")))
             if done >= int(attempts):

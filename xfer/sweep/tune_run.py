@@ -31,7 +31,8 @@ from xfer.sweep.parent_run import SweepRecord, open_sweep
 from xfer.sweep.storage import SweepStore
 from xfer.sweep.study import (ARMS_TABLE, WEIGHTS_BY_MODEL, Preset, SchedulerPlan, Study,
                               grid_seeds, resolve_trial, trial_name)
-from xfer.sweep.trial import FAULT_ENV, SCORE_TEST_EACH_EPOCH, SharedData, run_trial, shareable_weights
+from xfer.sweep.trial import (FAULT_DIR_ENV, FAULT_ENV, SCORE_TEST_EACH_EPOCH, SharedData, run_trial,
+                              shareable_weights)
 from xfer.tracking import redacted_uri
 
 
@@ -285,7 +286,7 @@ def _start_ray(local: bool, env: dict) -> None:
 # failures, xfer.sweep.trial). A local Ray's trials inherit them from the driver; trials of a
 # driver that joins a cluster get them from the runtime env, so a sweep is held or failed the
 # same way on both.
-TEST_HOOK_VARS = (STALL_ENV, STALL_DIR_ENV, FAULT_ENV, f"{FAULT_ENV}_DIR")
+TEST_HOOK_VARS = (STALL_ENV, STALL_DIR_ENV, FAULT_ENV, FAULT_DIR_ENV)
 
 
 def _trial_env(tracking: str) -> dict:
