@@ -141,12 +141,16 @@ def mlflow_server_env() -> dict:
 # that it imports ray with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 and every daemon binds 127.0.0.1
 # (a pytest worker may have imported ray already), with no idle workers prestarted, as a
 # sweep's own Ray. It prints the address, then holds the cluster until its stdin closes.
+# Cluster writes the head's address to RAY_TMPDIR's ray/ray_current_cluster, "for convenience
+# in unit testing": with RAY_TMPDIR our own folder, that file stays in it. Left to the default
+# it is /tmp/ray's, shared with every Ray on the machine, and the start fails where no Ray has
+# made /tmp/ray yet (a fresh machine).
 _ONE_NODE_SERVER = r'''
 import sys
 from ray.cluster_utils import Cluster
 from xfer.sweep.tune_run import NO_PRESTART
 cluster = Cluster(initialize_head=True, shutdown_at_exit=False, head_node_args={
-    "temp_dir": sys.argv[1], "node_ip_address": "127.0.0.1", "include_dashboard": False,
+    "temp_dir": sys.argv[1] + "/ray", "node_ip_address": "127.0.0.1", "include_dashboard": False,
     "num_cpus": int(sys.argv[2]), "_system_config": NO_PRESTART})
 cluster.wait_for_nodes()
 print(cluster.address, flush=True)
@@ -174,13 +178,16 @@ class OneNodeRay:
         if self.process is not None and self.process.poll() is None:
             return self.address
         self.temp_dir = tempfile.mkdtemp(prefix="x1", dir="/tmp")  # short: socket paths are capped
-        env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "PYTHONPATH": str(REPO),
+               "RAY_TMPDIR": self.temp_dir}
         env.pop("RAY_ADDRESS", None)
         self.process = subprocess.Popen([sys.executable, "-c", _ONE_NODE_SERVER, self.temp_dir,
                                          str(os.cpu_count() or 2)],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         self.address = self.process.stdout.readline().strip()
-        assert self.address, "the shared one-node Ray did not start"
+        if not self.address:  # the helper died; a half-started Ray must not outlive the test
+            self.stop()
+            raise AssertionError("the shared one-node Ray did not start (its traceback is above)")
         return self.address
 
     def stop(self) -> None:
