@@ -3,9 +3,9 @@ without running a finished trial again, and no failed or interrupted sweep leave
 
 One MLflow store, one chain of real driver processes (the cases share it: each costs a
 process start and a Ray start): checks that fail before anything starts; SIGTERM while the
-driver starts Ray; SIGTERM during start-up; ``--resume`` and SIGINT while a trial is mid-way;
-``--resume`` and two SIGINTs (the second during the shutdown); ``--resume`` and SIGKILL to the
-driver and its Ray once two trials are done; ``--resume`` and SIGINT during the report;
+driver starts Ray; SIGTERM during start-up; ``--resume`` and SIGKILL to the driver and its Ray
+once two trials are done; ``--resume`` and SIGINT while a trial is mid-way; ``--resume`` and
+two SIGINTs (the second during the shutdown); ``--resume`` and SIGINT during the report;
 ``--resume`` to the end. (A sweep whose every trial fails ends FAILED with no run
 RUNNING: tests/test_storage_integrity.py's truncated checkpoint, a sweep that runs anyway.)
 Stall points (``xfer.sweep.faults``) hold the driver or a trial where the signal must land. After each
@@ -93,6 +93,31 @@ def test_open_child_runs_end_killed_with_the_signal_when_tune_stops(tmp_path):
     assert killed.info.status == "KILLED" and killed.data.tags["xfer.interrupted"] == "SIGINT"
     assert client.get_run(finished).info.status == "FINISHED"
     assert "t-running" not in logger.runs  # a restarted trial looks its run up again (reopened)
+
+
+def test_resume_ends_the_runs_a_killed_driver_left_running(tmp_path):
+    """A SIGKILLed driver leaves its open child runs RUNNING; --resume ends them KILLED, tagged
+    ``driver lost``, before its own trials report (each is reopened when its trial does). A
+    finished run and another sweep's run are not touched."""
+    from mlflow.tracking import MlflowClient
+
+    from xfer.sweep.parent_run import end_runs_of_a_lost_driver
+    from xfer.tracking.spool import SpoolingWriter
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment_id = client.create_experiment("interrupts")
+    parent, other_parent = (client.create_run(experiment_id).info.run_id for _ in range(2))
+    lost, finished = (client.create_run(experiment_id, tags={"mlflow.parentRunId": parent}).info.run_id
+                      for _ in range(2))
+    others = client.create_run(experiment_id, tags={"mlflow.parentRunId": other_parent}).info.run_id
+    client.set_terminated(finished, "FINISHED")
+    end_runs_of_a_lost_driver(client, SpoolingWriter(uri, tmp_path / "spool", echo=lambda line: None),
+                              experiment_id, parent)
+    ended = client.get_run(lost)
+    assert ended.info.status == "KILLED" and ended.data.tags["xfer.interrupted"] == "driver lost"
+    assert client.get_run(finished).info.status == "FINISHED"
+    assert client.get_run(others).info.status == "RUNNING"
 
 
 def test_resume_restores_tune_only_where_tune_saved_its_state(tmp_path):
@@ -197,8 +222,9 @@ def _killed_after_two_trials(cmd: list[str], tmp: Path, env: dict, ray_tmp: Path
     process = _start(cmd, tmp, env, "killed.log")
     finished = {}
     try:
-        assert _wait_for(lambda: (tmp / "killed.log").read_text().count("] done:") >= 2, process), \
-            (tmp / "killed.log").read_text()[-3000:]
+        if not _wait_for(lambda: (tmp / "killed.log").read_text().count("] done:") >= 2, process):
+            kill_group(process)
+            raise AssertionError((tmp / "killed.log").read_text()[-3000:] + _finish(process)[1][-3000:])
         _, _, _, children = sweep_store(tmp)
         finished = {c.data.tags["xfer.trial_id"]: c for c in children
                     if c.data.tags.get("xfer.role") == "trial" and c.info.status == "FINISHED"}
@@ -268,17 +294,26 @@ def test_every_failure_path_ends_its_runs_and_resume_finishes(tmp_path, shared_c
         _check_interrupted(tmp_path, ray_tmp, code, stderr, 143, "SIGTERM")
         assert _meta(tmp_path)["state"] == "interrupted"
 
-        # 4. --resume, then Ctrl-C (SIGINT to the process group, as a terminal sends it) while a
-        #    trial is held after its first epoch: that trial's run ends KILLED, tagged SIGINT
+        # 4. --resume, then SIGKILL to the driver and its Ray once two trials are done (a
+        #    machine that loses power: no handler runs, its open runs stay RUNNING); the trials
+        #    finished by then must never run again
+        finished_before = _killed_after_two_trials(cmd + ["--resume"], tmp_path, env, ray_tmp)
+
+        # 5. --resume, then Ctrl-C (SIGINT to the process group, as a terminal sends it) while a
+        #    trial is held after its first epoch: that trial's run ends KILLED. Tagged SIGINT if
+        #    this driver had opened it; if it is the run the SIGKILL left RUNNING and its trial
+        #    has not reported again, "driver lost": the resume ended it, and an interrupt ends
+        #    only the runs its driver opened (before the resume did that, it stayed RUNNING)
         process = _start(cmd + ["--resume"], tmp_path, _stall_env(env, tmp_path, "epoch"), "sweep.log")
         assert _wait_for(_stalled(tmp_path, "epoch"), process), log_text()[-3000:]
         os.killpg(process.pid, signal.SIGINT)
         code, stderr = _finish(process)
-        children = _check_interrupted(tmp_path, ray_tmp, code, stderr, 130, "SIGINT")
-        killed = [c for c in children if c.info.status == "KILLED"]
-        assert len(killed) == 1 and killed[0].data.tags["xfer.interrupted"] == "SIGINT", children
+        children = _check_interrupted(tmp_path, ray_tmp, code, stderr, 130, "SIGINT", after_sigkill=True)
+        killed = [c.data.tags["xfer.interrupted"] for c in children if c.info.status == "KILLED"]
+        assert killed and set(killed) <= {"SIGINT", "driver lost"}, killed
+        _no_run_left_running(tmp_path)
 
-        # 5. --resume, Ctrl-C, and Ctrl-C again during the shutdown: exits at once, resumable,
+        # 6. --resume, Ctrl-C, and Ctrl-C again during the shutdown: exits at once, resumable,
         #    the open trial's run KILLED by the second signal's last act
         process = _start(cmd + ["--resume"], tmp_path, _stall_env(env, tmp_path, "epoch"), "sweep.log")
         assert _wait_for(_stalled(tmp_path, "epoch"), process), log_text()[-3000:]
@@ -294,18 +329,13 @@ def test_every_failure_path_ends_its_runs_and_resume_finishes(tmp_path, shared_c
         assert _meta(tmp_path)["finished"] is False
         _no_run_left_running(tmp_path)
 
-        # 6. --resume, then SIGKILL to the driver and its Ray once two trials are done (a
-        #    machine that loses power: no handler runs, its runs stay RUNNING until their
-        #    trials run again); the trials finished by then must never run again
-        finished_before = _killed_after_two_trials(cmd + ["--resume"], tmp_path, env, ray_tmp)
-
         # 7. --resume, the trials run to the end, SIGINT during the report: the parent KILLED,
         #    every trial's run FINISHED, the record interrupted
         process = _start(cmd + ["--resume"], tmp_path, _stall_env(env, tmp_path, "report"), "sweep.log")
         assert _wait_for(_stalled(tmp_path, "report"), process), log_text()[-3000:]
         os.killpg(process.pid, signal.SIGINT)
         code, stderr = _finish(process)
-        children = _check_interrupted(tmp_path, ray_tmp, code, stderr, 130, "SIGINT", after_sigkill=True)
+        children = _check_interrupted(tmp_path, ray_tmp, code, stderr, 130, "SIGINT")
         trials = [c for c in children if c.data.tags.get("xfer.role") == "trial"]
         assert len(trials) == SMOKE_TRIALS and {c.info.status for c in trials} == {"FINISHED"}
         assert _meta(tmp_path)["state"] == "interrupted"

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from xfer.names import (FORECAST_AT, GIT_SHA_TAG, INTERRUPTED_TAG, PARENT_TAG, PRESET_TAG, ROLE_PARENT,
+from xfer.names import (DRIVER_LOST, FORECAST_AT, GIT_SHA_TAG, INTERRUPTED_TAG, PARENT_TAG, PRESET_TAG, ROLE_PARENT,
                         ROLE_TAG, SWEEP_TAG, TAG_PREFIX)
 from xfer.sweep import interrupts
 from xfer.sweep.options import SweepOptions
@@ -101,7 +101,9 @@ def open_sweep(record: SweepRecord, client, options: SweepOptions, preset: Prese
             record.tracking, record.parent_run_id, {INTERRUPTED_TAG: interrupts.received() or "signal"}))
         record.view_url = runs_view_url(client, record.tracking, record.experiment_id, record.sweep_id)
         if previous:  # after what a killed driver left in the spool, if anything
-            record.writer().submit({"op": "update_run", "run": record.parent_run_id, "status": "RUNNING"})
+            writer = record.writer()
+            writer.submit({"op": "update_run", "run": record.parent_run_id, "status": "RUNNING"})
+            end_runs_of_a_lost_driver(client, writer, record.experiment_id, record.parent_run_id)
         elif study_card is not None:
             log_study_card(record.writer(), record.parent_run_id, study_card)
         record.meta = {**record.spool_header, "preset": options.preset,
@@ -179,6 +181,25 @@ def runs_view_url(client, tracking: str, experiment_id: str, sweep_id: str) -> s
     return ui.runs_url(ui.ui_base(tracking), experiment_id, key)
 
 
+def _open_children(client, experiment_id: str, parent_run_id: str) -> list:
+    """The parent's child runs still RUNNING."""
+    return client.search_runs(
+        [experiment_id], max_results=1000,
+        filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}' and attributes.status = 'RUNNING'")
+
+
+def end_runs_of_a_lost_driver(client, writer, experiment_id: str, parent_run_id: str) -> None:
+    """``--resume``'s first act on the child runs: those still RUNNING belong to a driver that
+    ended without a handler (SIGKILL, a lost machine), since every other way out ends them. They
+    end KILLED, tagged ``xfer.interrupted: driver lost``, and each is reopened (RUNNING) when its
+    trial reports again. Left RUNNING, a run whose trial has not reported again when this driver
+    is interrupted would stay RUNNING: the interrupt ends only the runs this driver opened."""
+    for child in _open_children(client, experiment_id, parent_run_id):
+        writer.submit({"op": "log_batch", "run": child.info.run_id, "tags": {INTERRUPTED_TAG: DRIVER_LOST}})
+        writer.submit({"op": "set_terminated", "run": child.info.run_id, "status": "KILLED",
+                       "end_time": int(time.time() * 1000)})
+
+
 def end_open_runs_now(tracking: str, parent_run_id: str, tags: dict) -> None:
     """A second signal's last act: the parent and its child runs still RUNNING end KILLED,
     straight in MLflow (no spool, no retries beyond what the driver's client allows; the caller
@@ -187,10 +208,7 @@ def end_open_runs_now(tracking: str, parent_run_id: str, tags: dict) -> None:
     import mlflow
 
     client = mlflow.tracking.MlflowClient(tracking)
-    parent = client.get_run(parent_run_id)
-    open_children = client.search_runs(
-        [parent.info.experiment_id], max_results=1000,
-        filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}' and attributes.status = 'RUNNING'")
+    open_children = _open_children(client, client.get_run(parent_run_id).info.experiment_id, parent_run_id)
     for run_id in [parent_run_id, *(child.info.run_id for child in open_children)]:
         for key, value in tags.items():
             client.set_tag(run_id, key, value)
