@@ -55,7 +55,7 @@ SHARED_SWEEP_FIXTURES = ("smoke_sweep",)
 LONGEST_FILES = ("test_interrupts.py", "test_faults_tracking.py", "test_sweep.py", "test_studies.py",
                  "test_topology.py", "test_benchmarks_smoke.py", "test_forecast_sweep.py",
                  "test_storage_integrity.py", "test_milestones.py", "test_names_and_bounds.py",
-                 "test_endpoints.py", "test_train.py", "test_sweep_s3.py", "test_faults_node_loss.py",
+                 "test_endpoints.py", "test_train.py", "test_faults_node_loss.py",
                  "test_progress.py")
 
 
@@ -312,8 +312,8 @@ def kill_naming(text: str) -> None:
 
 @pytest.fixture(scope="module")
 def s3_endpoint(request) -> str:
-    """A real S3-compatible server (moto) on loopback, one per test module. A module that needs
-    a bucket made for it per test defines its own ``s3_endpoint`` (tests/test_sweep_s3.py)."""
+    """A real S3-compatible server (moto) on loopback, one per test module; a test makes the
+    buckets it needs."""
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

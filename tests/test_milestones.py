@@ -140,17 +140,44 @@ def test_train_command_prints_and_writes_the_milestones(blobs, tmp_path, capsys)
 
 # --- the sweep: --epoch-milestones through Ray Tune and MLflow --------------------------------
 
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test-key", "AWS_SECRET_ACCESS_KEY": "test-secret",
+                  "AWS_DEFAULT_REGION": "us-east-1"}
+
+
 @pytest.mark.slow
-def test_sweep_logs_each_milestone_as_the_shorter_trials_run(tmp_path, shared_cache):
+def test_sweep_logs_each_milestone_as_the_shorter_trials_run(tmp_path, shared_cache, s3_endpoint):
     """The smoke grid's epochs axis {1, 3} folded: 4 trials of 3 epochs, each also logged as
-    its 1-epoch run, so the store holds all 8 configurations of the unfolded grid."""
+    its 1-epoch run, so the store holds all 8 configurations of the unfolded grid.
+
+    The sweep keeps its state and checkpoints in S3: a real S3-compatible endpoint (moto's
+    server) on loopback, reached through AWS_ENDPOINT_URL as a MinIO or AWS bucket would be.
+    (One sweep for both: each is a minute of Ray, MLflow and training on the 2-core machine.)"""
+    import boto3
     from mlflow.tracking import MlflowClient
 
-    from conftest import run_sweep
+    from conftest import run_sweep, sweep_env
 
+    bucket = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+                          aws_access_key_id="test-key", aws_secret_access_key="test-secret")
+    bucket.create_bucket(Bucket="xfer-sweeps")
+    env = {**sweep_env(tmp_path), **S3_CREDENTIALS, "AWS_ENDPOINT_URL": s3_endpoint}
+    storage = "s3://xfer-sweeps/sweeps"
     done = run_sweep("pdf_grid.py", ["--preset", "smoke", "--epoch-milestones", "--scheduler", "fifo",
-                                     "--max-concurrent", "1"], tmp_path, shared_cache)
+                                     "--max-concurrent", "1", "--storage", storage],
+                     tmp_path, shared_cache, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    keys = [item["Key"] for page in bucket.get_paginator("list_objects_v2").paginate(Bucket="xfer-sweeps")
+            for item in page.get("Contents", [])]
+    sweep_files = [k for k in keys if k.endswith("/xfer_sweep.json")]
+    assert len(sweep_files) == 1 and sweep_files[0].startswith("sweeps/pdf_grid/")
+    checkpoints = {k.split("/")[3] for k in keys if k.endswith("/trial_state.pt")}
+    assert len(checkpoints) == 4  # every trial checkpointed into the bucket
+    assert not (tmp_path / "runs").exists()  # nothing went to local storage
+    # --resume lists sweeps in the bucket: the one there finished, so nothing to resume
+    again = run_sweep("pdf_grid.py", ["--preset", "smoke", "--epoch-milestones", "--storage", storage,
+                                      "--resume"], tmp_path, shared_cache, env=env)
+    assert again.returncode == 2 and "no interrupted sweep" in again.stderr, again.stderr[-3000:]
+
     assert "plan: preset smoke: 4 trials" in done.stdout
     assert "logged as its 1-epoch run: 8 configurations from 4 trials" in done.stdout
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
