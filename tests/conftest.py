@@ -64,11 +64,24 @@ def _longest_first(item) -> int:
     return LONGEST_FILES.index(name) if name in LONGEST_FILES else len(LONGEST_FILES)
 
 
+def serial_files() -> set[str]:
+    """The files the Makefile's serial run collects (SERIAL_TESTS), relative to the repository."""
+    import re
+
+    found = re.search(r"^SERIAL_TESTS\s*:?=(.*)$", (REPO / "Makefile").read_text(), flags=re.M)
+    return set(found[1].split()) if found else set()
+
+
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if any(name in item.fixturenames for name in SHARED_SWEEP_FIXTURES):
             item.add_marker(pytest.mark.slow)
+    listed = serial_files()
+    stray = [item.nodeid for item in items if item.get_closest_marker("serial")
+             and item.path.relative_to(REPO).as_posix() not in listed]
+    if stray:  # `make test` would never run them
+        raise pytest.UsageError(f"serial tests outside the Makefile's SERIAL_TESTS: {stray[:3]}")
     items.sort(key=_longest_first)  # stable: each file's own order, and the rest's, is kept
 
 
