@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from xfer.names import (DRIVER_LOST, FORECAST_AT, GIT_SHA_TAG, INTERRUPTED_TAG, PARENT_TAG, PRESET_TAG, ROLE_PARENT,
-                        ROLE_TAG, SWEEP_TAG, TAG_PREFIX)
+from xfer.names import (DRIVER_LOST, FORECAST_AT, GIT_SHA_TAG, INTERRUPTED_TAG, PARENT_TAG, PRESET_TAG,
+                        ROLE_PARENT, ROLE_TAG, SWEEP_TAG, TAG_PREFIX)
 from xfer.sweep import interrupts
 from xfer.sweep.options import SweepOptions
 from xfer.sweep.storage import SweepStore
