@@ -156,8 +156,8 @@ def mlflow_server_env() -> dict:
 # sweep's own Ray. It prints the address, then holds the cluster until its stdin closes.
 # Cluster writes the head's address to RAY_TMPDIR's ray/ray_current_cluster, "for convenience
 # in unit testing": with RAY_TMPDIR our own folder, that file stays in it. Left to the default
-# it is /tmp/ray's, shared with every Ray on the machine, and the start fails where no Ray has
-# made /tmp/ray yet (a fresh machine).
+# it goes to Ray's machine-wide temp folder, shared with every Ray on the machine, and the start
+# fails where no Ray has made that folder yet (a fresh machine).
 _ONE_NODE_SERVER = r'''
 import sys
 from ray.cluster_utils import Cluster

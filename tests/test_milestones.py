@@ -157,8 +157,9 @@ def test_sweep_logs_each_milestone_as_the_shorter_trials_run(tmp_path, shared_ca
 
     from conftest import run_sweep, sweep_env
 
-    bucket = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
-                          aws_access_key_id="test-key", aws_secret_access_key="test-secret")
+    bucket = boto3.client("s3", endpoint_url=s3_endpoint, region_name=S3_CREDENTIALS["AWS_DEFAULT_REGION"],
+                          aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
     bucket.create_bucket(Bucket="xfer-sweeps")
     env = {**sweep_env(tmp_path), **S3_CREDENTIALS, "AWS_ENDPOINT_URL": s3_endpoint}
     storage = "s3://xfer-sweeps/sweeps"
